@@ -1,0 +1,23 @@
+//! rsftp: an SSH file-transfer server (`rsftpd`) and client (`rsftp`).
+//!
+//! Users log in over SSH with a password or a public key, are confined to their own home
+//! under `storage/<user>/`, and have their own disk quota. Two SSH subsystems share one
+//! storage core: `rsftp` (our own line protocol, see `docs/PROTOCOL.md`) and `sftp`.
+//!
+//! # Layout
+//!
+//! - [`protocol`]: the rsftp/1 wire format: request lines, quoting, status lines. No I/O.
+//! - [`storage`]: the home jail, the quota ledger, partial uploads and hashing. No SSH.
+//! - [`auth`]: the `users.toml` model, password hashes, authorized keys, login throttling.
+//! - [`server`]: russh glue: configuration, the SSH handler, session limits, subsystems, logs.
+//! - [`client`]: the russh client: connection, host keys, the rsftp protocol, transfers.
+//! - `bin/`: `rsftpd` and `rsftp`, argument parsing and wiring only.
+//!
+//! Dependencies point one way: `protocol` <- `storage` <- `server` / `client`.
+#![forbid(unsafe_code)]
+
+pub mod auth;
+pub mod client;
+pub mod protocol;
+pub mod server;
+pub mod storage;
