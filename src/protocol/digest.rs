@@ -85,13 +85,24 @@ mod tests {
         );
         let d = Md5Digest::of(b"hello\n");
         assert_eq!(d.to_string(), "b1946ac92492d2347c6235b4d2611184");
-        assert_eq!("B1946AC92492D2347C6235B4D2611184".parse::<Md5Digest>(), Ok(d));
+        assert_eq!(
+            "B1946AC92492D2347C6235B4D2611184".parse::<Md5Digest>(),
+            Ok(d)
+        );
     }
 
     #[test]
     fn rejects_wrong_length_and_non_hex() {
         assert!("abc".parse::<Md5Digest>().is_err());
-        assert!("g1946ac92492d2347c6235b4d2611184".parse::<Md5Digest>().is_err());
-        assert!("b1946ac92492d2347c6235b4d26111844".parse::<Md5Digest>().is_err());
+        assert!(
+            "g1946ac92492d2347c6235b4d2611184"
+                .parse::<Md5Digest>()
+                .is_err()
+        );
+        assert!(
+            "b1946ac92492d2347c6235b4d26111844"
+                .parse::<Md5Digest>()
+                .is_err()
+        );
     }
 }
