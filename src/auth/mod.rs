@@ -4,9 +4,11 @@
 mod keys;
 mod password;
 mod size;
+mod throttle;
 
 pub use keys::{AuthorizedKey, KeyError, parse_file_text};
 pub use password::{
     AuthError, PasswordChecker, PasswordHash, Secret, hash_password, verify_password,
 };
 pub use size::{SizeError, format_size, parse_size};
+pub use throttle::{LoginThrottle, MAX_TRACKED_PEERS, ThrottlePolicy};
