@@ -84,6 +84,7 @@ impl Record {
 }
 
 impl LoginThrottle {
+    /// A throttle that remembers nobody yet.
     pub fn new(policy: ThrottlePolicy) -> Self {
         Self {
             policy,
@@ -94,6 +95,7 @@ impl LoginThrottle {
         }
     }
 
+    /// The policy this throttle applies.
     pub fn policy(&self) -> &ThrottlePolicy {
         &self.policy
     }

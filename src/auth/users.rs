@@ -348,6 +348,8 @@ impl Source<'_> {
         user: Option<&UserName>,
         problem: UsersProblem,
     ) -> UsersError {
+        // Only syntax errors show a column: elsewhere the line names the field, and a
+        // column would point at the start of a value, which says nothing more.
         let mut at = self.location(span);
         at.column = None;
         UsersError::Invalid {
