@@ -1,1 +1,30 @@
-//! auth (under construction)
+//! Who may log in, and how: the `users.toml` accounts, password hashes, authorized keys
+//! and failed-login throttling.
+//!
+//! Nothing here knows about SSH sessions. The server asks [`UsersConfig`] for an account,
+//! checks a password with [`PasswordChecker`] (off the async reactor, with a concurrency
+//! cap, and as slowly for unknown users as for known ones) or a key with
+//! [`AuthorizedKey::matches`], and consults [`LoginThrottle`] before and after.
+//!
+//! - `size`: human sizes for quotas (`"1.5 GiB"`).
+//! - `users`: the `users.toml` model, strict parsing with line numbers, the starter file.
+//! - `password`: [`Secret`], [`PasswordHash`], Argon2id hashing and verification.
+//! - `keys`: `authorized_keys` lines, matched by key data.
+//! - `throttle`: failed logins per peer, bans.
+
+mod keys;
+mod password;
+mod size;
+mod throttle;
+mod users;
+
+pub use keys::{AuthorizedKey, KeyError, parse_file_text};
+pub use password::{
+    AuthError, PasswordChecker, PasswordHash, Secret, hash_password, verify_password,
+};
+pub use size::{SizeError, format_size, parse_size};
+pub use throttle::{LoginThrottle, MAX_TRACKED_PEERS, ThrottlePolicy};
+pub use users::{
+    Location, MAX_USER_NAME_LEN, UserAccount, UserName, UserNameError, UsersConfig, UsersError,
+    UsersProblem, create_starter_file,
+};
