@@ -2,8 +2,21 @@
 //! and hashing.
 //!
 //! Blocking std code that knows nothing of SSH; the server calls it from
-//! `spawn_blocking`, and both subsystems (rsftp and SFTP) share it.
+//! `spawn_blocking`, and both subsystems (rsftp and SFTP) share it. Users name files by
+//! [`VirtualPath`], rooted at their home; every access then goes through a cap-std
+//! directory handle opened on that home, so the kernel resolves paths *beneath* it and
+//! symbolic links that lead out are refused.
 
+mod error;
+mod path;
 mod quota;
 
+pub use error::StorageError;
+pub use path::VirtualPath;
 pub use quota::{QuotaExceeded, QuotaLedger, Reservation, Usage};
+
+/// The result of a storage operation.
+pub type Result<T> = std::result::Result<T, StorageError>;
+
+/// The hidden staging area for partial uploads, at the root of each home.
+pub const STAGING_DIR: &str = ".rsftp-partial";
