@@ -8,10 +8,14 @@
 //! symbolic links that lead out are refused.
 
 mod error;
+mod home;
 mod path;
 mod quota;
+#[cfg(test)]
+mod test_support;
 
 pub use error::StorageError;
+pub use home::{Entry, EntryKind, HomeDir, OpenFile, OpenOptions, Storage};
 pub use path::VirtualPath;
 pub use quota::{QuotaExceeded, QuotaLedger, Reservation, Usage};
 
