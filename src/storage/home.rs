@@ -45,6 +45,8 @@ pub struct Storage {
 #[derive(Debug)]
 pub(super) struct UserState {
     pub(super) ledger: Arc<QuotaLedger>,
+    /// Paths with an upload in progress, each with the name of its partial file.
+    pub(super) uploads: Mutex<HashMap<VirtualPath, String>>,
     /// Held while reading a file's length and then changing it (in-place writes,
     /// truncates, deletes, renames over a file, publishing an upload).
     sizes: Mutex<()>,
@@ -104,6 +106,7 @@ impl Storage {
                 let used = scan_usage(&dir).map_err(at(&VirtualPath::root()))?;
                 let fresh = Arc::new(UserState {
                     ledger: QuotaLedger::new(quota, used),
+                    uploads: Mutex::default(),
                     sizes: Mutex::default(),
                 });
                 Arc::clone(lock(&self.users).entry(user.to_owned()).or_insert(fresh))
@@ -450,7 +453,7 @@ impl HomeDir {
     }
 
     /// Writes `data` at `offset` in place, creating the file if needed (not atomic; see
-    /// `HomeDir::begin_upload` for that).
+    /// [`HomeDir::begin_upload`] for that).
     pub fn write_at(&self, path: &VirtualPath, offset: u64, data: &[u8]) -> Result<()> {
         let options = OpenOptions {
             write: true,

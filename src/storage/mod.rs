@@ -13,11 +13,13 @@ mod path;
 mod quota;
 #[cfg(test)]
 mod test_support;
+mod upload;
 
 pub use error::StorageError;
 pub use home::{Entry, EntryKind, HomeDir, OpenFile, OpenOptions, Storage};
 pub use path::VirtualPath;
 pub use quota::{QuotaExceeded, QuotaLedger, Reservation, Usage};
+pub use upload::{Upload, UploadStart};
 
 /// The result of a storage operation.
 pub type Result<T> = std::result::Result<T, StorageError>;

@@ -122,6 +122,12 @@ impl VirtualPath {
         Self::checked(path)
     }
 
+    /// The staging area itself, for errors about partial files. Not reachable through
+    /// [`VirtualPath::resolve`].
+    pub(crate) fn staging() -> Self {
+        Self(format!("/{STAGING_DIR}"))
+    }
+
     fn components(&self) -> impl Iterator<Item = &str> {
         self.0.split('/').filter(|c| !c.is_empty())
     }

@@ -132,6 +132,17 @@ impl Reservation {
         self.remaining -= n;
         Ok(())
     }
+
+    /// `n` bytes already counted as used were discarded from disk, and are needed again
+    /// by this transfer (an upload that starts over). They move from used back into this
+    /// reservation, so the user's total does not change and nobody can take them meanwhile.
+    pub(crate) fn reclaim(&mut self, n: u64) {
+        let mut state = self.ledger.lock();
+        let n = n.min(state.used);
+        state.used -= n;
+        state.reserved = state.reserved.saturating_add(n);
+        self.remaining += n;
+    }
 }
 
 impl Drop for Reservation {
@@ -212,6 +223,17 @@ mod tests {
         assert!(ledger.reserve(0).is_ok());
         ledger.release(40);
         assert!(ledger.reserve(10).is_ok());
+    }
+
+    #[test]
+    fn reclaim_moves_used_back_to_reserved() {
+        let ledger = QuotaLedger::new(100, 40);
+        let mut r = ledger.reserve(60).unwrap();
+        r.reclaim(40);
+        assert_eq!(r.remaining(), 100);
+        assert_eq!((ledger.usage().used, ledger.usage().reserved), (0, 100));
+        drop(r);
+        assert_eq!(ledger.usage().free(), 100);
     }
 
     #[test]
