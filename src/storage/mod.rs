@@ -1,1 +1,28 @@
-//! storage (under construction)
+//! The storage core: each user's home jail, their quota ledger, atomic resumable uploads
+//! and hashing.
+//!
+//! Blocking std code that knows nothing of SSH; the server calls it from
+//! `spawn_blocking`, and both subsystems (rsftp and SFTP) share it. Users name files by
+//! [`VirtualPath`], rooted at their home; every access then goes through a cap-std
+//! directory handle opened on that home, so the kernel resolves paths *beneath* it and
+//! symbolic links that lead out are refused.
+
+mod error;
+mod home;
+mod path;
+mod quota;
+#[cfg(test)]
+mod test_support;
+mod upload;
+
+pub use error::StorageError;
+pub use home::{Entry, EntryKind, HomeDir, OpenFile, OpenOptions, Storage};
+pub use path::VirtualPath;
+pub use quota::{QuotaExceeded, QuotaLedger, Reservation, Usage};
+pub use upload::{Upload, UploadStart};
+
+/// The result of a storage operation.
+pub type Result<T> = std::result::Result<T, StorageError>;
+
+/// The hidden staging area for partial uploads, at the root of each home.
+pub const STAGING_DIR: &str = ".rsftp-partial";

@@ -1,0 +1,1033 @@
+//! Users' homes: the jail every access goes through, the per-user state shared by all of
+//! a user's sessions, and the file operations both subsystems need.
+//!
+//! A [`HomeDir`] holds a cap-std [`Dir`] opened on the user's home. Every operation
+//! passes it a path relative to that handle, so the kernel (through cap-std) resolves it
+//! beneath the home: symbolic links that stay inside work, ones that lead out fail.
+//!
+//! Quota: every operation that changes a regular file's length books the change in the
+//! user's [`QuotaLedger`], and takes the user's size lock while it reads the old length
+//! and changes it, so concurrent writers never count the same bytes twice.
+
+use std::collections::HashMap;
+use std::ffi::OsString;
+use std::io;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::DirBuilderExt as _;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::SystemTime;
+
+use cap_fs_ext::{DirExt as _, SystemTimeSpec};
+use cap_std::fs::{Dir, File, FileExt as _, Metadata, MetadataExt as _, Permissions};
+use cap_std::fs::{OpenOptions as CapOpenOptions, PermissionsExt as _};
+use md5::{Digest, Md5};
+
+use super::{QuotaLedger, Result, STAGING_DIR, StorageError, Usage, VirtualPath};
+use crate::protocol::Md5Digest;
+
+/// Files are hashed in chunks of this size.
+const HASH_CHUNK: usize = 256 * 1024;
+
+/// The deepest directory the usage scan descends into. Paths are at most 4096 bytes, so
+/// a user cannot build a tree deeper than 2048 levels; the bound only stops a tree that
+/// loops through a bind mount.
+const MAX_SCAN_DEPTH: usize = 2048;
+
+/// Where all homes live: `<root>/<user>/`, and the per-user state of those in use.
+#[derive(Clone, Debug)]
+pub struct Storage {
+    root: PathBuf,
+    users: Arc<Mutex<HashMap<String, Arc<UserState>>>>,
+}
+
+/// What all sessions of one user share.
+#[derive(Debug)]
+pub(super) struct UserState {
+    pub(super) ledger: Arc<QuotaLedger>,
+    /// Paths with an upload in progress, each with the name of its partial file.
+    pub(super) uploads: Mutex<HashMap<VirtualPath, String>>,
+    /// Held while reading a file's length and then changing it (in-place writes,
+    /// truncates, deletes, renames over a file, publishing an upload).
+    sizes: Mutex<()>,
+}
+
+impl UserState {
+    pub(super) fn lock_sizes(&self) -> MutexGuard<'_, ()> {
+        lock(&self.sizes)
+    }
+}
+
+/// Locks `mutex`, ignoring poisoning: every critical section in this module leaves its
+/// data consistent before anything in it can panic, so a poisoned lock holds valid data.
+pub(super) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl Storage {
+    /// Opens the storage root, creating it if needed.
+    pub fn open(root: &Path) -> Result<Storage> {
+        std::fs::create_dir_all(root).map_err(at(&VirtualPath::root()))?;
+        Ok(Storage {
+            root: root.to_owned(),
+            users: Arc::default(),
+        })
+    }
+
+    /// Opens `user`'s home, creating it (mode 0700) if missing. The first call for a user
+    /// computes their usage from disk; later calls share that state. Every call sets the
+    /// quota to `quota`, so a reloaded configuration applies to sessions already open.
+    ///
+    /// `user` must already be a validated account name.
+    pub fn home(&self, user: &str, quota: u64) -> Result<HomeDir> {
+        // The caller validates names; this only keeps a bad one from naming another place.
+        if user.is_empty() || user == "." || user == ".." || user.contains(['/', '\0']) {
+            return Err(StorageError::BadPath {
+                reason: "not a valid user name",
+            });
+        }
+        let path = self.root.join(user);
+        match std::fs::DirBuilder::new().mode(0o700).create(&path) {
+            Err(e) if e.kind() != io::ErrorKind::AlreadyExists => {
+                return Err(StorageError::from_io(&VirtualPath::root(), e));
+            }
+            _ => {}
+        }
+        let dir = Dir::open_ambient_dir(&path, cap_std::ambient_authority())
+            .map_err(at(&VirtualPath::root()))?;
+
+        let cached = lock(&self.users).get(user).cloned();
+        let state = match cached {
+            Some(state) => state,
+            None => {
+                // Scan without holding the map, so other users' logins don't wait. Two
+                // first logins of one user may both scan; the first to insert wins, and
+                // no write can happen before a state exists.
+                let used = scan_usage(&dir).map_err(at(&VirtualPath::root()))?;
+                let fresh = Arc::new(UserState {
+                    ledger: QuotaLedger::new(quota, used),
+                    uploads: Mutex::default(),
+                    sizes: Mutex::default(),
+                });
+                Arc::clone(lock(&self.users).entry(user.to_owned()).or_insert(fresh))
+            }
+        };
+        state.ledger.set_limit(quota);
+        Ok(HomeDir {
+            dir: Arc::new(dir),
+            state,
+        })
+    }
+
+    /// The usage of `user`, if their home has been opened since start (or `forget`).
+    pub fn usage_of(&self, user: &str) -> Option<Usage> {
+        lock(&self.users).get(user).map(|s| s.ledger.usage())
+    }
+
+    /// Drops the cached state of `user` (for instance after the account was deleted);
+    /// the next [`Storage::home`] scans the disk again. Sessions still open keep the old
+    /// state, so call this only when the user has none.
+    pub fn forget(&self, user: &str) {
+        lock(&self.users).remove(user);
+    }
+}
+
+/// Sums the lengths of all regular files under `home`, without following symbolic links.
+///
+/// Iterative, keeping only relative paths on the stack: a deep tree costs neither stack
+/// frames nor open file descriptors. cap-std resolves each path beneath `home` again.
+fn scan_usage(home: &Dir) -> io::Result<u64> {
+    let mut total = 0u64;
+    let mut pending = vec![(PathBuf::from("."), 0usize)];
+    while let Some((rel, depth)) = pending.pop() {
+        let dir = match home.open_dir_nofollow(&rel) {
+            Ok(dir) => dir,
+            // Removed since we listed its parent.
+            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e),
+        };
+        for entry in dir.entries()? {
+            let entry = entry?;
+            let kind = entry.file_type()?;
+            if kind.is_dir() {
+                if depth < MAX_SCAN_DEPTH {
+                    pending.push((rel.join(entry.file_name()), depth + 1));
+                } else {
+                    tracing::warn!(depth, "usage scan: directory tree too deep; not counted");
+                }
+            } else if kind.is_file() {
+                match entry.metadata() {
+                    Ok(meta) => total = total.saturating_add(meta.len()),
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+    }
+    Ok(total)
+}
+
+/// One user's home, for one session. Cheap to clone; clones share everything.
+#[derive(Clone, Debug)]
+pub struct HomeDir {
+    pub(super) dir: Arc<Dir>,
+    pub(super) state: Arc<UserState>,
+}
+
+/// What a directory entry or a `stat` reports.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Entry {
+    /// The final component in a listing; the path as asked for `stat`.
+    pub name: OsString,
+    pub kind: EntryKind,
+    /// Length in bytes.
+    pub size: u64,
+    /// Last modification, in Unix seconds.
+    pub mtime: i64,
+    /// `st_mode`: the file type and permission bits, as SFTP wants them.
+    pub mode: u32,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EntryKind {
+    Dir,
+    File,
+    Symlink,
+    Other,
+}
+
+impl Entry {
+    fn new(name: impl Into<OsString>, meta: &Metadata) -> Entry {
+        let kind = meta.file_type();
+        let kind = if kind.is_dir() {
+            EntryKind::Dir
+        } else if kind.is_file() {
+            EntryKind::File
+        } else if kind.is_symlink() {
+            EntryKind::Symlink
+        } else {
+            EntryKind::Other
+        };
+        Entry {
+            name: name.into(),
+            kind,
+            size: meta.len(),
+            mtime: meta.mtime(),
+            mode: meta.mode(),
+        }
+    }
+}
+
+/// How to open a file with [`HomeDir::open`], as SFTP's open flags say.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct OpenOptions {
+    pub read: bool,
+    pub write: bool,
+    /// Create the file if it does not exist.
+    pub create: bool,
+    /// Cut the file to 0 bytes on open (this implies writing).
+    pub truncate: bool,
+    /// Fail with `Exists` if the file exists (this implies `create`).
+    pub exclusive: bool,
+    /// Every write goes to the end of the file, whatever its offset (implies writing).
+    pub append: bool,
+}
+
+/// A regular file opened inside a home, for SFTP handles and in-place writes.
+#[derive(Debug)]
+pub struct OpenFile {
+    file: File,
+    path: VirtualPath,
+    state: Arc<UserState>,
+    writable: bool,
+    append: bool,
+}
+
+/// Turns an I/O error on `path` into a typed error; for `map_err`.
+pub(super) fn at(path: &VirtualPath) -> impl FnOnce(io::Error) -> StorageError + '_ {
+    move |err| StorageError::from_io(path, err)
+}
+
+fn same_file(a: &Metadata, b: &Metadata) -> bool {
+    a.dev() == b.dev() && a.ino() == b.ino()
+}
+
+/// Only regular files can be opened: a directory is refused as such, and a device or a
+/// FIFO (which could block the opener forever) as not permitted.
+fn check_regular(path: &VirtualPath, meta: &Metadata) -> Result<()> {
+    if meta.is_dir() {
+        Err(StorageError::IsADirectory { path: path.clone() })
+    } else if !meta.is_file() {
+        Err(StorageError::Denied {
+            path: path.clone(),
+            reason: "not a regular file",
+        })
+    } else {
+        Ok(())
+    }
+}
+
+fn refuse_root(path: &VirtualPath) -> Result<()> {
+    if path.is_root() {
+        return Err(StorageError::Denied {
+            path: path.clone(),
+            reason: "the home itself",
+        });
+    }
+    Ok(())
+}
+
+/// Feeds up to `len` bytes of `file` from `offset` into `hasher`, stopping at the end of
+/// the file; returns how many bytes it hashed.
+pub(super) fn hash_range(file: &File, offset: u64, len: u64, hasher: &mut Md5) -> io::Result<u64> {
+    let mut buf = vec![0u8; HASH_CHUNK.min(usize::try_from(len).unwrap_or(HASH_CHUNK))];
+    let mut done = 0u64;
+    while done < len {
+        let want = usize::try_from(len - done).map_or(buf.len(), |n| n.min(buf.len()));
+        let n = read_full(file, offset.saturating_add(done), &mut buf[..want])?;
+        hasher.update(&buf[..n]);
+        done += n as u64;
+        if n < want {
+            break;
+        }
+    }
+    Ok(done)
+}
+
+/// Reads until `buf` is full or the file ends, so a short count always means the end.
+fn read_full(file: &File, offset: u64, buf: &mut [u8]) -> io::Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match file.read_at(&mut buf[filled..], offset.saturating_add(filled as u64)) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(filled)
+}
+
+impl HomeDir {
+    pub fn ledger(&self) -> &Arc<QuotaLedger> {
+        &self.state.ledger
+    }
+
+    pub fn usage(&self) -> Usage {
+        self.state.ledger.usage()
+    }
+
+    /// Describes `path`, following symbolic links (as long as they stay inside the home).
+    pub fn stat(&self, path: &VirtualPath) -> Result<Entry> {
+        let meta = self.dir.metadata(path.to_relative()).map_err(at(path))?;
+        Ok(Entry::new(path.as_str(), &meta))
+    }
+
+    /// Describes `path` itself: a symbolic link is reported as a link.
+    pub fn lstat(&self, path: &VirtualPath) -> Result<Entry> {
+        let meta = self
+            .dir
+            .symlink_metadata(path.to_relative())
+            .map_err(at(path))?;
+        Ok(Entry::new(path.as_str(), &meta))
+    }
+
+    /// The entries of a directory, sorted by name bytes, with symbolic links shown as
+    /// links; or, for anything else, that one entry.
+    pub fn list(&self, path: &VirtualPath) -> Result<Vec<Entry>> {
+        let rel = path.to_relative();
+        if !self.dir.metadata(rel).map_err(at(path))?.is_dir() {
+            let meta = self.dir.symlink_metadata(rel).map_err(at(path))?;
+            let name = path.file_name().unwrap_or(path.as_str());
+            return Ok(vec![Entry::new(name, &meta)]);
+        }
+        let listed = self.dir.open_dir(rel).map_err(at(path))?;
+        // Compare by identity, not by name: a link to `.` lists the home root too.
+        let is_home_root = same_file(
+            &listed.dir_metadata().map_err(at(path))?,
+            &self.dir.dir_metadata().map_err(at(path))?,
+        );
+        let mut entries = Vec::new();
+        for item in listed.entries().map_err(at(path))? {
+            let item = item.map_err(at(path))?;
+            let name = item.file_name();
+            if is_home_root && name == STAGING_DIR {
+                continue;
+            }
+            match item.metadata() {
+                Ok(meta) => entries.push(Entry::new(name, &meta)),
+                // Deleted while we listed.
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(StorageError::from_io(path, e)),
+            }
+        }
+        entries.sort_by(|a, b| a.name.as_bytes().cmp(b.name.as_bytes()));
+        Ok(entries)
+    }
+
+    /// Creates a directory; its parent must exist.
+    pub fn mkdir(&self, path: &VirtualPath) -> Result<()> {
+        self.dir.create_dir(path.to_relative()).map_err(at(path))
+    }
+
+    /// Removes an empty directory.
+    pub fn rmdir(&self, path: &VirtualPath) -> Result<()> {
+        refuse_root(path)?;
+        self.dir.remove_dir(path.to_relative()).map_err(at(path))
+    }
+
+    /// Removes a file or a symbolic link (not what it points to), giving a file's space
+    /// back.
+    pub fn remove_file(&self, path: &VirtualPath) -> Result<()> {
+        let rel = path.to_relative();
+        let _sizes = self.state.lock_sizes();
+        let meta = self.dir.symlink_metadata(rel).map_err(at(path))?;
+        if meta.is_dir() {
+            return Err(StorageError::IsADirectory { path: path.clone() });
+        }
+        self.dir.remove_file(rel).map_err(at(path))?;
+        if meta.is_file() {
+            self.state.ledger.release(meta.len());
+        }
+        Ok(())
+    }
+
+    /// Renames `from` to `to` as POSIX `rename` does: a file at `to` is replaced, and its
+    /// space given back.
+    pub fn rename(&self, from: &VirtualPath, to: &VirtualPath) -> Result<()> {
+        refuse_root(from)?;
+        refuse_root(to)?;
+        let (from_rel, to_rel) = (from.to_relative(), to.to_relative());
+        let _sizes = self.state.lock_sizes();
+        let source = self.dir.symlink_metadata(from_rel).map_err(at(from))?;
+        let replaced = match self.dir.symlink_metadata(to_rel) {
+            // Renaming a file onto another link to itself changes nothing.
+            Ok(meta) if meta.is_file() && !same_file(&meta, &source) => meta.len(),
+            Ok(_) => 0,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => 0,
+            Err(e) => return Err(StorageError::from_io(to, e)),
+        };
+        // `from` resolved a moment ago, so a failure now is about `to`.
+        self.dir
+            .rename(from_rel, &self.dir, to_rel)
+            .map_err(at(to))?;
+        self.state.ledger.release(replaced);
+        Ok(())
+    }
+
+    /// Opens a regular file, for SFTP handles and in-place writes.
+    pub fn open(&self, path: &VirtualPath, options: OpenOptions) -> Result<OpenFile> {
+        let rel = path.to_relative();
+        // Look before opening: opening a FIFO would block.
+        match self.dir.metadata(rel) {
+            Ok(meta) => check_regular(path, &meta)?,
+            Err(e)
+                if e.kind() == io::ErrorKind::NotFound && (options.create || options.exclusive) => {
+            }
+            Err(e) => return Err(StorageError::from_io(path, e)),
+        }
+        let writable = options.write || options.truncate || options.append;
+        let mut cap = CapOpenOptions::new();
+        // Creating needs write access from the OS even when the user only reads;
+        // `writable` is what the user asked for, and what `write_at` checks.
+        cap.read(options.read || !writable)
+            .write(writable || options.create || options.exclusive);
+        if options.exclusive {
+            cap.create_new(true);
+        } else {
+            cap.create(options.create);
+        }
+        let file = self.dir.open_with(rel, &cap).map_err(at(path))?;
+        check_regular(path, &file.metadata().map_err(at(path))?)?;
+        let file = OpenFile {
+            file,
+            path: path.clone(),
+            state: Arc::clone(&self.state),
+            writable,
+            append: options.append,
+        };
+        if options.truncate {
+            file.set_len(0)?;
+        }
+        Ok(file)
+    }
+
+    /// Writes `data` at `offset` in place, creating the file if needed (not atomic; see
+    /// [`HomeDir::begin_upload`] for that).
+    pub fn write_at(&self, path: &VirtualPath, offset: u64, data: &[u8]) -> Result<()> {
+        let options = OpenOptions {
+            write: true,
+            create: true,
+            ..OpenOptions::default()
+        };
+        self.open(path, options)?.write_at(offset, data)
+    }
+
+    /// Opens a regular file for a streaming download.
+    pub fn open_read(&self, path: &VirtualPath) -> Result<(std::fs::File, Entry)> {
+        let options = OpenOptions {
+            read: true,
+            ..OpenOptions::default()
+        };
+        let file = self.open(path, options)?;
+        let entry = file.stat()?;
+        Ok((file.into_std(), entry))
+    }
+
+    /// The MD5 of up to `len` bytes of `path` from `offset` (less at the end of the
+    /// file), and how many bytes that was.
+    pub fn md5_range(&self, path: &VirtualPath, offset: u64, len: u64) -> Result<(Md5Digest, u64)> {
+        let read = OpenOptions {
+            read: true,
+            ..OpenOptions::default()
+        };
+        let file = self.open(path, read)?;
+        let mut hasher = Md5::new();
+        let hashed = hash_range(&file.file, offset, len, &mut hasher).map_err(at(path))?;
+        Ok((Md5Digest::from_hasher(hasher), hashed))
+    }
+
+    /// Sets the modification time of `path` (following links inside the home).
+    pub fn set_mtime(&self, path: &VirtualPath, mtime: SystemTime) -> Result<()> {
+        let mtime = SystemTimeSpec::Absolute(cap_std::time::SystemTime::from_std(mtime));
+        self.dir
+            .set_mtime(path.to_relative(), mtime)
+            .map_err(at(path))
+    }
+
+    /// Sets the permission bits of `path`. Only `0o777` is honoured: never setuid,
+    /// setgid or sticky. A directory keeps `0o700` for its owner, the server, so that it
+    /// can always scan usage, clean up and delete inside the home.
+    pub fn set_permissions(&self, path: &VirtualPath, mode: u32) -> Result<()> {
+        let rel = path.to_relative();
+        let mut mode = mode & 0o777;
+        if self.dir.metadata(rel).map_err(at(path))?.is_dir() {
+            mode |= 0o700;
+        }
+        self.dir
+            .set_permissions(rel, Permissions::from_mode(mode))
+            .map_err(at(path))
+    }
+}
+
+impl OpenFile {
+    pub fn path(&self) -> &VirtualPath {
+        &self.path
+    }
+
+    /// Reads from `offset` until `buf` is full or the file ends; returns the count.
+    pub fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<usize> {
+        read_full(&self.file, offset, buf).map_err(at(&self.path))
+    }
+
+    /// Writes all of `data` at `offset` (at the end, if opened to append). Growth of the
+    /// file is reserved in the quota ledger first, and refused if it does not fit.
+    pub fn write_at(&self, offset: u64, data: &[u8]) -> Result<()> {
+        self.check_writable()?;
+        let _sizes = self.state.lock_sizes();
+        let len = self.len()?;
+        let offset = if self.append { len } else { offset };
+        let end = offset
+            .checked_add(data.len() as u64)
+            .ok_or_else(|| StorageError::BadOffset {
+                path: self.path.clone(),
+                offset,
+                held: len,
+            })?;
+        let growth = end.saturating_sub(len);
+        let mut reservation = self.state.ledger.reserve(growth)?;
+        if let Err(e) = self.file.write_all_at(data, offset) {
+            // Part of `data` may have landed: count whatever the file grew by.
+            if let Ok(now) = self.len() {
+                reservation.commit(now.saturating_sub(len).min(growth))?;
+            }
+            return Err(StorageError::from_io(&self.path, e));
+        }
+        reservation.commit(growth)?;
+        Ok(())
+    }
+
+    /// Cuts or extends the file to `len` bytes; shrinking gives space back, growing
+    /// reserves it first.
+    pub fn set_len(&self, len: u64) -> Result<()> {
+        self.check_writable()?;
+        let _sizes = self.state.lock_sizes();
+        let old = self.len()?;
+        if len <= old {
+            self.file.set_len(len).map_err(at(&self.path))?;
+            self.state.ledger.release(old - len);
+        } else {
+            let mut reservation = self.state.ledger.reserve(len - old)?;
+            self.file.set_len(len).map_err(at(&self.path))?;
+            reservation.commit(len - old)?;
+        }
+        Ok(())
+    }
+
+    /// Describes the open file; `name` is its path.
+    pub fn stat(&self) -> Result<Entry> {
+        let meta = self.file.metadata().map_err(at(&self.path))?;
+        Ok(Entry::new(self.path.as_str(), &meta))
+    }
+
+    /// Flushes the file's data and metadata to disk.
+    pub fn sync(&self) -> Result<()> {
+        self.file.sync_all().map_err(at(&self.path))
+    }
+
+    pub fn into_std(self) -> std::fs::File {
+        self.file.into_std()
+    }
+
+    fn len(&self) -> Result<u64> {
+        Ok(self.file.metadata().map_err(at(&self.path))?.len())
+    }
+
+    fn check_writable(&self) -> Result<()> {
+        if !self.writable {
+            return Err(StorageError::Denied {
+                path: self.path.clone(),
+                reason: "not opened for writing",
+            });
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::test_support::{Fixture, fixture, vp};
+
+    fn names(entries: &[Entry]) -> Vec<&str> {
+        entries.iter().map(|e| e.name.to_str().unwrap()).collect()
+    }
+
+    #[test]
+    fn homes_are_shareable_between_threads() {
+        fn send_sync<T: Send + Sync>() {}
+        send_sync::<Storage>();
+        send_sync::<HomeDir>();
+        send_sync::<OpenFile>();
+    }
+
+    #[test]
+    fn directories_files_and_listing() {
+        let f = fixture(1000);
+        let h = &f.home;
+        h.mkdir(&vp("/docs")).unwrap();
+        h.write_at(&vp("/docs/b.txt"), 0, b"bee").unwrap();
+        h.write_at(&vp("/a.txt"), 0, b"hello").unwrap();
+        h.write_at(&vp("/B.txt"), 0, b"").unwrap();
+        assert!(matches!(
+            h.mkdir(&vp("/docs")),
+            Err(StorageError::Exists { .. })
+        ));
+        assert!(matches!(
+            h.mkdir(&vp("/no/such")),
+            Err(StorageError::NotFound { .. })
+        ));
+
+        // The staging area, as uploads leave it, stays hidden.
+        std::fs::create_dir(f.real(STAGING_DIR)).unwrap();
+        let root = h.list(&VirtualPath::root()).unwrap();
+        assert_eq!(names(&root), ["B.txt", "a.txt", "docs"]);
+        assert_eq!(root[1].kind, EntryKind::File);
+        assert_eq!(root[1].size, 5);
+        assert_eq!(root[2].kind, EntryKind::Dir);
+        // Listing a file gives that file.
+        assert_eq!(names(&h.list(&vp("/docs/b.txt")).unwrap()), ["b.txt"]);
+
+        let st = h.stat(&vp("/docs/b.txt")).unwrap();
+        assert_eq!(
+            (st.name.to_str(), st.kind, st.size),
+            (Some("/docs/b.txt"), EntryKind::File, 3)
+        );
+        assert_eq!(st.mode & 0o170000, 0o100000);
+        assert!(matches!(
+            h.stat(&vp("/nope")),
+            Err(StorageError::NotFound { .. })
+        ));
+
+        assert!(matches!(
+            h.rmdir(&vp("/docs")),
+            Err(StorageError::NotEmpty { .. })
+        ));
+        assert!(matches!(
+            h.rmdir(&VirtualPath::root()),
+            Err(StorageError::Denied { .. })
+        ));
+        assert!(matches!(
+            h.remove_file(&vp("/docs")),
+            Err(StorageError::IsADirectory { .. })
+        ));
+        assert!(matches!(
+            h.rmdir(&vp("/a.txt")),
+            Err(StorageError::NotADirectory { .. })
+        ));
+        h.remove_file(&vp("/docs/b.txt")).unwrap();
+        h.rmdir(&vp("/docs")).unwrap();
+        assert!(matches!(
+            h.list(&vp("/docs")),
+            Err(StorageError::NotFound { .. })
+        ));
+    }
+
+    #[test]
+    fn planted_links_that_escape_are_refused() {
+        let f = fixture(1000);
+        f.plant_links();
+        let h = &f.home;
+        for link in Fixture::ESCAPES {
+            let link = vp(link);
+            let inner = vp(&format!("{link}/s.txt"));
+            let denied = |r: Result<()>, what: &str| {
+                assert!(
+                    matches!(r, Err(StorageError::Denied { .. })),
+                    "{what} {link}: {r:?}"
+                );
+            };
+            denied(h.stat(&link).map(drop), "stat");
+            denied(h.stat(&inner).map(drop), "stat inner");
+            denied(h.list(&link).map(drop), "list");
+            denied(
+                h.open(
+                    &link,
+                    OpenOptions {
+                        read: true,
+                        ..Default::default()
+                    },
+                )
+                .map(drop),
+                "open",
+            );
+            denied(h.open_read(&inner).map(drop), "open_read");
+            denied(h.md5_range(&link, 0, 10).map(drop), "md5");
+            denied(h.write_at(&inner, 0, b"x"), "write_at");
+            denied(
+                h.write_at(&vp(&format!("{link}/new")), 0, b"x"),
+                "write_at new",
+            );
+            denied(h.mkdir(&vp(&format!("{link}/new"))), "mkdir");
+            denied(h.rename(&inner, &vp("/stolen")), "rename from");
+            denied(
+                h.rename(&vp("/docs/d.txt"), &vp(&format!("{link}/d.txt"))),
+                "rename to",
+            );
+            denied(h.set_permissions(&link, 0o777), "chmod");
+            denied(h.set_mtime(&link, SystemTime::UNIX_EPOCH), "set_mtime");
+            denied(h.remove_file(&inner), "remove through");
+            // The link itself is there to see, as a link.
+            assert_eq!(h.lstat(&link).unwrap().kind, EntryKind::Symlink);
+        }
+        let listed = h.list(&VirtualPath::root()).unwrap();
+        assert!(
+            listed
+                .iter()
+                .filter(|e| e.name != "docs")
+                .all(|e| e.kind == EntryKind::Symlink)
+        );
+
+        // Nothing outside was read, changed or created.
+        let secret = f.tmp.path().join("secret");
+        assert_eq!(std::fs::read(secret.join("s.txt")).unwrap(), b"secret");
+        assert_eq!(std::fs::read_dir(&secret).unwrap().count(), 1);
+        assert_eq!(
+            std::fs::read_dir(f.tmp.path().join("storage/bob"))
+                .unwrap()
+                .count(),
+            1
+        );
+        assert!(!f.real("stolen").exists());
+        // Planted behind the ledger's back, and nothing from outside was counted either.
+        assert_eq!(h.usage().used, 0);
+    }
+
+    #[test]
+    fn links_that_stay_inside_work() {
+        let f = fixture(1000);
+        f.plant_links();
+        let h = &f.home;
+        assert_eq!(h.stat(&vp("/inside")).unwrap().kind, EntryKind::Dir);
+        assert_eq!(names(&h.list(&vp("/inside")).unwrap()), ["d.txt"]);
+        let (mut file, entry) = h.open_read(&vp("/inside_file")).unwrap();
+        assert_eq!(entry.size, 3);
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut file, &mut text).unwrap();
+        assert_eq!(text, "doc");
+        h.write_at(&vp("/inside/new.txt"), 0, b"new").unwrap();
+        assert_eq!(std::fs::read(f.real("docs/new.txt")).unwrap(), b"new");
+
+        // A link to the home root lists it, and still hides the staging area.
+        std::os::unix::fs::symlink(".", f.real("self")).unwrap();
+        std::fs::create_dir(f.real(STAGING_DIR)).unwrap();
+        let via_link = h.list(&vp("/self")).unwrap();
+        assert!(via_link.iter().all(|e| e.name != STAGING_DIR));
+        assert!(via_link.iter().any(|e| e.name == "docs"));
+    }
+
+    #[test]
+    fn regular_files_only() {
+        let f = fixture(1000);
+        let h = &f.home;
+        h.mkdir(&vp("/d")).unwrap();
+        let read = OpenOptions {
+            read: true,
+            ..Default::default()
+        };
+        let write = OpenOptions {
+            write: true,
+            create: true,
+            ..Default::default()
+        };
+        assert!(matches!(
+            h.open(&vp("/d"), read),
+            Err(StorageError::IsADirectory { .. })
+        ));
+        assert!(matches!(
+            h.open(&vp("/d"), write),
+            Err(StorageError::IsADirectory { .. })
+        ));
+        assert!(matches!(
+            h.open(&VirtualPath::root(), read),
+            Err(StorageError::IsADirectory { .. })
+        ));
+        assert!(matches!(
+            h.open_read(&vp("/missing")),
+            Err(StorageError::NotFound { .. })
+        ));
+        assert!(matches!(
+            h.write_at(&vp("/d/x/y"), 0, b"x"),
+            Err(StorageError::NotFound { .. })
+        ));
+
+        let excl = OpenOptions {
+            write: true,
+            exclusive: true,
+            ..Default::default()
+        };
+        h.open(&vp("/e"), excl).unwrap();
+        assert!(matches!(
+            h.open(&vp("/e"), excl),
+            Err(StorageError::Exists { .. })
+        ));
+
+        // A handle opened to read cannot write, even one that had to create its file.
+        let created = h
+            .open(
+                &vp("/c"),
+                OpenOptions {
+                    read: true,
+                    create: true,
+                    ..Default::default()
+                },
+            )
+            .unwrap();
+        assert!(matches!(
+            created.write_at(0, b"x"),
+            Err(StorageError::Denied { .. })
+        ));
+    }
+
+    #[test]
+    fn open_file_reads_writes_and_appends() {
+        let f = fixture(1000);
+        let h = &f.home;
+        let rw = OpenOptions {
+            read: true,
+            write: true,
+            create: true,
+            ..Default::default()
+        };
+        let file = h.open(&vp("/f"), rw).unwrap();
+        file.write_at(0, b"hello world").unwrap();
+        file.write_at(6, b"there").unwrap();
+        let mut buf = [0u8; 32];
+        let n = file.read_at(0, &mut buf).unwrap();
+        assert_eq!(&buf[..n], b"hello there");
+        assert_eq!(file.read_at(100, &mut buf).unwrap(), 0);
+        assert_eq!(file.stat().unwrap().size, 11);
+        file.sync().unwrap();
+        assert_eq!(file.path(), &vp("/f"));
+
+        let append = OpenOptions {
+            write: true,
+            append: true,
+            ..Default::default()
+        };
+        h.open(&vp("/f"), append)
+            .unwrap()
+            .write_at(0, b"!")
+            .unwrap();
+        assert_eq!(std::fs::read(f.real("f")).unwrap(), b"hello there!");
+        assert_eq!(h.usage().used, 12);
+    }
+
+    #[test]
+    fn writes_past_the_quota_are_refused_and_change_nothing() {
+        let f = fixture(10);
+        let h = &f.home;
+        h.write_at(&vp("/a"), 0, b"12345678").unwrap();
+        let err = h.write_at(&vp("/a"), 8, b"abc").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "quota exceeded: need 3 bytes, used 8 of 10 bytes"
+        );
+        // A write far past the end would make a 1 KiB file: refused too.
+        assert!(matches!(
+            h.write_at(&vp("/a"), 1024, b"x"),
+            Err(StorageError::Quota(_))
+        ));
+        assert!(matches!(
+            h.write_at(&vp("/b"), 0, b"abc"),
+            Err(StorageError::Quota(_))
+        ));
+        assert_eq!(std::fs::read(f.real("a")).unwrap(), b"12345678");
+        assert_eq!(
+            h.usage(),
+            Usage {
+                used: 8,
+                reserved: 0,
+                limit: 10
+            }
+        );
+        // Overwriting inside the file needs no new space.
+        h.write_at(&vp("/a"), 0, b"abcdefgh").unwrap();
+        h.write_at(&vp("/a"), 8, b"ij").unwrap();
+        assert_eq!(h.usage().used, 10);
+    }
+
+    #[test]
+    fn deletes_overwrites_and_truncates_give_space_back() {
+        let f = fixture(100);
+        let h = &f.home;
+        h.write_at(&vp("/a"), 0, &[1; 40]).unwrap();
+        h.write_at(&vp("/b"), 0, &[2; 30]).unwrap();
+        h.write_at(&vp("/c"), 0, &[3; 20]).unwrap();
+        assert_eq!(h.usage().used, 90);
+
+        h.remove_file(&vp("/c")).unwrap();
+        assert_eq!(h.usage().used, 70);
+        h.rename(&vp("/b"), &vp("/a")).unwrap();
+        assert_eq!(h.usage().used, 30);
+        let trunc = OpenOptions {
+            write: true,
+            truncate: true,
+            ..Default::default()
+        };
+        let file = h.open(&vp("/a"), trunc).unwrap();
+        assert_eq!(h.usage().used, 0);
+        file.set_len(60).unwrap();
+        assert_eq!(h.usage().used, 60);
+        assert!(matches!(file.set_len(101), Err(StorageError::Quota(_))));
+        file.set_len(10).unwrap();
+        assert_eq!(h.usage().used, 10);
+
+        // Removing a link frees nothing; renaming a file onto itself neither.
+        std::os::unix::fs::symlink("a", f.real("link")).unwrap();
+        h.remove_file(&vp("/link")).unwrap();
+        std::fs::hard_link(f.real("a"), f.real("same")).unwrap();
+        h.rename(&vp("/a"), &vp("/same")).unwrap();
+        assert_eq!(h.usage().used, 10);
+        assert!(matches!(
+            h.rename(&vp("/same"), &VirtualPath::root()),
+            Err(StorageError::Denied { .. })
+        ));
+        assert!(matches!(
+            h.rename(&vp("/gone"), &vp("/x")),
+            Err(StorageError::NotFound { .. })
+        ));
+    }
+
+    #[test]
+    fn usage_is_recomputed_after_a_restart() {
+        let f = fixture(1000);
+        let h = &f.home;
+        h.mkdir(&vp("/d")).unwrap();
+        h.mkdir(&vp("/d/e")).unwrap();
+        h.write_at(&vp("/d/e/deep"), 0, &[0; 100]).unwrap();
+        h.write_at(&vp("/top"), 0, &[0; 7]).unwrap();
+        // Links count nothing, even to files.
+        std::os::unix::fs::symlink("top", f.real("link")).unwrap();
+        let before = h.usage();
+        assert_eq!(before.used, 107);
+        assert_eq!(
+            f.restart(500).usage(),
+            Usage {
+                limit: 500,
+                ..before
+            }
+        );
+        // Another session of a running server shares the ledger, with the new limit.
+        let again = f.storage.home("alice", 600).unwrap();
+        assert_eq!(h.usage().limit, 600);
+        assert!(Arc::ptr_eq(again.ledger(), h.ledger()));
+        assert_eq!(f.storage.usage_of("alice").unwrap().used, 107);
+        assert_eq!(f.storage.usage_of("carol"), None);
+        f.storage.forget("alice");
+        assert_eq!(f.storage.usage_of("alice"), None);
+    }
+
+    #[test]
+    fn new_homes_are_private() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let f = fixture(1);
+        let mode = std::fs::metadata(f.real("")).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o700);
+        for bad in ["", ".", "..", "a/b", "x\0"] {
+            assert!(f.storage.home(bad, 1).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn hashes_ranges() {
+        let f = fixture(1000);
+        let h = &f.home;
+        let data: Vec<u8> = (0..600u32).map(|i| (i % 251) as u8).collect();
+        h.write_at(&vp("/f"), 0, &data).unwrap();
+        assert_eq!(
+            h.md5_range(&vp("/f"), 0, 600).unwrap(),
+            (Md5Digest::of(&data), 600)
+        );
+        assert_eq!(
+            h.md5_range(&vp("/f"), 100, 50).unwrap(),
+            (Md5Digest::of(&data[100..150]), 50)
+        );
+        assert_eq!(
+            h.md5_range(&vp("/f"), 500, u64::MAX).unwrap(),
+            (Md5Digest::of(&data[500..]), 100)
+        );
+        assert_eq!(
+            h.md5_range(&vp("/f"), 700, 10).unwrap(),
+            (Md5Digest::empty(), 0)
+        );
+    }
+
+    #[test]
+    fn hashes_across_chunks() {
+        let f = fixture(1 << 20);
+        let data: Vec<u8> = (0..HASH_CHUNK * 2 + 10).map(|i| (i % 253) as u8).collect();
+        f.home.write_at(&vp("/big"), 0, &data).unwrap();
+        assert_eq!(
+            f.home.md5_range(&vp("/big"), 5, u64::MAX).unwrap(),
+            (Md5Digest::of(&data[5..]), data.len() as u64 - 5)
+        );
+    }
+
+    #[test]
+    fn permissions_and_times() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let f = fixture(1000);
+        let h = &f.home;
+        h.write_at(&vp("/f"), 0, b"x").unwrap();
+        h.mkdir(&vp("/d")).unwrap();
+        h.set_permissions(&vp("/f"), 0o7644).unwrap();
+        h.set_permissions(&vp("/d"), 0o055).unwrap();
+        let mode = |p| std::fs::metadata(f.real(p)).unwrap().permissions().mode() & 0o7777;
+        assert_eq!(mode("f"), 0o644);
+        assert_eq!(mode("d"), 0o755);
+        let when = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_000_000_000);
+        h.set_mtime(&vp("/f"), when).unwrap();
+        assert_eq!(h.stat(&vp("/f")).unwrap().mtime, 1_000_000_000);
+    }
+}

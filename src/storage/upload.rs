@@ -1,0 +1,817 @@
+//! Uploads that land atomically, resume after a broken connection, and are verified.
+//!
+//! The data goes to a partial file in the home's hidden staging area, named after the
+//! target's path and size, so that a later upload of the same file finds what an earlier
+//! one left and can resume. The partial is renamed onto the target only once the MD5 of
+//! all its bytes matches, so nobody ever sees a half-written file under the final name.
+//! Each byte is hashed as it is written (or, for a resumed prefix, read once at the
+//! start): no file is read twice.
+
+use std::collections::HashSet;
+use std::io;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use cap_fs_ext::DirExt as _;
+use cap_std::fs::{Dir, DirBuilder, DirBuilderExt as _, File, FileExt as _, OpenOptions};
+use md5::{Digest, Md5};
+
+use super::home::{HomeDir, UserState, at, hash_range, lock};
+use super::{Reservation, Result, STAGING_DIR, StorageError, VirtualPath};
+use crate::protocol::Md5Digest;
+
+/// How [`HomeDir::begin_upload`] went.
+#[derive(Debug)]
+pub enum UploadStart {
+    /// The target already has that size and MD5: nothing to send.
+    UpToDate,
+    /// Space is reserved and the partial is open; send from [`Upload::held`] or from 0.
+    Ready(Upload),
+}
+
+/// An upload in progress. Dropping it unfinished keeps the partial for a later resume.
+#[derive(Debug)]
+pub struct Upload {
+    home: HomeDir,
+    path: VirtualPath,
+    staging: Dir,
+    partial: String,
+    file: File,
+    size: u64,
+    held: u64,
+    prefix_md5: Md5Digest,
+    written: u64,
+    /// The MD5 of the partial's first `written` bytes, so far. Boxed to keep
+    /// `UploadStart` small.
+    hasher: Box<Md5>,
+    /// Always `size - written`: the rest of the file can't be refused for quota later.
+    reservation: Reservation,
+    _busy: BusyMark,
+}
+
+/// Marks a path as being uploaded, for as long as it lives.
+#[derive(Debug)]
+struct BusyMark {
+    state: Arc<UserState>,
+    path: VirtualPath,
+}
+
+impl BusyMark {
+    fn take(state: &Arc<UserState>, path: &VirtualPath, partial: &str) -> Result<BusyMark> {
+        let mut uploads = lock(&state.uploads);
+        if uploads.contains_key(path) {
+            return Err(StorageError::Busy { path: path.clone() });
+        }
+        uploads.insert(path.clone(), partial.to_owned());
+        Ok(BusyMark {
+            state: Arc::clone(state),
+            path: path.clone(),
+        })
+    }
+}
+
+impl Drop for BusyMark {
+    fn drop(&mut self) {
+        lock(&self.state.uploads).remove(&self.path);
+    }
+}
+
+/// The partial's name: which file, and how long it will be. Another size is another
+/// upload, so it never resumes onto this one's bytes.
+fn partial_name(path: &VirtualPath, size: u64) -> String {
+    format!("{}-{size}", Md5Digest::of(path.as_str().as_bytes()))
+}
+
+impl HomeDir {
+    /// Prepares to upload `size` bytes to `path`.
+    ///
+    /// With `expected`, a regular file already at `path` with that size and MD5 gives
+    /// [`UploadStart::UpToDate`]. Otherwise the path is marked busy, the partial left by
+    /// an earlier attempt (if any) is hashed, and the rest of the file is reserved in the
+    /// quota ledger before any data is sent.
+    pub fn begin_upload(
+        &self,
+        path: &VirtualPath,
+        size: u64,
+        expected: Option<Md5Digest>,
+    ) -> Result<UploadStart> {
+        let Some(parent) = path.parent() else {
+            return Err(StorageError::IsADirectory { path: path.clone() });
+        };
+        if !self
+            .dir
+            .metadata(parent.to_relative())
+            .map_err(at(&parent))?
+            .is_dir()
+        {
+            return Err(StorageError::NotADirectory { path: parent });
+        }
+        match self.dir.metadata(path.to_relative()) {
+            Ok(meta) if meta.is_dir() => {
+                return Err(StorageError::IsADirectory { path: path.clone() });
+            }
+            Ok(meta) if meta.is_file() && meta.len() == size => {
+                if let Some(expected) = expected
+                    && self.md5_range(path, 0, size)? == (expected, size)
+                {
+                    return Ok(UploadStart::UpToDate);
+                }
+            }
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(StorageError::from_io(path, e)),
+        }
+
+        let partial = partial_name(path, size);
+        let busy = BusyMark::take(&self.state, path, &partial)?;
+        let staging = self.staging_dir(path)?;
+        let mut options = OpenOptions::new();
+        options.read(true).write(true);
+        let existing = match staging.open_with(&partial, &options) {
+            Ok(file) => Some(file),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+            Err(e) => return Err(StorageError::from_io(path, e)),
+        };
+        let mut held = 0;
+        if let Some(file) = &existing {
+            let meta = file.metadata().map_err(at(path))?;
+            if !meta.is_file() {
+                return Err(StorageError::Denied {
+                    path: path.clone(),
+                    reason: "the partial upload is not a regular file",
+                });
+            }
+            held = meta.len();
+            if held > size {
+                file.set_len(0).map_err(at(path))?;
+                self.state.ledger.release(held);
+                held = 0;
+            }
+        }
+        // Reserve before creating or reading anything, so a refusal costs nothing.
+        let reservation = self.state.ledger.reserve(size - held)?;
+        let file = match existing {
+            Some(file) => file,
+            None => staging
+                .open_with(&partial, options.create(true))
+                .map_err(at(path))?,
+        };
+        let mut hasher = Md5::new();
+        // Nobody else writes this partial while we hold the busy mark, so all `held`
+        // bytes are there to hash.
+        hash_range(&file, 0, held, &mut hasher).map_err(at(path))?;
+        Ok(UploadStart::Ready(Upload {
+            home: self.clone(),
+            path: path.clone(),
+            staging,
+            partial,
+            file,
+            size,
+            held,
+            prefix_md5: Md5Digest::from_hasher(hasher.clone()),
+            written: held,
+            hasher: Box::new(hasher),
+            reservation,
+            _busy: busy,
+        }))
+    }
+
+    /// Deletes partial uploads not written to for longer than `max_age`, except those of
+    /// uploads in progress, and gives their space back. Returns the bytes freed.
+    pub fn remove_stale_partials(&self, max_age: Duration) -> Result<u64> {
+        let staging_path = VirtualPath::staging();
+        let staging = match self.dir.open_dir_nofollow(STAGING_DIR) {
+            Ok(dir) => dir,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
+            Err(e) => return Err(StorageError::from_io(&staging_path, e)),
+        };
+        let now = SystemTime::now();
+        // Held throughout, so no upload can start on a partial while we delete it.
+        let uploads = lock(&self.state.uploads);
+        let live: HashSet<&str> = uploads.values().map(String::as_str).collect();
+        let mut freed = 0;
+        for entry in staging.entries().map_err(at(&staging_path))? {
+            let entry = entry.map_err(at(&staging_path))?;
+            let meta = match entry.metadata() {
+                Ok(meta) if meta.is_file() => meta,
+                Ok(_) => continue,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(StorageError::from_io(&staging_path, e)),
+            };
+            if entry.file_name().to_str().is_some_and(|n| live.contains(n)) {
+                continue;
+            }
+            let modified = meta.modified().map_err(at(&staging_path))?.into_std();
+            if now.duration_since(modified).unwrap_or_default() <= max_age {
+                continue;
+            }
+            entry.remove_file().map_err(at(&staging_path))?;
+            self.state.ledger.release(meta.len());
+            freed += meta.len();
+        }
+        Ok(freed)
+    }
+
+    /// Opens the staging area, creating it (mode 0700) if needed. It must be a real
+    /// directory: a symbolic link there is refused rather than followed.
+    fn staging_dir(&self, path: &VirtualPath) -> Result<Dir> {
+        match self
+            .dir
+            .create_dir_with(STAGING_DIR, DirBuilder::new().mode(0o700))
+        {
+            Err(e) if e.kind() != io::ErrorKind::AlreadyExists => {
+                return Err(StorageError::from_io(path, e));
+            }
+            _ => {}
+        }
+        self.dir.open_dir_nofollow(STAGING_DIR).map_err(|e| {
+            if e.kind() == io::ErrorKind::NotADirectory {
+                StorageError::Denied {
+                    path: path.clone(),
+                    reason: "the staging area is not a plain directory",
+                }
+            } else {
+                StorageError::from_io(path, e)
+            }
+        })
+    }
+}
+
+impl Upload {
+    /// Bytes of an earlier attempt the server held when this upload began.
+    pub fn held(&self) -> u64 {
+        self.held
+    }
+
+    /// The MD5 of those held bytes, for the client to compare with its own prefix.
+    pub fn prefix_md5(&self) -> Md5Digest {
+        self.prefix_md5
+    }
+
+    /// The announced size of the whole file.
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// Bytes in the partial now.
+    pub fn written(&self) -> u64 {
+        self.written
+    }
+
+    pub fn path(&self) -> &VirtualPath {
+        &self.path
+    }
+
+    /// Where the client's data starts: what the partial holds (resume), or 0 (start over,
+    /// discarding it). Anything else is [`StorageError::BadOffset`].
+    pub fn start_from(&mut self, start: u64) -> Result<()> {
+        if start == self.written {
+            return Ok(());
+        }
+        if start != 0 {
+            return Err(StorageError::BadOffset {
+                path: self.path.clone(),
+                offset: start,
+                held: self.written,
+            });
+        }
+        self.file.set_len(0).map_err(at(&self.path))?;
+        // The discarded bytes are needed again for the new data: keep them booked.
+        self.reservation.reclaim(self.written);
+        self.written = 0;
+        *self.hasher = Md5::new();
+        Ok(())
+    }
+
+    /// Appends `data` to the partial. More than the announced size in all is refused.
+    pub fn write(&mut self, data: &[u8]) -> Result<()> {
+        let end = self.written.saturating_add(data.len() as u64);
+        if end > self.size {
+            return Err(StorageError::SizeMismatch {
+                path: self.path.clone(),
+                size: self.size,
+                received: end,
+            });
+        }
+        if let Err(e) = self.file.write_all_at(data, self.written) {
+            // Cut off any part of `data` that landed, so the partial stays what the hasher
+            // has seen; if even that fails, a resume re-reads the partial and still agrees.
+            let _ = self.file.set_len(self.written);
+            return Err(StorageError::from_io(&self.path, e));
+        }
+        self.hasher.update(data);
+        // Within the reservation (`end <= size`), so this cannot be refused.
+        self.reservation.commit(data.len() as u64)?;
+        self.written = end;
+        Ok(())
+    }
+
+    /// Verifies the whole file against `expected` and publishes it atomically onto the
+    /// target, giving back the space of a file it replaces. On a mismatch the partial is
+    /// deleted and nothing is published.
+    pub fn finish(self, expected: Md5Digest) -> Result<Md5Digest> {
+        if self.written != self.size {
+            return Err(StorageError::SizeMismatch {
+                path: self.path.clone(),
+                size: self.size,
+                received: self.written,
+            });
+        }
+        let actual = Md5Digest::from_hasher(*self.hasher.clone());
+        let ledger = &self.home.state.ledger;
+        if actual != expected {
+            match self.staging.remove_file(&self.partial) {
+                Ok(()) => ledger.release(self.written),
+                Err(e) => tracing::warn!(path = %self.path, error = %e,
+                    "could not delete a partial upload that failed its checksum"),
+            }
+            return Err(StorageError::Checksum {
+                path: self.path.clone(),
+                expected,
+                actual,
+            });
+        }
+        self.file.sync_all().map_err(at(&self.path))?;
+        let target = self.path.to_relative();
+        let _sizes = self.home.state.lock_sizes();
+        let replaced = match self.home.dir.symlink_metadata(target) {
+            Ok(meta) if meta.is_file() => meta.len(),
+            Ok(_) => 0,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => 0,
+            Err(e) => return Err(StorageError::from_io(&self.path, e)),
+        };
+        self.staging
+            .rename(&self.partial, &self.home.dir, target)
+            .map_err(at(&self.path))?;
+        ledger.release(replaced);
+        Ok(actual)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::test_support::{Fixture, fixture, vp};
+    use crate::storage::{HomeDir, Usage};
+    use std::sync::Barrier;
+
+    fn ready(start: Result<UploadStart>) -> Upload {
+        match start.unwrap() {
+            UploadStart::Ready(upload) => upload,
+            UploadStart::UpToDate => panic!("unexpectedly up to date"),
+        }
+    }
+
+    fn upload(home: &HomeDir, path: &str, data: &[u8]) -> Result<Md5Digest> {
+        let mut up = ready(home.begin_upload(&vp(path), data.len() as u64, None));
+        up.start_from(0)?;
+        up.write(data)?;
+        up.finish(Md5Digest::of(data))
+    }
+
+    fn staged(f: &Fixture) -> Vec<String> {
+        match std::fs::read_dir(f.real(STAGING_DIR)) {
+            Ok(dir) => dir
+                .map(|e| e.unwrap().file_name().into_string().unwrap())
+                .collect(),
+            Err(_) => Vec::new(),
+        }
+    }
+
+    #[test]
+    fn publishes_a_verified_upload() {
+        let f = fixture(1000);
+        let h = &f.home;
+        let data = b"hello\n";
+        let mut up = ready(h.begin_upload(&vp("/hello.txt"), 6, None));
+        assert_eq!((up.held(), up.size(), up.written()), (0, 6, 0));
+        assert_eq!(up.prefix_md5(), Md5Digest::empty());
+        assert_eq!(up.path(), &vp("/hello.txt"));
+        assert_eq!(
+            h.usage(),
+            Usage {
+                used: 0,
+                reserved: 6,
+                limit: 1000
+            }
+        );
+        up.start_from(0).unwrap();
+        up.write(b"hel").unwrap();
+        // A reader never sees a half-written file under the final name.
+        assert!(matches!(
+            h.stat(&vp("/hello.txt")),
+            Err(StorageError::NotFound { .. })
+        ));
+        up.write(b"lo\n").unwrap();
+        assert_eq!(
+            h.usage(),
+            Usage {
+                used: 6,
+                reserved: 0,
+                limit: 1000
+            }
+        );
+        let digest = up.finish(Md5Digest::of(data)).unwrap();
+        assert_eq!(digest.to_string(), "b1946ac92492d2347c6235b4d2611184");
+        assert_eq!(std::fs::read(f.real("hello.txt")).unwrap(), data);
+        assert_eq!(
+            h.usage(),
+            Usage {
+                used: 6,
+                reserved: 0,
+                limit: 1000
+            }
+        );
+        assert!(staged(&f).is_empty());
+
+        // Again, with the MD5 up front: nothing to send.
+        let again = h.begin_upload(&vp("/hello.txt"), 6, Some(digest)).unwrap();
+        assert!(matches!(again, UploadStart::UpToDate));
+        // Same size, other content: a real upload.
+        let other = Md5Digest::of(b"HELLO\n");
+        ready(h.begin_upload(&vp("/hello.txt"), 6, Some(other)));
+    }
+
+    #[test]
+    fn an_empty_file_uploads() {
+        let f = fixture(0);
+        assert_eq!(upload(&f.home, "/empty", b"").unwrap(), Md5Digest::empty());
+        assert_eq!(f.home.stat(&vp("/empty")).unwrap().size, 0);
+    }
+
+    #[test]
+    fn overwriting_gives_the_old_space_back() {
+        let f = fixture(100);
+        upload(&f.home, "/f", &[1; 50]).unwrap();
+        // 50 + 40 fit; the old 50 are given back once the new file is published.
+        upload(&f.home, "/f", &[2; 40]).unwrap();
+        assert_eq!(
+            f.home.usage(),
+            Usage {
+                used: 40,
+                reserved: 0,
+                limit: 100
+            }
+        );
+        assert_eq!(std::fs::read(f.real("f")).unwrap(), [2; 40]);
+    }
+
+    #[test]
+    fn resumes_from_what_the_server_holds() {
+        let f = fixture(1000);
+        let h = &f.home;
+        let data: Vec<u8> = (0..100u8).collect();
+        let mut up = ready(h.begin_upload(&vp("/f"), 100, None));
+        up.start_from(0).unwrap();
+        up.write(&data[..30]).unwrap();
+        drop(up); // the connection broke
+        assert_eq!(
+            h.usage(),
+            Usage {
+                used: 30,
+                reserved: 0,
+                limit: 1000
+            }
+        );
+        assert!(matches!(
+            h.stat(&vp("/f")),
+            Err(StorageError::NotFound { .. })
+        ));
+
+        let mut up = ready(h.begin_upload(&vp("/f"), 100, Some(Md5Digest::of(&data))));
+        assert_eq!((up.held(), up.written()), (30, 30));
+        assert_eq!(up.prefix_md5(), Md5Digest::of(&data[..30]));
+        assert_eq!(
+            h.usage(),
+            Usage {
+                used: 30,
+                reserved: 70,
+                limit: 1000
+            }
+        );
+        assert!(matches!(
+            up.start_from(10),
+            Err(StorageError::BadOffset {
+                offset: 10,
+                held: 30,
+                ..
+            })
+        ));
+        up.start_from(30).unwrap();
+        up.write(&data[30..]).unwrap();
+        up.finish(Md5Digest::of(&data)).unwrap();
+        assert_eq!(std::fs::read(f.real("f")).unwrap(), data);
+        assert_eq!(
+            h.usage(),
+            Usage {
+                used: 100,
+                reserved: 0,
+                limit: 1000
+            }
+        );
+    }
+
+    #[test]
+    fn starts_over_when_the_prefix_differs() {
+        let f = fixture(100);
+        let h = &f.home;
+        let mut up = ready(h.begin_upload(&vp("/f"), 60, None));
+        up.write(&[b'x'; 40]).unwrap();
+        drop(up);
+        let mut up = ready(h.begin_upload(&vp("/f"), 60, None));
+        assert_eq!(up.held(), 40);
+        up.start_from(0).unwrap();
+        assert_eq!(up.written(), 0);
+        // The discarded bytes stay booked for the new data: the total is unchanged.
+        assert_eq!(
+            h.usage(),
+            Usage {
+                used: 0,
+                reserved: 60,
+                limit: 100
+            }
+        );
+        up.write(&[b'y'; 60]).unwrap();
+        up.finish(Md5Digest::of(&[b'y'; 60])).unwrap();
+        assert_eq!(std::fs::read(f.real("f")).unwrap(), [b'y'; 60]);
+        assert_eq!(
+            h.usage(),
+            Usage {
+                used: 60,
+                reserved: 0,
+                limit: 100
+            }
+        );
+    }
+
+    #[test]
+    fn a_checksum_mismatch_publishes_nothing() {
+        let f = fixture(1000);
+        let h = &f.home;
+        upload(h, "/f", b"old").unwrap();
+        let mut up = ready(h.begin_upload(&vp("/f"), 5, None));
+        up.write(b"fresh").unwrap();
+        let err = up.finish(Md5Digest::of(b"other")).unwrap_err();
+        assert!(matches!(err, StorageError::Checksum { .. }));
+        assert!(
+            err.to_string()
+                .starts_with("checksum mismatch for /f: expected ")
+        );
+        assert_eq!(std::fs::read(f.real("f")).unwrap(), b"old");
+        assert!(staged(&f).is_empty());
+        assert_eq!(
+            h.usage(),
+            Usage {
+                used: 3,
+                reserved: 0,
+                limit: 1000
+            }
+        );
+    }
+
+    #[test]
+    fn sizes_are_held_to_what_was_announced() {
+        let f = fixture(1000);
+        let mut up = ready(f.home.begin_upload(&vp("/f"), 4, None));
+        assert!(matches!(
+            up.write(b"12345"),
+            Err(StorageError::SizeMismatch {
+                size: 4,
+                received: 5,
+                ..
+            })
+        ));
+        up.write(b"123").unwrap();
+        assert!(matches!(
+            up.finish(Md5Digest::of(b"123")),
+            Err(StorageError::SizeMismatch {
+                size: 4,
+                received: 3,
+                ..
+            })
+        ));
+        assert!(matches!(
+            f.home.stat(&vp("/f")),
+            Err(StorageError::NotFound { .. })
+        ));
+    }
+
+    #[test]
+    fn a_quota_refusal_publishes_nothing_and_changes_no_usage() {
+        let f = fixture(100);
+        let h = &f.home;
+        upload(h, "/a", &[0; 60]).unwrap();
+        let err = h.begin_upload(&vp("/b"), 41, None).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "quota exceeded: need 41 bytes, used 60 of 100 bytes"
+        );
+        assert!(matches!(
+            h.stat(&vp("/b")),
+            Err(StorageError::NotFound { .. })
+        ));
+        assert!(staged(&f).is_empty());
+        assert_eq!(
+            h.usage(),
+            Usage {
+                used: 60,
+                reserved: 0,
+                limit: 100
+            }
+        );
+        // Nor is the path left busy.
+        ready(h.begin_upload(&vp("/b"), 40, None));
+    }
+
+    #[test]
+    fn concurrent_uploads_cannot_together_pass_the_quota() {
+        let f = fixture(100);
+        let barrier = Barrier::new(2);
+        let results: Vec<_> = std::thread::scope(|s| {
+            let threads: Vec<_> = ["/one", "/two"]
+                .into_iter()
+                .map(|name| {
+                    // Two sessions of the same user: separate HomeDirs, one ledger.
+                    let home = f.storage.home("alice", 100).unwrap();
+                    let barrier = &barrier;
+                    s.spawn(move || {
+                        barrier.wait();
+                        let up = home.begin_upload(&vp(name), 60, None);
+                        barrier.wait(); // keep any reservation until both have tried
+                        up.map(drop)
+                    })
+                })
+                .collect();
+            threads.into_iter().map(|t| t.join().unwrap()).collect()
+        });
+        assert_eq!(results.iter().filter(|r| r.is_ok()).count(), 1);
+        assert!(
+            results
+                .iter()
+                .any(|r| matches!(r, Err(StorageError::Quota(_))))
+        );
+        assert_eq!(
+            f.home.usage(),
+            Usage {
+                used: 0,
+                reserved: 0,
+                limit: 100
+            }
+        );
+    }
+
+    #[test]
+    fn one_upload_per_path_at_a_time() {
+        let f = fixture(1000);
+        let h = &f.home;
+        let first = ready(h.begin_upload(&vp("/f"), 10, None));
+        let other_session = f.storage.home("alice", 1000).unwrap();
+        for size in [10, 20] {
+            assert!(matches!(
+                other_session.begin_upload(&vp("/f"), size, None),
+                Err(StorageError::Busy { .. })
+            ));
+        }
+        ready(h.begin_upload(&vp("/g"), 10, None));
+        drop(first);
+        ready(other_session.begin_upload(&vp("/f"), 10, None));
+    }
+
+    #[test]
+    fn refuses_bad_targets() {
+        let f = fixture(1000);
+        f.plant_links();
+        let h = &f.home;
+        h.mkdir(&vp("/dir")).unwrap();
+        upload(h, "/file", b"x").unwrap();
+        let refused = |path: &str| h.begin_upload(&vp(path), 1, None).map(drop).unwrap_err();
+        assert!(matches!(refused("/"), StorageError::IsADirectory { .. }));
+        assert!(matches!(refused("/dir"), StorageError::IsADirectory { .. }));
+        assert!(matches!(refused("/nodir/f"), StorageError::NotFound { .. }));
+        assert!(matches!(
+            refused("/file/f"),
+            StorageError::NotADirectory { .. }
+        ));
+        for link in Fixture::ESCAPES {
+            assert!(
+                matches!(refused(link), StorageError::Denied { .. }),
+                "{link}"
+            );
+            assert!(
+                matches!(refused(&format!("{link}/new")), StorageError::Denied { .. }),
+                "{link}"
+            );
+        }
+        assert_eq!(
+            std::fs::read_dir(f.tmp.path().join("secret"))
+                .unwrap()
+                .count(),
+            1
+        );
+        assert_eq!(
+            std::fs::read(f.tmp.path().join("secret/s.txt")).unwrap(),
+            b"secret"
+        );
+        // Through a link that stays inside, the upload lands where the link leads.
+        upload(h, "/inside/up.txt", b"in").unwrap();
+        assert_eq!(std::fs::read(f.real("docs/up.txt")).unwrap(), b"in");
+    }
+
+    #[test]
+    fn a_staging_area_planted_as_a_link_is_refused() {
+        let f = fixture(1000);
+        f.plant_links();
+        std::os::unix::fs::symlink("docs", f.real(STAGING_DIR)).unwrap();
+        assert!(matches!(
+            f.home.begin_upload(&vp("/f"), 1, None).map(drop),
+            Err(StorageError::Denied { .. })
+        ));
+        assert_eq!(std::fs::read_dir(f.real("docs")).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn partials_count_after_a_restart() {
+        let f = fixture(1000);
+        upload(&f.home, "/done", &[0; 25]).unwrap();
+        let mut up = ready(f.home.begin_upload(&vp("/half"), 100, None));
+        up.write(&[1; 40]).unwrap();
+        drop(up);
+        let before = f.home.usage();
+        assert_eq!(
+            before,
+            Usage {
+                used: 65,
+                reserved: 0,
+                limit: 1000
+            }
+        );
+        let after = f.restart(1000);
+        assert_eq!(after.usage(), before);
+        // And the restarted server offers to resume it.
+        assert_eq!(
+            ready(after.begin_upload(&vp("/half"), 100, None)).held(),
+            40
+        );
+    }
+
+    #[test]
+    fn an_overlong_partial_is_discarded() {
+        let f = fixture(1000);
+        std::fs::create_dir(f.real(STAGING_DIR)).unwrap();
+        std::fs::write(f.real(STAGING_DIR).join(partial_name(&vp("/f"), 5)), [0; 9]).unwrap();
+        let h = f.restart(1000);
+        assert_eq!(h.usage().used, 9);
+        let up = ready(h.begin_upload(&vp("/f"), 5, None));
+        assert_eq!(up.held(), 0);
+        assert_eq!(
+            h.usage(),
+            Usage {
+                used: 0,
+                reserved: 5,
+                limit: 1000
+            }
+        );
+    }
+
+    #[test]
+    fn stale_partials_are_removed_unless_live() {
+        let f = fixture(1000);
+        let h = &f.home;
+        for (name, len) in [("/old", 30), ("/live", 20)] {
+            let mut up = ready(h.begin_upload(&vp(name), 100, None));
+            up.write(&vec![0; len]).unwrap();
+        }
+        let live = ready(h.begin_upload(&vp("/live"), 100, None));
+        let long_ago = SystemTime::now() - Duration::from_secs(3600);
+        for name in staged(&f) {
+            let file = std::fs::File::options()
+                .write(true)
+                .open(f.real(STAGING_DIR).join(name))
+                .unwrap();
+            file.set_modified(long_ago).unwrap();
+        }
+        assert_eq!(
+            h.remove_stale_partials(Duration::from_secs(7200)).unwrap(),
+            0
+        );
+        assert_eq!(
+            h.remove_stale_partials(Duration::from_secs(60)).unwrap(),
+            30
+        );
+        assert_eq!(staged(&f), [partial_name(&vp("/live"), 100)]);
+        assert_eq!(h.usage().used, 20);
+        drop(live);
+        assert_eq!(
+            h.remove_stale_partials(Duration::from_secs(60)).unwrap(),
+            20
+        );
+        assert_eq!(
+            h.usage(),
+            Usage {
+                used: 0,
+                reserved: 0,
+                limit: 1000
+            }
+        );
+    }
+}
