@@ -1,1 +1,320 @@
-//! server (under construction)
+//! The server: russh glue around the storage core and the account model.
+//!
+//! [`Server::prepare`] readies everything a first start needs (host key, starter account,
+//! homes, usage recomputed from disk); [`Server::run`] serves a listener until the
+//! shutdown future completes. The caller owns both, so tests bind `127.0.0.1:0`.
+
+mod accounts;
+mod config;
+mod handler;
+pub mod logging;
+mod replies;
+mod rsftp;
+mod sessions;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use russh::Disconnect;
+use tokio::net::TcpListener;
+use tokio::sync::{Semaphore, broadcast};
+use tokio::task::JoinSet;
+use tracing::{debug, error, info, warn};
+
+pub use config::{Limits, Settings};
+pub use replies::storage_error_reply;
+pub use sessions::SessionRefused;
+
+use crate::auth::{LoginThrottle, PasswordChecker, Secret, UserName, UsersError};
+use crate::storage::{Storage, StorageError};
+use accounts::Accounts;
+use handler::SshHandler;
+use sessions::SessionRegistry;
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("host key {path}: {message}")]
+    HostKey { path: PathBuf, message: String },
+    #[error(transparent)]
+    Users(#[from] UsersError),
+    #[error("storage: {0}")]
+    Storage(#[from] StorageError),
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// State shared by every connection.
+struct Shared {
+    accounts: Accounts,
+    storage: Arc<Storage>,
+    passwords: PasswordChecker,
+    throttle: LoginThrottle,
+    sessions: Arc<SessionRegistry>,
+    limits: Limits,
+}
+
+/// A server ready to run.
+pub struct Server {
+    shared: Arc<Shared>,
+    config: Arc<russh::server::Config>,
+    settings: Settings,
+}
+
+/// What [`Server::prepare`] did that the operator should hear about.
+pub struct Prepared {
+    pub server: Server,
+    /// The starter account created because `users.toml` was missing, with its password.
+    pub starter: Option<(UserName, Secret)>,
+    /// The host key was created just now.
+    pub host_key_created: bool,
+    /// The host key's SHA256 fingerprint, as OpenSSH shows it.
+    pub fingerprint: String,
+}
+
+impl Server {
+    /// Readies a server: the host key (created on first start), `users.toml` (created
+    /// with a starter account if missing), the storage root, each user's home, and each
+    /// user's usage recomputed from disk.
+    pub fn prepare(settings: Settings) -> Result<Prepared, ServerError> {
+        let (host_key, host_key_created) = config::load_or_create_host_key(&settings.keys_dir)?;
+        let fingerprint = host_key
+            .public_key()
+            .fingerprint(russh::keys::HashAlg::Sha256)
+            .to_string();
+        let starter = if settings.users_file.exists() {
+            None
+        } else {
+            Some(crate::auth::create_starter_file(&settings.users_file)?)
+        };
+        let accounts = Accounts::load(&settings.users_file)?;
+        let storage = Arc::new(Storage::open(&settings.storage_dir)?);
+        for account in accounts.current().iter() {
+            storage.home(account.name.as_str(), account.quota)?;
+        }
+        let limits = settings.limits.clone();
+        let shared = Arc::new(Shared {
+            accounts,
+            storage,
+            passwords: PasswordChecker::new(limits.max_password_checks),
+            throttle: LoginThrottle::new(limits.throttle.clone()),
+            sessions: SessionRegistry::new(limits.max_sessions),
+            limits,
+        });
+        let config = Arc::new(config::russh_config(&settings, host_key));
+        Ok(Prepared {
+            server: Server {
+                shared,
+                config,
+                settings,
+            },
+            starter,
+            host_key_created,
+            fingerprint,
+        })
+    }
+
+    /// Reads `users.toml` again and applies it: new logins see new passwords and keys at
+    /// once, quotas change in the live ledgers, and a deleted user's sessions are ended.
+    /// A file that does not parse keeps the last good configuration.
+    pub async fn reload(&self) -> Result<(), UsersError> {
+        reload(&self.shared).await
+    }
+
+    /// A handle that reloads `users.toml` while the server runs (for SIGHUP).
+    pub fn reloader(&self) -> Reloader {
+        Reloader(Arc::clone(&self.shared))
+    }
+
+    /// Serves `listener` until `shutdown` completes, then ends every session and waits
+    /// (a few seconds at most) for them to close. An upload cut off by this stays
+    /// resumable: its partial file keeps every byte received.
+    pub async fn run(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()>,
+    ) -> std::io::Result<()> {
+        let shared = self.shared;
+        let local = listener.local_addr()?;
+        info!(listen = %local, users = shared.accounts.current().len(), "rsftpd listening");
+        let (stop, _) = broadcast::channel::<()>(1);
+        let startups = Arc::new(Semaphore::new(shared.limits.max_startups));
+        let mut connections = JoinSet::new();
+        let mut reload_tick = tokio::time::interval(Duration::from_secs(1));
+        let mut cleanup_tick = tokio::time::interval(Duration::from_secs(3600));
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                () = &mut shutdown => break,
+                _ = reload_tick.tick() => {
+                    if shared.accounts.changed_on_disk() {
+                        if let Err(err) = reload(&shared).await {
+                            error!(error = %err, "users file not reloaded; keeping the last good configuration");
+                        }
+                    }
+                }
+                _ = cleanup_tick.tick() => {
+                    tokio::spawn(remove_stale_partials(Arc::clone(&shared), self.settings.partial_max_age));
+                }
+                accepted = listener.accept() => {
+                    let (socket, peer) = match accepted {
+                        Ok(accepted) => accepted,
+                        Err(err) => {
+                            // Out of file descriptors and the like: back off, keep serving.
+                            warn!(error = %err, "accept failed");
+                            tokio::time::sleep(Duration::from_millis(100)).await;
+                            continue;
+                        }
+                    };
+                    if let Some(left) = shared.throttle.banned_for(peer.ip(), std::time::Instant::now()) {
+                        info!(target: "rsftpd::auth", peer = %peer, seconds_left = left.as_secs(), "connection refused: peer banned");
+                        continue;
+                    }
+                    let Ok(startup) = Arc::clone(&startups).try_acquire_owned() else {
+                        warn!(peer = %peer, "connection refused: too many connections not yet logged in");
+                        continue;
+                    };
+                    let handler = SshHandler::new(Arc::clone(&shared), peer, startup);
+                    connections.spawn(serve_connection(
+                        Arc::clone(&self.config),
+                        socket,
+                        peer,
+                        handler,
+                        stop.subscribe(),
+                    ));
+                }
+                Some(_) = connections.join_next(), if !connections.is_empty() => {}
+            }
+        }
+        info!(sessions = connections.len(), "shutting down");
+        let _ = stop.send(());
+        let drained = tokio::time::timeout(Duration::from_secs(10), async {
+            while connections.join_next().await.is_some() {}
+        })
+        .await;
+        if drained.is_err() {
+            warn!("some sessions did not close in time");
+        }
+        Ok(())
+    }
+
+    /// The address a test should connect to, from the settings (the listener decides).
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+}
+
+/// Reloads the accounts of a running server; see [`Server::reload`].
+#[derive(Clone)]
+pub struct Reloader(Arc<Shared>);
+
+impl Reloader {
+    pub async fn reload(&self) -> Result<(), UsersError> {
+        reload(&self.0).await
+    }
+}
+
+async fn serve_connection(
+    config: Arc<russh::server::Config>,
+    socket: tokio::net::TcpStream,
+    peer: SocketAddr,
+    handler: SshHandler,
+    mut stop: broadcast::Receiver<()>,
+) {
+    let _ = socket.set_nodelay(true);
+    let session = match russh::server::run_stream(config, socket, handler).await {
+        Ok(session) => session,
+        Err(err) => {
+            debug!(peer = %peer, error = %err, "connection setup failed");
+            return;
+        }
+    };
+    let handle = session.handle();
+    tokio::pin!(session);
+    tokio::select! {
+        result = &mut session => {
+            if let Err(err) = result {
+                debug!(peer = %peer, error = %err, "connection ended with an error");
+            }
+        }
+        _ = stop.recv() => {
+            let _ = handle
+                .disconnect(Disconnect::ByApplication, "server shutting down".into(), "en".into())
+                .await;
+            let _ = tokio::time::timeout(Duration::from_secs(5), &mut session).await;
+        }
+    }
+}
+
+async fn reload(shared: &Arc<Shared>) -> Result<(), UsersError> {
+    let (old, new) = shared.accounts.reload()?;
+    for warning in new.warnings() {
+        warn!(target: "rsftpd::admin", "{warning}");
+    }
+    // Apply quotas to the live ledgers and create homes for new users.
+    let storage = Arc::clone(&shared.storage);
+    let quotas: Vec<(String, u64)> = new
+        .iter()
+        .map(|account| (account.name.as_str().to_owned(), account.quota))
+        .collect();
+    let applied = tokio::task::spawn_blocking(move || {
+        for (user, quota) in quotas {
+            if let Err(err) = storage.home(&user, quota) {
+                warn!(user = %user, error = %err, "cannot open home");
+            }
+        }
+    })
+    .await;
+    if let Err(err) = applied {
+        warn!(error = %err, "applying quotas failed");
+    }
+    let mut ended = 0;
+    for user in shared.sessions.users() {
+        if new.get(&user).is_none() {
+            for handle in shared.sessions.handles_of(&user) {
+                ended += 1;
+                let _ = handle
+                    .disconnect(
+                        Disconnect::ByApplication,
+                        "account deleted".into(),
+                        "en".into(),
+                    )
+                    .await;
+            }
+        }
+    }
+    info!(
+        target: "rsftpd::admin",
+        users = new.len(),
+        before = old.len(),
+        sessions_ended = ended,
+        "users file reloaded"
+    );
+    Ok(())
+}
+
+async fn remove_stale_partials(shared: Arc<Shared>, max_age: Duration) {
+    let accounts = shared.accounts.current();
+    let storage = Arc::clone(&shared.storage);
+    let work = tokio::task::spawn_blocking(move || {
+        for account in accounts.iter() {
+            let user = account.name.as_str();
+            match storage
+                .home(user, account.quota)
+                .and_then(|home| home.remove_stale_partials(max_age))
+            {
+                Ok(0) => {}
+                Ok(bytes) => info!(user, bytes, "removed stale partial uploads"),
+                Err(err) => warn!(user, error = %err, "cleaning partial uploads failed"),
+            }
+        }
+    });
+    let _ = work.await;
+}

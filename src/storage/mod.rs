@@ -11,6 +11,7 @@ mod error;
 mod home;
 mod path;
 mod quota;
+pub mod stream;
 #[cfg(test)]
 mod test_support;
 mod upload;

@@ -1,0 +1,392 @@
+//! The russh handler: one per connection. It stays thin: logins go to [`auth`], files to
+//! [`storage`], and each subsystem runs in its own task on its own channel.
+//!
+//! [`auth`]: crate::auth
+//! [`storage`]: crate::storage
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use russh::keys::PublicKey;
+use russh::server::{Auth, ChannelOpenHandle, Msg, PublicKeyOffer, Session, VerifiedPublicKey};
+use russh::{Channel, ChannelId, Disconnect, MethodKind, MethodSet};
+use tokio::sync::OwnedSemaphorePermit;
+use tracing::{Instrument, info, warn};
+
+use super::Shared;
+use super::sessions::SessionGuard;
+use crate::auth::Secret;
+use crate::storage::HomeDir;
+
+/// What a connection knows once its user has logged in.
+struct Login {
+    user: String,
+    home: HomeDir,
+    _session: SessionGuard,
+}
+
+pub struct SshHandler {
+    shared: Arc<Shared>,
+    peer: SocketAddr,
+    /// Held while the connection has not logged in, to cap unauthenticated connections.
+    startup: Option<OwnedSemaphorePermit>,
+    /// The user whose credentials were accepted, until `auth_succeeded` admits them.
+    accepted: Option<String>,
+    login: Option<Login>,
+    /// Some attempt on this connection failed; counts once against the peer if the
+    /// connection never logs in.
+    failed: bool,
+    channels: HashMap<ChannelId, Channel<Msg>>,
+}
+
+impl SshHandler {
+    pub(super) fn new(
+        shared: Arc<Shared>,
+        peer: SocketAddr,
+        startup: OwnedSemaphorePermit,
+    ) -> Self {
+        SshHandler {
+            shared,
+            peer,
+            startup: Some(startup),
+            accepted: None,
+            login: None,
+            failed: false,
+            channels: HashMap::new(),
+        }
+    }
+
+    fn log_attempt(&self, user: &str, method: &'static str, result: &'static str) {
+        info!(
+            target: "rsftpd::auth",
+            user = %LogText(user),
+            peer = %self.peer,
+            method,
+            result,
+            "login {result}"
+        );
+    }
+
+    /// A banned peer is refused without looking at its credentials.
+    fn banned(&self, user: &str, method: &'static str) -> bool {
+        let banned = self
+            .shared
+            .throttle
+            .banned_for(self.peer.ip(), Instant::now())
+            .is_some();
+        if banned {
+            self.log_attempt(user, method, "banned");
+        }
+        banned
+    }
+
+    fn reject(&mut self, user: &str, method: &'static str) -> Auth {
+        self.log_attempt(user, method, "rejected");
+        self.failed = true;
+        Auth::Reject {
+            proceed_with_methods: Some(MethodSet::from(
+                &[MethodKind::Password, MethodKind::PublicKey][..],
+            )),
+            partial_success: false,
+        }
+    }
+
+    fn accept(&mut self, user: &str, method: &'static str) -> Auth {
+        self.log_attempt(user, method, "accepted");
+        self.accepted = Some(user.to_owned());
+        Auth::Accept
+    }
+
+    fn key_is_authorized(&self, user: &str, key: &PublicKey) -> bool {
+        let accounts = self.shared.accounts.current();
+        accounts
+            .get(user)
+            .is_some_and(|account| account.keys.iter().any(|k| k.matches(key)))
+    }
+
+    fn login(&self) -> Option<&Login> {
+        self.login.as_ref()
+    }
+}
+
+impl Drop for SshHandler {
+    fn drop(&mut self) {
+        if self.login.is_none() && self.failed {
+            let ip = self.peer.ip();
+            if self.shared.throttle.record_failure(ip, Instant::now()) {
+                warn!(target: "rsftpd::auth", peer = %self.peer, "peer banned after repeated login failures");
+            }
+        }
+    }
+}
+
+impl russh::server::Handler for SshHandler {
+    type Error = russh::Error;
+
+    async fn auth_none(&mut self, _user: &str) -> Result<Auth, Self::Error> {
+        Ok(Auth::Reject {
+            proceed_with_methods: Some(MethodSet::from(
+                &[MethodKind::Password, MethodKind::PublicKey][..],
+            )),
+            partial_success: false,
+        })
+    }
+
+    async fn auth_password(&mut self, user: &str, password: &str) -> Result<Auth, Self::Error> {
+        if self.banned(user, "password") {
+            return Ok(Auth::reject());
+        }
+        let stored = self
+            .shared
+            .accounts
+            .current()
+            .get(user)
+            .and_then(|account| account.password_hash.clone());
+        let secret = Secret::new(password.to_owned());
+        // Unknown users are checked against a dummy hash inside, so the answer takes as
+        // long whether or not the user exists.
+        let ok = self.shared.passwords.check(stored.as_ref(), secret).await;
+        Ok(if ok {
+            self.accept(user, "password")
+        } else {
+            self.reject(user, "password")
+        })
+    }
+
+    async fn auth_publickey_offered(
+        &mut self,
+        user: &str,
+        offer: PublicKeyOffer<'_>,
+    ) -> Result<Auth, Self::Error> {
+        if self.banned(user, "publickey") {
+            return Ok(Auth::reject());
+        }
+        if self.key_is_authorized(user, offer.public_key) {
+            Ok(Auth::Accept)
+        } else {
+            // An offer costs us nothing and agents offer every key they hold, so an unknown
+            // key only counts if the whole connection ends without logging in.
+            Ok(self.reject(user, "publickey"))
+        }
+    }
+
+    async fn auth_publickey(
+        &mut self,
+        user: &str,
+        key: VerifiedPublicKey<'_>,
+    ) -> Result<Auth, Self::Error> {
+        if self.banned(user, "publickey") {
+            return Ok(Auth::reject());
+        }
+        Ok(if self.key_is_authorized(user, key.public_key) {
+            self.accept(user, "publickey")
+        } else {
+            self.reject(user, "publickey")
+        })
+    }
+
+    async fn auth_succeeded(&mut self, session: &mut Session) -> Result<(), Self::Error> {
+        self.startup = None;
+        self.shared.throttle.record_success(self.peer.ip());
+        let Some(user) = self.accepted.take() else {
+            session.disconnect(Disconnect::ByApplication, "internal error", "en")?;
+            return Ok(());
+        };
+        let Some(account) = self.shared.accounts.current().get(&user).cloned() else {
+            session.disconnect(Disconnect::ByApplication, "account no longer exists", "en")?;
+            return Ok(());
+        };
+        let max_for_user = account
+            .max_sessions
+            .map_or(self.shared.limits.max_sessions_per_user, |n| n as usize);
+        let guard = match self
+            .shared
+            .sessions
+            .admit(&user, max_for_user, session.handle())
+        {
+            Ok(guard) => guard,
+            Err(refused) => {
+                warn!(target: "rsftpd::auth", user = %user, peer = %self.peer, reason = %refused, "session refused");
+                session.disconnect(Disconnect::TooManyConnections, &refused.to_string(), "en")?;
+                return Ok(());
+            }
+        };
+        let storage = Arc::clone(&self.shared.storage);
+        let name = user.clone();
+        let home = tokio::task::spawn_blocking(move || storage.home(&name, account.quota)).await;
+        match home {
+            Ok(Ok(home)) => {
+                info!(target: "rsftpd::auth", user = %user, peer = %self.peer, "session started");
+                self.login = Some(Login {
+                    user,
+                    home,
+                    _session: guard,
+                });
+            }
+            Ok(Err(err)) => {
+                warn!(user = %user, error = %err, "cannot open home");
+                session.disconnect(
+                    Disconnect::ByApplication,
+                    "home directory unavailable",
+                    "en",
+                )?;
+            }
+            Err(join) => {
+                warn!(user = %user, error = %join, "cannot open home");
+                session.disconnect(
+                    Disconnect::ByApplication,
+                    "home directory unavailable",
+                    "en",
+                )?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn channel_open_session(
+        &mut self,
+        channel: Channel<Msg>,
+        reply: ChannelOpenHandle,
+        _session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        if self.login.is_none() {
+            // Dropping `reply` refuses the channel.
+            return Ok(());
+        }
+        self.channels.insert(channel.id(), channel);
+        reply.accept().await;
+        Ok(())
+    }
+
+    async fn channel_close(
+        &mut self,
+        channel: ChannelId,
+        _session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        self.channels.remove(&channel);
+        Ok(())
+    }
+
+    async fn subsystem_request(
+        &mut self,
+        id: ChannelId,
+        name: &str,
+        session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        let (Some(login), Some(channel)) = (self.login(), self.channels.get(&id)) else {
+            session.channel_failure(id)?;
+            return Ok(());
+        };
+        let _ = channel;
+        let user = login.user.clone();
+        let home = login.home.clone();
+        let span = tracing::info_span!("session", user = %user, peer = %self.peer, subsystem = %LogText(name));
+        match name {
+            "rsftp" => {
+                let Some(channel) = self.channels.remove(&id) else {
+                    return Ok(());
+                };
+                session.channel_success(id)?;
+                info!(target: "rsftpd::auth", user = %user, peer = %self.peer, subsystem = "rsftp", "subsystem started");
+                tokio::spawn(
+                    super::rsftp::serve(channel.into_stream(), home, user).instrument(span),
+                );
+            }
+            _ => {
+                info!(user = %user, subsystem = %LogText(name), "unknown subsystem refused");
+                session.channel_failure(id)?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn pty_request(
+        &mut self,
+        channel: ChannelId,
+        _term: &str,
+        _col_width: u32,
+        _row_height: u32,
+        _pix_width: u32,
+        _pix_height: u32,
+        _modes: &[(russh::Pty, u32)],
+        session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        // Say yes, so that the shell refusal below reaches the user as a plain message.
+        session.channel_success(channel)?;
+        Ok(())
+    }
+
+    async fn shell_request(
+        &mut self,
+        id: ChannelId,
+        session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        self.refuse_command(
+            id,
+            session,
+            "rsftpd offers no shell. Use: ssh -s HOST rsftp, sftp, scp, or the rsftp client.\r\n",
+        )
+    }
+
+    async fn exec_request(
+        &mut self,
+        id: ChannelId,
+        data: &[u8],
+        session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        let command = String::from_utf8_lossy(data);
+        if let Some(login) = self.login() {
+            info!(target: "rsftpd::op", user = %login.user, op = "exec", command = %LogText(&command), result = "refused");
+        }
+        self.refuse_command(
+            id,
+            session,
+            "rsftpd runs no commands. Use: ssh -s HOST rsftp, sftp, scp, or the rsftp client.\n",
+        )
+    }
+}
+
+impl SshHandler {
+    /// Answers a shell or exec request with a message on stderr and exit status 1.
+    fn refuse_command(
+        &mut self,
+        id: ChannelId,
+        session: &mut Session,
+        message: &'static str,
+    ) -> Result<(), russh::Error> {
+        let Some(channel) = self.channels.remove(&id) else {
+            session.channel_failure(id)?;
+            return Ok(());
+        };
+        session.channel_success(id)?;
+        tokio::spawn(async move {
+            let _ = channel.extended_data(1, message.as_bytes()).await;
+            let _ = channel.exit_status(1).await;
+            let _ = channel.eof().await;
+            let _ = channel.close().await;
+        });
+        Ok(())
+    }
+}
+
+/// Peer-controlled text made safe for one log line: control characters escaped, length
+/// capped, so a user name can neither forge log lines nor flood them.
+pub struct LogText<'a>(pub &'a str);
+
+impl std::fmt::Display for LogText<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (i, c) in self.0.chars().enumerate() {
+            if i == 64 {
+                return f.write_str("...");
+            }
+            if c.is_control() || c == ' ' || c == '"' {
+                write!(f, "{}", c.escape_default())?;
+            } else {
+                write!(f, "{c}")?;
+            }
+        }
+        Ok(())
+    }
+}

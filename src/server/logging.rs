@@ -1,0 +1,38 @@
+//! Structured logs: to the console, and to a daily file under the logs folder.
+//!
+//! Lines are `key=value` text, one event per line, so they read well and `grep` and
+//! fail2ban match them. `RUST_LOG` overrides the level (default `info`).
+
+use std::path::Path;
+
+use tracing_appender::non_blocking::WorkerGuard;
+use tracing_subscriber::EnvFilter;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+
+/// Starts logging. Keep the returned guard alive: dropping it flushes the file.
+pub fn init(logs_dir: Option<&Path>) -> std::io::Result<Option<WorkerGuard>> {
+    let filter = || EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let console = tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_filter(filter());
+    let Some(dir) = logs_dir else {
+        tracing_subscriber::registry().with(console).try_init().ok();
+        return Ok(None);
+    };
+    std::fs::create_dir_all(dir)?;
+    let appender = tracing_appender::rolling::daily(dir, "rsftpd.log");
+    let (writer, guard) = tracing_appender::non_blocking(appender);
+    let file = tracing_subscriber::fmt::layer()
+        .with_writer(writer)
+        .with_ansi(false)
+        .with_filter(filter());
+    tracing_subscriber::registry()
+        .with(console)
+        .with(file)
+        .try_init()
+        .ok();
+    Ok(Some(guard))
+}
+
+use tracing_subscriber::Layer as _;

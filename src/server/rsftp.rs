@@ -1,0 +1,651 @@
+//! The `rsftp` subsystem: one rsftp/1 session over one SSH channel.
+//!
+//! Requests are read one line at a time and answered in order; replies are flushed only
+//! when no further pipelined request is already waiting, so a pipelining client gets its
+//! answers in few packets. Every request is logged with its user, operation, path, bytes,
+//! duration and result.
+
+use std::time::Instant;
+
+use md5::{Digest, Md5};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader, BufWriter};
+use tracing::{info, warn};
+
+use super::replies::storage_error_reply;
+use crate::protocol::{
+    EntryLine, EntryType, ErrorCode, MAX_LINE, MAX_WRITE, Md5Digest, QuotaInfo, Request, Status,
+    VERSION, quote,
+};
+use crate::storage::stream::{self, ChunkSink};
+use crate::storage::{
+    EntryKind, HomeDir, OpenFile, OpenOptions, StorageError, Upload, UploadStart, VirtualPath,
+};
+
+const HELP: &[&str] = &[
+    "pwd                              print the current directory",
+    "cd [PATH]                        change directory (no PATH: /)",
+    "ls [PATH]                        list: TYPE SIZE MTIME NAME",
+    "stat PATH                        describe one file",
+    "mkdir PATH | rmdir PATH | rm PATH",
+    "mv FROM TO                       rename or move; replaces a file at TO",
+    "info                             quota: used, limit, free",
+    "md5 PATH [OFFSET LENGTH]         MD5 of a file or of a range",
+    "read PATH OFFSET LENGTH          OK N, then N bytes",
+    "write PATH OFFSET LENGTH         then LENGTH bytes; in place, not atomic",
+    "get PATH [OFFSET [PREFIX-MD5]]   OK N SIZE, N bytes, then OK MD5",
+    "put PATH SIZE MD5|-              resumable, verified, atomic; see docs/PROTOCOL.md",
+    "help | quit",
+];
+
+/// Serves one rsftp/1 session on `stream` until the client quits or goes away.
+pub async fn serve<S>(stream: S, home: HomeDir, user: String)
+where
+    S: AsyncRead + AsyncWrite + Send + 'static,
+{
+    let (read, write) = tokio::io::split(stream);
+    let mut conn = Connection {
+        reader: BufReader::with_capacity(stream::CHUNK, read),
+        writer: BufWriter::with_capacity(stream::CHUNK, write),
+        line: Vec::new(),
+    };
+    let mut session = Session {
+        home,
+        cwd: VirtualPath::root(),
+        user,
+    };
+    if let Err(err) = session.run(&mut conn).await {
+        info!(user = %session.user, error = %err, "rsftp session ended by an I/O error");
+    }
+    let _ = conn.writer.flush().await;
+    let _ = conn.writer.shutdown().await;
+}
+
+struct Connection<R, W> {
+    reader: BufReader<R>,
+    writer: BufWriter<W>,
+    line: Vec<u8>,
+}
+
+enum Line {
+    Eof,
+    TooLong,
+    Text,
+}
+
+impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Connection<R, W> {
+    /// Reads one line into `self.line`, without its `\n` or `\r\n`. A line over
+    /// [`MAX_LINE`] is skipped to its end without being stored.
+    async fn read_line(&mut self) -> std::io::Result<Line> {
+        self.line.clear();
+        let mut too_long = false;
+        loop {
+            let available = self.reader.fill_buf().await?;
+            if available.is_empty() {
+                // The peer closed mid-line: what we have is not a request.
+                return Ok(Line::Eof);
+            }
+            let newline = available.iter().position(|&b| b == b'\n');
+            let chunk = &available[..newline.unwrap_or(available.len())];
+            if !too_long && self.line.len() + chunk.len() > MAX_LINE {
+                too_long = true;
+                self.line.clear();
+            }
+            if !too_long {
+                self.line.extend_from_slice(chunk);
+            }
+            let used = chunk.len() + usize::from(newline.is_some());
+            self.reader.consume(used);
+            if newline.is_some() {
+                if self.line.last() == Some(&b'\r') {
+                    self.line.pop();
+                }
+                return Ok(if too_long { Line::TooLong } else { Line::Text });
+            }
+        }
+    }
+
+    async fn send(&mut self, text: &str) -> std::io::Result<()> {
+        self.writer.write_all(text.as_bytes()).await
+    }
+
+    async fn send_error(&mut self, code: &ErrorCode, message: &str) -> std::io::Result<()> {
+        self.send(&Status::error_line(code, message)).await
+    }
+}
+
+/// How a request failed.
+enum Failure {
+    /// Answer `ERR` and go on with the next request.
+    Reply(ErrorCode, String),
+    /// Answer `ERR` and close the channel: framing can no longer be trusted.
+    Close(ErrorCode, String),
+    /// The channel itself broke.
+    Io(std::io::Error),
+}
+
+impl From<StorageError> for Failure {
+    fn from(err: StorageError) -> Self {
+        if let StorageError::Io { source, .. } = &err {
+            warn!(error = %source, "storage I/O error");
+        }
+        let (code, message) = storage_error_reply(&err);
+        Failure::Reply(code, message)
+    }
+}
+
+impl From<std::io::Error> for Failure {
+    fn from(err: std::io::Error) -> Self {
+        Failure::Io(err)
+    }
+}
+
+/// What a finished request did, for the log.
+#[derive(Default)]
+struct Done {
+    path: Option<VirtualPath>,
+    bytes: u64,
+    quit: bool,
+}
+
+impl Done {
+    fn path(path: VirtualPath) -> Done {
+        Done {
+            path: Some(path),
+            ..Done::default()
+        }
+    }
+
+    fn transfer(path: VirtualPath, bytes: u64) -> Done {
+        Done {
+            path: Some(path),
+            bytes,
+            quit: false,
+        }
+    }
+}
+
+struct Session {
+    home: HomeDir,
+    cwd: VirtualPath,
+    user: String,
+}
+
+impl Session {
+    async fn run<R, W>(&mut self, conn: &mut Connection<R, W>) -> std::io::Result<()>
+    where
+        R: AsyncRead + Unpin,
+        W: AsyncWrite + Unpin,
+    {
+        conn.send(&format!(
+            "OK {VERSION} rsftpd/{}\n",
+            env!("CARGO_PKG_VERSION")
+        ))
+        .await?;
+        loop {
+            if conn.reader.buffer().is_empty() {
+                conn.writer.flush().await?;
+            }
+            match conn.read_line().await? {
+                Line::Eof => return Ok(()),
+                Line::TooLong => {
+                    let message = format!("request line longer than {MAX_LINE} bytes");
+                    self.log("?", None, 0, Instant::now(), Err(&message));
+                    conn.send_error(&ErrorCode::TooLong, &message).await?;
+                    continue;
+                }
+                Line::Text => {}
+            }
+            let started = Instant::now();
+            let request = match Request::parse(&conn.line) {
+                Ok(request) => request,
+                Err(err) => {
+                    let message = err.to_string();
+                    self.log("?", None, 0, started, Err(&message));
+                    conn.send_error(&err.code(), &message).await?;
+                    continue;
+                }
+            };
+            let op = request.name();
+            match self.handle(request, conn).await {
+                Ok(done) => {
+                    self.log(op, done.path.as_ref(), done.bytes, started, Ok(()));
+                    if done.quit {
+                        return Ok(());
+                    }
+                }
+                Err(Failure::Reply(code, message)) => {
+                    self.log(op, None, 0, started, Err(&format!("{code}: {message}")));
+                    conn.send_error(&code, &message).await?;
+                }
+                Err(Failure::Close(code, message)) => {
+                    self.log(op, None, 0, started, Err(&format!("{code}: {message}")));
+                    conn.send_error(&code, &message).await?;
+                    return Ok(());
+                }
+                Err(Failure::Io(err)) => {
+                    self.log(op, None, 0, started, Err(&err.to_string()));
+                    return Err(err);
+                }
+            }
+        }
+    }
+
+    fn log(
+        &self,
+        op: &str,
+        path: Option<&VirtualPath>,
+        bytes: u64,
+        started: Instant,
+        result: Result<(), &str>,
+    ) {
+        let path = path.map_or("", |p| p.as_str());
+        let ms = started.elapsed().as_millis() as u64;
+        match result {
+            Ok(()) => info!(
+                target: "rsftpd::op",
+                user = %self.user, proto = "rsftp", op, path, bytes, ms, result = "ok"
+            ),
+            Err(error) => info!(
+                target: "rsftpd::op",
+                user = %self.user, proto = "rsftp", op, path, bytes, ms, result = "error", error
+            ),
+        }
+    }
+
+    fn resolve(&self, input: &str) -> Result<VirtualPath, Failure> {
+        Ok(VirtualPath::resolve(&self.cwd, input)?)
+    }
+
+    /// Runs blocking storage work off the reactor.
+    async fn blocking<T, F>(&self, work: F) -> Result<T, Failure>
+    where
+        F: FnOnce(&HomeDir) -> Result<T, StorageError> + Send + 'static,
+        T: Send + 'static,
+    {
+        let home = self.home.clone();
+        match tokio::task::spawn_blocking(move || work(&home)).await {
+            Ok(result) => Ok(result?),
+            Err(join) => Err(Failure::Io(std::io::Error::other(join))),
+        }
+    }
+
+    async fn handle<R, W>(
+        &mut self,
+        request: Request,
+        conn: &mut Connection<R, W>,
+    ) -> Result<Done, Failure>
+    where
+        R: AsyncRead + Unpin,
+        W: AsyncWrite + Unpin,
+    {
+        match request {
+            Request::Pwd => {
+                conn.send(&format!("OK {}\n", quote(self.cwd.as_str())))
+                    .await?;
+                Ok(Done::path(self.cwd.clone()))
+            }
+            Request::Cd(path) => {
+                let path = self.resolve(path.as_deref().unwrap_or("/"))?;
+                let target = path.clone();
+                let entry = self.blocking(move |home| home.stat(&target)).await?;
+                if entry.kind != EntryKind::Dir {
+                    return Err(StorageError::NotADirectory { path }.into());
+                }
+                self.cwd = path.clone();
+                conn.send(&format!("OK {}\n", quote(path.as_str()))).await?;
+                Ok(Done::path(path))
+            }
+            Request::Ls(path) => {
+                let path = self.resolve(path.as_deref().unwrap_or(""))?;
+                let target = path.clone();
+                let entries = self.blocking(move |home| home.list(&target)).await?;
+                let mut text = format!("OK {}\n", entries.len());
+                for entry in &entries {
+                    text.push_str(&EntryLine::encode(
+                        entry_type(entry.kind),
+                        entry.size,
+                        entry.mtime,
+                        entry.name.as_encoded_bytes(),
+                    ));
+                    text.push('\n');
+                }
+                conn.send(&text).await?;
+                Ok(Done::path(path))
+            }
+            Request::Stat(path) => {
+                let path = self.resolve(&path)?;
+                let target = path.clone();
+                let entry = self.blocking(move |home| home.stat(&target)).await?;
+                let line = EntryLine::encode(
+                    entry_type(entry.kind),
+                    entry.size,
+                    entry.mtime,
+                    path.as_str().as_bytes(),
+                );
+                conn.send(&format!("OK {line}\n")).await?;
+                Ok(Done::path(path))
+            }
+            Request::Mkdir(path) => self.simple(conn, &path, |home, p| home.mkdir(p)).await,
+            Request::Rmdir(path) => self.simple(conn, &path, |home, p| home.rmdir(p)).await,
+            Request::Rm(path) => {
+                self.simple(conn, &path, |home, p| home.remove_file(p))
+                    .await
+            }
+            Request::Mv { from, to } => {
+                let from = self.resolve(&from)?;
+                let to = self.resolve(&to)?;
+                let source = from.clone();
+                self.blocking(move |home| home.rename(&source, &to)).await?;
+                conn.send("OK\n").await?;
+                Ok(Done::path(from))
+            }
+            Request::Info => {
+                let usage = self.home.usage();
+                let info = QuotaInfo {
+                    used: usage.used,
+                    limit: usage.limit,
+                    free: usage.free(),
+                };
+                conn.send(&format!("OK {}\n", info.encode())).await?;
+                Ok(Done::default())
+            }
+            Request::Md5 { path, range } => {
+                let path = self.resolve(&path)?;
+                let target = path.clone();
+                let (offset, len) = range.unwrap_or((0, u64::MAX));
+                let (digest, n) = self
+                    .blocking(move |home| home.md5_range(&target, offset, len))
+                    .await?;
+                conn.send(&format!("OK {digest} {n}\n")).await?;
+                Ok(Done::transfer(path, n))
+            }
+            Request::Read { path, offset, len } => {
+                let path = self.resolve(&path)?;
+                let target = path.clone();
+                let (file, entry) = self.blocking(move |home| home.open_read(&target)).await?;
+                let n = len.min(entry.size.saturating_sub(offset));
+                conn.send(&format!("OK {n}\n")).await?;
+                stream::send_file(&mut conn.writer, file, offset, n, None, |_| {})
+                    .await
+                    .map_err(Failure::Io)?;
+                Ok(Done::transfer(path, n))
+            }
+            Request::Write { path, offset, len } => self.write(conn, &path, offset, len).await,
+            Request::Get {
+                path,
+                offset,
+                prefix_md5,
+            } => self.get(conn, &path, offset, prefix_md5).await,
+            Request::Put { path, size, md5 } => self.put(conn, &path, size, md5).await,
+            Request::From(_) | Request::Done(_) => Err(Failure::Reply(
+                ErrorCode::BadRequest,
+                "from and done belong inside a put".into(),
+            )),
+            Request::Help => {
+                let mut text = format!("OK {}\n", HELP.len());
+                for line in HELP {
+                    text.push_str(line);
+                    text.push('\n');
+                }
+                conn.send(&text).await?;
+                Ok(Done::default())
+            }
+            Request::Quit => {
+                conn.send("OK bye\n").await?;
+                Ok(Done {
+                    quit: true,
+                    ..Done::default()
+                })
+            }
+        }
+    }
+
+    /// A request that takes one path, changes something and answers a bare `OK`.
+    async fn simple<R, W, F>(
+        &self,
+        conn: &mut Connection<R, W>,
+        path: &str,
+        work: F,
+    ) -> Result<Done, Failure>
+    where
+        R: AsyncRead + Unpin,
+        W: AsyncWrite + Unpin,
+        F: FnOnce(&HomeDir, &VirtualPath) -> Result<(), StorageError> + Send + 'static,
+    {
+        let path = self.resolve(path)?;
+        let target = path.clone();
+        self.blocking(move |home| work(home, &target)).await?;
+        conn.send("OK\n").await?;
+        Ok(Done::path(path))
+    }
+
+    async fn write<R, W>(
+        &self,
+        conn: &mut Connection<R, W>,
+        path: &str,
+        offset: u64,
+        len: u64,
+    ) -> Result<Done, Failure>
+    where
+        R: AsyncRead + Unpin,
+        W: AsyncWrite + Unpin,
+    {
+        if len > MAX_WRITE {
+            return Err(Failure::Close(
+                ErrorCode::TooLarge,
+                format!("write of {len} bytes is over the {MAX_WRITE}-byte limit"),
+            ));
+        }
+        if offset
+            .checked_add(len)
+            .is_none_or(|end| end > crate::protocol::MAX_NUMBER)
+        {
+            stream::discard(&mut conn.reader, len).await?;
+            return Err(Failure::Reply(
+                ErrorCode::BadRequest,
+                "offset too large".into(),
+            ));
+        }
+        let opened = match self.resolve(path) {
+            Ok(path) => {
+                let target = path.clone();
+                self.blocking(move |home| {
+                    let options = OpenOptions {
+                        write: true,
+                        create: true,
+                        ..OpenOptions::default()
+                    };
+                    let file = home.open(&target, options)?;
+                    // Refuse up front rather than write half and then run out.
+                    let growth = (offset + len).saturating_sub(file.stat()?.size);
+                    let usage = home.usage();
+                    if growth > usage.free() {
+                        return Err(crate::storage::QuotaExceeded {
+                            need: growth,
+                            used: usage.used + usage.reserved,
+                            limit: usage.limit,
+                        }
+                        .into());
+                    }
+                    Ok(file)
+                })
+                .await
+                .map(|file| (path, file))
+            }
+            Err(failure) => Err(failure),
+        };
+        let (path, file) = match opened {
+            Ok(opened) => opened,
+            Err(failure) => {
+                stream::discard(&mut conn.reader, len).await?;
+                return Err(failure);
+            }
+        };
+        let (_, result) =
+            stream::receive(&mut conn.reader, len, WriteAt { file, offset }, |_| {}).await?;
+        result?;
+        conn.send(&format!("OK {len}\n")).await?;
+        Ok(Done::transfer(path, len))
+    }
+
+    async fn get<R, W>(
+        &self,
+        conn: &mut Connection<R, W>,
+        path: &str,
+        offset: u64,
+        prefix_md5: Option<Md5Digest>,
+    ) -> Result<Done, Failure>
+    where
+        R: AsyncRead + Unpin,
+        W: AsyncWrite + Unpin,
+    {
+        let path = self.resolve(path)?;
+        let target = path.clone();
+        let (file, size, hasher) = self
+            .blocking(move |home| {
+                let (file, entry) = home.open_read(&target)?;
+                let mut hasher = Md5::new();
+                if offset <= entry.size {
+                    // The whole-file MD5 needs the prefix too; read it once, here.
+                    stream::hash_range(&file, 0, offset, &mut hasher)
+                        .map_err(|err| StorageError::from_io(&target, err))?;
+                }
+                Ok((file, entry.size, hasher))
+            })
+            .await?;
+        if offset > size {
+            return Err(Failure::Reply(
+                ErrorCode::BadRequest,
+                format!("offset {offset} is past the end of {path} ({size} bytes)"),
+            ));
+        }
+        if let Some(claimed) = prefix_md5 {
+            let held = Md5Digest::from_hasher(hasher.clone());
+            if held != claimed {
+                return Err(Failure::Reply(
+                    ErrorCode::Mismatch,
+                    format!("the first {offset} bytes of {path} differ from yours; start from 0"),
+                ));
+            }
+        }
+        let n = size - offset;
+        conn.send(&format!("OK {n} {size}\n")).await?;
+        let hasher = stream::send_file(&mut conn.writer, file, offset, n, Some(hasher), |_| {})
+            .await
+            .map_err(Failure::Io)?;
+        let digest = hasher
+            .map(Md5Digest::from_hasher)
+            .unwrap_or_else(Md5Digest::empty);
+        conn.send(&format!("OK {digest}\n")).await?;
+        Ok(Done::transfer(path, n))
+    }
+
+    async fn put<R, W>(
+        &self,
+        conn: &mut Connection<R, W>,
+        path: &str,
+        size: u64,
+        md5: Option<Md5Digest>,
+    ) -> Result<Done, Failure>
+    where
+        R: AsyncRead + Unpin,
+        W: AsyncWrite + Unpin,
+    {
+        let path = self.resolve(path)?;
+        let target = path.clone();
+        let start = self
+            .blocking(move |home| home.begin_upload(&target, size, md5))
+            .await?;
+        let mut upload = match start {
+            UploadStart::UpToDate => {
+                conn.send("OK uptodate\n").await?;
+                return Ok(Done::path(path));
+            }
+            UploadStart::Ready(upload) => upload,
+        };
+        conn.send(&format!(
+            "OK have {} {}\n",
+            upload.held(),
+            upload.prefix_md5()
+        ))
+        .await?;
+        conn.writer.flush().await?;
+
+        let lost = |what: &str| {
+            Failure::Close(
+                ErrorCode::BadRequest,
+                format!("expected {what} inside put; closing"),
+            )
+        };
+        let start = match conn.read_line().await? {
+            Line::Text => match Request::parse(&conn.line) {
+                Ok(Request::From(start)) => start,
+                _ => return Err(lost("`from <offset>`")),
+            },
+            Line::TooLong => return Err(lost("`from <offset>`")),
+            Line::Eof => return Err(Failure::Io(std::io::ErrorKind::UnexpectedEof.into())),
+        };
+        let (upload_back, started) = tokio::task::spawn_blocking(move || {
+            let result = upload.start_from(start);
+            (upload, result)
+        })
+        .await
+        .map_err(|join| Failure::Io(std::io::Error::other(join)))?;
+        upload = upload_back;
+        if let Err(err) = started {
+            let (code, message) = storage_error_reply(&err);
+            return Err(Failure::Close(code, message));
+        }
+
+        let n = size - start;
+        let (upload, written) = stream::receive(&mut conn.reader, n, upload, |_| {}).await?;
+        let expected = match md5 {
+            Some(md5) => md5,
+            None => match conn.read_line().await? {
+                Line::Text => match Request::parse(&conn.line) {
+                    Ok(Request::Done(md5)) => md5,
+                    _ => return Err(lost("`done <md5>` after the data")),
+                },
+                Line::TooLong => return Err(lost("`done <md5>` after the data")),
+                Line::Eof => return Err(Failure::Io(std::io::ErrorKind::UnexpectedEof.into())),
+            },
+        };
+        written?;
+        let digest = tokio::task::spawn_blocking(move || upload.finish(expected))
+            .await
+            .map_err(|join| Failure::Io(std::io::Error::other(join)))??;
+        conn.send(&format!("OK {digest} {size}\n")).await?;
+        Ok(Done::transfer(path, n))
+    }
+}
+
+impl ChunkSink for Upload {
+    type Error = StorageError;
+    fn write_chunk(&mut self, data: &[u8]) -> Result<(), StorageError> {
+        self.write(data)
+    }
+}
+
+/// In-place writes at increasing offsets, for `write`.
+pub struct WriteAt {
+    pub file: OpenFile,
+    pub offset: u64,
+}
+
+impl ChunkSink for WriteAt {
+    type Error = StorageError;
+    fn write_chunk(&mut self, data: &[u8]) -> Result<(), StorageError> {
+        self.file.write_at(self.offset, data)?;
+        self.offset += data.len() as u64;
+        Ok(())
+    }
+}
+
+fn entry_type(kind: EntryKind) -> EntryType {
+    match kind {
+        EntryKind::Dir => EntryType::Dir,
+        EntryKind::File => EntryType::File,
+        EntryKind::Symlink => EntryType::Symlink,
+        EntryKind::Other => EntryType::Other,
+    }
+}

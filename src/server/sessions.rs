@@ -1,0 +1,115 @@
+//! Who is logged in: session limits, globally and per user, and a way to end a user's
+//! sessions (when the account is deleted).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use russh::server::Handle;
+
+/// The live sessions of the whole server.
+pub struct SessionRegistry {
+    max_total: usize,
+    inner: Mutex<Registry>,
+}
+
+#[derive(Default)]
+struct Registry {
+    next_id: u64,
+    total: usize,
+    by_user: HashMap<String, Vec<(u64, Handle)>>,
+}
+
+/// Why a session was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SessionRefused {
+    #[error("too many sessions on this server ({limit}); try again later")]
+    Server { limit: usize },
+    #[error("too many sessions for {user} ({limit}); close one and try again")]
+    User { user: String, limit: usize },
+}
+
+impl SessionRegistry {
+    pub fn new(max_total: usize) -> Arc<SessionRegistry> {
+        Arc::new(SessionRegistry {
+            max_total,
+            inner: Mutex::new(Registry::default()),
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Registry> {
+        // A panic while holding this lock leaves only counters behind; keep serving.
+        self.inner
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Counts a new session of `user`, unless that passes a limit. The session stops
+    /// counting when the returned guard drops.
+    pub fn admit(
+        self: &Arc<Self>,
+        user: &str,
+        max_for_user: usize,
+        handle: Handle,
+    ) -> Result<SessionGuard, SessionRefused> {
+        let mut inner = self.lock();
+        if inner.total >= self.max_total {
+            return Err(SessionRefused::Server {
+                limit: self.max_total,
+            });
+        }
+        if inner.by_user.get(user).map_or(0, Vec::len) >= max_for_user {
+            return Err(SessionRefused::User {
+                user: user.to_owned(),
+                limit: max_for_user,
+            });
+        }
+        let id = inner.next_id;
+        inner.next_id += 1;
+        inner
+            .by_user
+            .entry(user.to_owned())
+            .or_default()
+            .push((id, handle));
+        inner.total += 1;
+        Ok(SessionGuard {
+            registry: Arc::clone(self),
+            user: user.to_owned(),
+            id,
+        })
+    }
+
+    /// The handles of `user`'s sessions, to end them.
+    pub fn handles_of(&self, user: &str) -> Vec<Handle> {
+        let inner = self.lock();
+        inner
+            .by_user
+            .get(user)
+            .map(|sessions| sessions.iter().map(|(_, handle)| handle.clone()).collect())
+            .unwrap_or_default()
+    }
+
+    /// Users with at least one live session.
+    pub fn users(&self) -> Vec<String> {
+        self.lock().by_user.keys().cloned().collect()
+    }
+}
+
+/// One counted session; dropping it frees the slot.
+pub struct SessionGuard {
+    registry: Arc<SessionRegistry>,
+    user: String,
+    id: u64,
+}
+
+impl Drop for SessionGuard {
+    fn drop(&mut self) {
+        let mut inner = self.registry.lock();
+        if let Some(sessions) = inner.by_user.get_mut(&self.user) {
+            sessions.retain(|(id, _)| *id != self.id);
+            if sessions.is_empty() {
+                inner.by_user.remove(&self.user);
+            }
+            inner.total -= 1;
+        }
+    }
+}
