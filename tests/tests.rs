@@ -9,5 +9,5 @@ mod confinement;
 // mod limits;
 mod login;
 // mod openssh;
-// mod quota;
+mod quota;
 // mod resume;

@@ -325,6 +325,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> RsftpClient<S> {
         let hasher = stream::send_file(&mut self.writer, file, start, len, Some(hasher), progress)
             .await?
             .ok_or_else(|| ClientError::Protocol("hashing stopped early".into()))?;
+        self.writer.flush().await?;
         Ok(hasher)
     }
 

@@ -114,14 +114,31 @@ where
     let mut read_result = Ok(());
     while remaining > 0 {
         let mut buf = vec![0u8; CHUNK.min(remaining as usize)];
-        if let Err(err) = input.read_exact(&mut buf).await {
-            read_result = Err(err);
-            break;
+        // Fill the buffer with plain reads rather than read_exact: if the peer goes
+        // away mid-chunk, the bytes that did arrive must still reach the file.
+        let mut filled = 0;
+        while filled < buf.len() {
+            match input.read(&mut buf[filled..]).await {
+                Ok(0) => {
+                    read_result = Err(io::ErrorKind::UnexpectedEof.into());
+                    break;
+                }
+                Ok(n) => filled += n,
+                Err(err) => {
+                    read_result = Err(err);
+                    break;
+                }
+            }
         }
-        remaining -= buf.len() as u64;
-        progress(buf.len() as u64);
-        if tx.send(buf).await.is_err() {
-            read_result = Err(io::Error::other("file writer stopped"));
+        buf.truncate(filled);
+        remaining -= filled as u64;
+        if filled > 0 {
+            progress(filled as u64);
+            if tx.send(buf).await.is_err() {
+                read_result = Err(io::Error::other("file writer stopped"));
+            }
+        }
+        if read_result.is_err() {
             break;
         }
     }
