@@ -3,11 +3,11 @@
 
 mod util;
 
-// mod bad_input;
+mod bad_input;
 mod commands;
 mod confinement;
-// mod limits;
+mod limits;
 mod login;
-// mod openssh;
+mod openssh;
 mod quota;
-// mod resume;
+mod resume;

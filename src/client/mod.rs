@@ -8,7 +8,9 @@ pub mod transfer;
 
 use std::path::PathBuf;
 
-pub use connection::{Connection, HostKeyCheck, NewHostKey, known_hosts_name, load_key};
+pub use connection::{
+    AskHostKey, Connection, HostKeyCheck, NewHostKey, known_hosts_name, load_key,
+};
 pub use rsftp::{PutStart, RsftpClient};
 pub use transfer::{Progress, Quiet, TransferReport, download, partial_path, upload};
 

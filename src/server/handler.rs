@@ -290,8 +290,15 @@ impl russh::server::Handler for SshHandler {
                 };
                 session.channel_success(id)?;
                 info!(target: "rsftpd::auth", user = %user, peer = %self.peer, subsystem = "rsftp", "subsystem started");
+                let handle = session.handle();
                 tokio::spawn(
-                    super::rsftp::serve(channel.into_stream(), home, user).instrument(span),
+                    async move {
+                        let stream = super::rsftp::serve(channel.into_stream(), home, user).await;
+                        // OpenSSH reports a missing exit status as a failure.
+                        let _ = handle.exit_status_request(id, 0).await;
+                        drop(stream);
+                    }
+                    .instrument(span),
                 );
             }
             _ => {

@@ -37,10 +37,12 @@ const HELP: &[&str] = &[
     "help | quit",
 ];
 
-/// Serves one rsftp/1 session on `stream` until the client quits or goes away.
-pub async fn serve<S>(stream: S, home: HomeDir, user: String)
+/// Serves one rsftp/1 session on `stream` until the client quits or goes away, then
+/// sends EOF and hands the stream back, so the caller can send an exit status before it
+/// closes the channel.
+pub async fn serve<S>(stream: S, home: HomeDir, user: String) -> S
 where
-    S: AsyncRead + AsyncWrite + Send + 'static,
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let (read, write) = tokio::io::split(stream);
     let mut conn = Connection {
@@ -58,6 +60,7 @@ where
     }
     let _ = conn.writer.flush().await;
     let _ = conn.writer.shutdown().await;
+    conn.reader.into_inner().unsplit(conn.writer.into_inner())
 }
 
 struct Connection<R, W> {
