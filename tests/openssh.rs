@@ -60,3 +60,115 @@ async fn shell_and_exec_are_refused_with_a_message() {
     assert!(output.stdout.is_empty());
     assert!(String::from_utf8_lossy(&output.stderr).contains("rsftpd runs no commands"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ssh_logs_in_with_a_password_too() {
+    let server = TestServer::start(&[TestUser::new("alice", "10MiB")]).await;
+    // OpenSSH reads a password only from a terminal or SSH_ASKPASS; give it the latter.
+    let askpass = server.root().join("askpass.sh");
+    std::fs::write(
+        &askpass,
+        format!("#!/bin/sh\necho '{}'\n", crate::util::PASSWORD),
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        &askpass,
+        std::os::unix::fs::PermissionsExt::from_mode(0o700),
+    )
+    .unwrap();
+    // BatchMode forbids asking for a password, so turn it off here.
+    let mut args: Vec<String> = server
+        .openssh_args("alice", "-p")
+        .into_iter()
+        .map(|a| {
+            if a == "BatchMode=yes" {
+                "BatchMode=no".into()
+            } else {
+                a
+            }
+        })
+        .collect();
+    args.extend([
+        "-o".into(),
+        "PubkeyAuthentication=no".into(),
+        "-o".into(),
+        "PreferredAuthentications=password".into(),
+        "-s".into(),
+        "127.0.0.1".into(),
+        "rsftp".into(),
+    ]);
+    let output = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("ssh")
+            .args(&args)
+            .env("SSH_ASKPASS", &askpass)
+            .env("SSH_ASKPASS_REQUIRE", "force")
+            .env("DISPLAY", ":0")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .and_then(|mut child| {
+                use std::io::Write;
+                child.stdin.take().unwrap().write_all(b"pwd\n")?;
+                child.wait_with_output()
+            })
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        stdout.contains("OK /"),
+        "stdout {stdout:?} stderr {:?}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn paramiko_logs_in_with_a_password_and_with_a_key() {
+    let server = TestServer::start(&[TestUser::new("alice", "10MiB")]).await;
+    let script = r#"
+import sys, paramiko
+port, password, key_path = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+for how in ("password", "key"):
+    t = paramiko.Transport(("127.0.0.1", port))
+    if how == "password":
+        t.connect(username="alice", password=password)
+    else:
+        t.connect(username="alice", pkey=paramiko.Ed25519Key.from_private_key_file(key_path))
+    ch = t.open_session()
+    ch.invoke_subsystem("rsftp")
+    ch.sendall(b"pwd\nquit\n")
+    data = b""
+    while True:
+        chunk = ch.recv(4096)
+        if not chunk:
+            break
+        data += chunk
+    print(how, data.decode().splitlines()[1])
+    t.close()
+try:
+    t = paramiko.Transport(("127.0.0.1", port))
+    t.connect(username="alice", password="wrong")
+    print("wrong password accepted")
+except paramiko.AuthenticationException:
+    print("wrong password refused")
+"#;
+    let args = vec![
+        "-c".to_owned(),
+        script.to_owned(),
+        server.addr.port().to_string(),
+        crate::util::PASSWORD.to_owned(),
+        crate::util::key_path(server.root(), "alice")
+            .display()
+            .to_string(),
+    ];
+    let output = crate::util::run_with_input("python3", &args, b"").await;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(
+        stdout,
+        "password OK /\nkey OK /\nwrong password refused\n",
+        "paramiko: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
