@@ -3,10 +3,11 @@
 //! Lines are `key=value` text, one event per line, so they read well and `grep` and
 //! fail2ban match them. `RUST_LOG` overrides the level (default `info`).
 
+use std::io::IsTerminal;
 use std::path::Path;
 
 use tracing_appender::non_blocking::WorkerGuard;
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::{EnvFilter, Layer as _};
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 
@@ -15,6 +16,7 @@ pub fn init(logs_dir: Option<&Path>) -> std::io::Result<Option<WorkerGuard>> {
     let filter = || EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let console = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_filter(filter());
     let Some(dir) = logs_dir else {
         tracing_subscriber::registry().with(console).try_init().ok();
@@ -34,5 +36,3 @@ pub fn init(logs_dir: Option<&Path>) -> std::io::Result<Option<WorkerGuard>> {
         .ok();
     Ok(Some(guard))
 }
-
-use tracing_subscriber::Layer as _;
