@@ -131,6 +131,7 @@ pub fn russh_config(settings: &Settings, host_key: PrivateKey) -> russh::server:
         window_size: 16 * 1024 * 1024,
         maximum_packet_size: 65535,
         channel_buffer_size: 256,
+        event_buffer_size: 64,
         preferred,
         max_auth_attempts: 6,
         inactivity_timeout: Some(settings.idle_timeout),
