@@ -4,6 +4,7 @@
 mod util;
 
 mod bad_input;
+mod binary;
 mod commands;
 mod confinement;
 mod limits;

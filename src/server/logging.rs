@@ -7,9 +7,9 @@ use std::io::IsTerminal;
 use std::path::Path;
 
 use tracing_appender::non_blocking::WorkerGuard;
-use tracing_subscriber::{EnvFilter, Layer as _};
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Layer as _};
 
 /// Starts logging. Keep the returned guard alive: dropping it flushes the file.
 pub fn init(logs_dir: Option<&Path>) -> std::io::Result<Option<WorkerGuard>> {
