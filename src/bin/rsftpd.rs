@@ -112,6 +112,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
                 password.expose()
             );
         }
+        let shutdown = shutdown_signal()?;
         let listener = tokio::net::TcpListener::bind(settings.listen)
             .await
             .with_context(|| format!("cannot listen on {}", settings.listen))?;
@@ -134,23 +135,21 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
                 }
             }
         });
-        server.run(listener, shutdown_signal()).await?;
+        server.run(listener, shutdown).await?;
         Ok(ExitCode::SUCCESS)
     })
 }
 
-/// Completes on Ctrl-C or SIGTERM.
-async fn shutdown_signal() {
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(_) => std::future::pending().await,
+/// Completes on Ctrl-C or SIGTERM. The handlers are installed at once, so a signal that
+/// comes right after start-up is never lost to the default action.
+fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut interrupt = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
+    let mut terminate = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
+    Ok(async move {
+        tokio::select! {
+            _ = interrupt.recv() => {}
+            _ = terminate.recv() => {}
         }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        () = terminate => {}
-    }
+    })
 }

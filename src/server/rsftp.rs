@@ -58,8 +58,8 @@ where
     if let Err(err) = session.run(&mut conn).await {
         info!(user = %session.user, error = %err, "rsftp session ended by an I/O error");
     }
-    let _ = conn.writer.flush().await;
-    let _ = conn.writer.shutdown().await;
+    let _ = conn.flush().await;
+    let _ = tokio::time::timeout(stream::WRITE_STALL, conn.writer.shutdown()).await;
     conn.reader.into_inner().unsplit(conn.writer.into_inner())
 }
 
@@ -108,7 +108,14 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Connection<R, W> {
     }
 
     async fn send(&mut self, text: &str) -> std::io::Result<()> {
-        self.writer.write_all(text.as_bytes()).await
+        stream::write_all_or_stall(&mut self.writer, text.as_bytes()).await
+    }
+
+    async fn flush(&mut self) -> std::io::Result<()> {
+        match tokio::time::timeout(stream::WRITE_STALL, self.writer.flush()).await {
+            Ok(result) => result,
+            Err(_) => Err(std::io::ErrorKind::TimedOut.into()),
+        }
     }
 
     async fn send_error(&mut self, code: &ErrorCode, message: &str) -> std::io::Result<()> {
@@ -186,7 +193,7 @@ impl Session {
         .await?;
         loop {
             if conn.reader.buffer().is_empty() {
-                conn.writer.flush().await?;
+                conn.flush().await?;
             }
             match conn.read_line().await? {
                 Line::Eof => return Ok(()),
@@ -572,7 +579,7 @@ impl Session {
             upload.prefix_md5()
         ))
         .await?;
-        conn.writer.flush().await?;
+        conn.flush().await?;
 
         let lost = |what: &str| {
             Failure::Close(

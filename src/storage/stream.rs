@@ -6,6 +6,7 @@
 
 use std::io;
 use std::os::unix::fs::FileExt;
+use std::time::Duration;
 
 use md5::{Digest, Md5};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -16,6 +17,25 @@ pub const CHUNK: usize = 256 * 1024;
 
 /// Buffers in flight between the file thread and the channel.
 const QUEUE: usize = 4;
+
+/// How long one write may make no progress before the peer counts as gone. A peer that
+/// stops reading (or floods us while we write, which over SSH stalls the connection)
+/// must not hold a session and its task for ever.
+pub const WRITE_STALL: Duration = Duration::from_secs(120);
+
+/// Writes all of `data`, or fails with `TimedOut` after [`WRITE_STALL`] without progress.
+pub async fn write_all_or_stall<W: AsyncWrite + Unpin + ?Sized>(
+    out: &mut W,
+    data: &[u8],
+) -> io::Result<()> {
+    match tokio::time::timeout(WRITE_STALL, out.write_all(data)).await {
+        Ok(result) => result,
+        Err(_) => Err(io::Error::new(
+            io::ErrorKind::TimedOut,
+            "the peer stopped reading",
+        )),
+    }
+}
 
 /// Hashes `len` bytes of `file` from `offset` into `hasher`, on the calling (blocking)
 /// thread. Used to pick up a whole-file MD5 where a resumed download starts.
@@ -68,7 +88,7 @@ pub async fn send_file<W: AsyncWrite + Unpin + ?Sized>(
     let mut sent = 0u64;
     while let Some(chunk) = rx.recv().await {
         let chunk = chunk?;
-        out.write_all(&chunk).await?;
+        write_all_or_stall(out, &chunk).await?;
         sent += chunk.len() as u64;
         progress(chunk.len() as u64);
     }
