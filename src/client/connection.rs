@@ -7,11 +7,12 @@ use std::time::Duration;
 
 use russh::client::{self, Handle, Msg};
 use russh::keys::{HashAlg, PrivateKey, PrivateKeyWithHashAlg, PublicKey, PublicKeyOrCertificate};
-use russh::{ChannelMsg, ChannelStream, Preferred, cipher};
+use russh::{ChannelMsg, ChannelStream, Preferred};
 
 use super::ClientError;
 use super::rsftp::RsftpClient;
 use crate::auth::Secret;
+use crate::protocol::transport;
 
 /// Asks the user about a new host key: given the host (as known_hosts names it) and the
 /// key's SHA256 fingerprint, `true` trusts and remembers it.
@@ -135,20 +136,14 @@ pub struct Connection {
 /// must be big from the start), AES-GCM first, TCP_NODELAY.
 fn client_config() -> client::Config {
     client::Config {
-        window_size: 16 * 1024 * 1024,
-        maximum_packet_size: 65535,
-        channel_buffer_size: 256,
+        window_size: transport::WINDOW_SIZE,
+        maximum_packet_size: transport::MAX_PACKET,
+        channel_buffer_size: transport::CHANNEL_BUFFER,
         nodelay: true,
         inactivity_timeout: None,
         keepalive_interval: Some(Duration::from_secs(30)),
         preferred: Preferred {
-            cipher: std::borrow::Cow::Owned(vec![
-                cipher::AES_128_GCM,
-                cipher::AES_256_GCM,
-                cipher::CHACHA20_POLY1305,
-                cipher::AES_256_CTR,
-                cipher::AES_128_CTR,
-            ]),
+            cipher: std::borrow::Cow::Borrowed(transport::CIPHERS),
             ..Preferred::default()
         },
         ..Default::default()

@@ -6,6 +6,7 @@
 mod digest;
 mod reply;
 mod request;
+pub mod transport;
 mod words;
 
 pub use digest::{BadDigest, Md5Digest};

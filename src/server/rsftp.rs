@@ -8,7 +8,10 @@
 use std::time::Instant;
 
 use md5::{Digest, Md5};
-use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader, BufWriter};
+use tokio::io::{
+    AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader, BufWriter, ReadHalf,
+    WriteHalf,
+};
 use tracing::{info, warn};
 
 use super::replies::storage_error_reply;
@@ -45,27 +48,28 @@ where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let (read, write) = tokio::io::split(stream);
-    let mut conn = Connection {
-        reader: BufReader::with_capacity(stream::CHUNK, read),
-        writer: BufWriter::with_capacity(stream::CHUNK, write),
-        line: Vec::new(),
-    };
     let mut session = Session {
+        conn: Connection {
+            reader: BufReader::with_capacity(stream::CHUNK, read),
+            writer: BufWriter::with_capacity(stream::CHUNK, write),
+            line: Vec::new(),
+        },
         home,
         cwd: VirtualPath::root(),
         user,
     };
-    if let Err(err) = session.run(&mut conn).await {
+    if let Err(err) = session.run().await {
         info!(user = %session.user, error = %err, "rsftp session ended by an I/O error");
     }
+    let mut conn = session.conn;
     let _ = conn.flush().await;
     let _ = tokio::time::timeout(stream::WRITE_STALL, conn.writer.shutdown()).await;
     conn.reader.into_inner().unsplit(conn.writer.into_inner())
 }
 
-struct Connection<R, W> {
-    reader: BufReader<R>,
-    writer: BufWriter<W>,
+struct Connection<S> {
+    reader: BufReader<ReadHalf<S>>,
+    writer: BufWriter<WriteHalf<S>>,
     line: Vec<u8>,
 }
 
@@ -75,7 +79,7 @@ enum Line {
     Text,
 }
 
-impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Connection<R, W> {
+impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
     /// Reads one line into `self.line`, without its `\n` or `\r\n`. A line over
     /// [`MAX_LINE`] is skipped to its end without being stored.
     async fn read_line(&mut self) -> std::io::Result<Line> {
@@ -174,49 +178,47 @@ impl Done {
     }
 }
 
-struct Session {
+struct Session<S> {
+    conn: Connection<S>,
     home: HomeDir,
     cwd: VirtualPath,
     user: String,
 }
 
-impl Session {
-    async fn run<R, W>(&mut self, conn: &mut Connection<R, W>) -> std::io::Result<()>
-    where
-        R: AsyncRead + Unpin,
-        W: AsyncWrite + Unpin,
-    {
-        conn.send(&format!(
-            "OK {VERSION} rsftpd/{}\n",
-            env!("CARGO_PKG_VERSION")
-        ))
-        .await?;
+impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
+    async fn run(&mut self) -> std::io::Result<()> {
+        self.conn
+            .send(&format!(
+                "OK {VERSION} rsftpd/{}\n",
+                env!("CARGO_PKG_VERSION")
+            ))
+            .await?;
         loop {
-            if conn.reader.buffer().is_empty() {
-                conn.flush().await?;
+            if self.conn.reader.buffer().is_empty() {
+                self.conn.flush().await?;
             }
-            match conn.read_line().await? {
+            match self.conn.read_line().await? {
                 Line::Eof => return Ok(()),
                 Line::TooLong => {
                     let message = format!("request line longer than {MAX_LINE} bytes");
                     self.log("?", None, 0, Instant::now(), Err(&message));
-                    conn.send_error(&ErrorCode::TooLong, &message).await?;
+                    self.conn.send_error(&ErrorCode::TooLong, &message).await?;
                     continue;
                 }
                 Line::Text => {}
             }
             let started = Instant::now();
-            let request = match Request::parse(&conn.line) {
+            let request = match Request::parse(&self.conn.line) {
                 Ok(request) => request,
                 Err(err) => {
                     let message = err.to_string();
                     self.log("?", None, 0, started, Err(&message));
-                    conn.send_error(&err.code(), &message).await?;
+                    self.conn.send_error(&err.code(), &message).await?;
                     continue;
                 }
             };
             let op = request.name();
-            match self.handle(request, conn).await {
+            match self.handle(request).await {
                 Ok(done) => {
                     self.log(op, done.path.as_ref(), done.bytes, started, Ok(()));
                     if done.quit {
@@ -225,11 +227,11 @@ impl Session {
                 }
                 Err(Failure::Reply(code, message)) => {
                     self.log(op, None, 0, started, Err(&format!("{code}: {message}")));
-                    conn.send_error(&code, &message).await?;
+                    self.conn.send_error(&code, &message).await?;
                 }
                 Err(Failure::Close(code, message)) => {
                     self.log(op, None, 0, started, Err(&format!("{code}: {message}")));
-                    conn.send_error(&code, &message).await?;
+                    self.conn.send_error(&code, &message).await?;
                     return Ok(());
                 }
                 Err(Failure::Io(err)) => {
@@ -279,18 +281,11 @@ impl Session {
         }
     }
 
-    async fn handle<R, W>(
-        &mut self,
-        request: Request,
-        conn: &mut Connection<R, W>,
-    ) -> Result<Done, Failure>
-    where
-        R: AsyncRead + Unpin,
-        W: AsyncWrite + Unpin,
-    {
+    async fn handle(&mut self, request: Request) -> Result<Done, Failure> {
         match request {
             Request::Pwd => {
-                conn.send(&format!("OK {}\n", quote(self.cwd.as_str())))
+                self.conn
+                    .send(&format!("OK {}\n", quote(self.cwd.as_str())))
                     .await?;
                 Ok(Done::path(self.cwd.clone()))
             }
@@ -302,7 +297,9 @@ impl Session {
                     return Err(StorageError::NotADirectory { path }.into());
                 }
                 self.cwd = path.clone();
-                conn.send(&format!("OK {}\n", quote(path.as_str()))).await?;
+                self.conn
+                    .send(&format!("OK {}\n", quote(path.as_str())))
+                    .await?;
                 Ok(Done::path(path))
             }
             Request::Ls(path) => {
@@ -319,7 +316,7 @@ impl Session {
                     ));
                     text.push('\n');
                 }
-                conn.send(&text).await?;
+                self.conn.send(&text).await?;
                 Ok(Done::path(path))
             }
             Request::Stat(path) => {
@@ -332,21 +329,18 @@ impl Session {
                     entry.mtime,
                     path.as_str().as_bytes(),
                 );
-                conn.send(&format!("OK {line}\n")).await?;
+                self.conn.send(&format!("OK {line}\n")).await?;
                 Ok(Done::path(path))
             }
-            Request::Mkdir(path) => self.simple(conn, &path, |home, p| home.mkdir(p)).await,
-            Request::Rmdir(path) => self.simple(conn, &path, |home, p| home.rmdir(p)).await,
-            Request::Rm(path) => {
-                self.simple(conn, &path, |home, p| home.remove_file(p))
-                    .await
-            }
+            Request::Mkdir(path) => self.simple(&path, |home, p| home.mkdir(p)).await,
+            Request::Rmdir(path) => self.simple(&path, |home, p| home.rmdir(p)).await,
+            Request::Rm(path) => self.simple(&path, |home, p| home.remove_file(p)).await,
             Request::Mv { from, to } => {
                 let from = self.resolve(&from)?;
                 let to = self.resolve(&to)?;
                 let source = from.clone();
                 self.blocking(move |home| home.rename(&source, &to)).await?;
-                conn.send("OK\n").await?;
+                self.conn.send("OK\n").await?;
                 Ok(Done::path(from))
             }
             Request::Info => {
@@ -356,7 +350,7 @@ impl Session {
                     limit: usage.limit,
                     free: usage.free(),
                 };
-                conn.send(&format!("OK {}\n", info.encode())).await?;
+                self.conn.send(&format!("OK {}\n", info.encode())).await?;
                 Ok(Done::default())
             }
             Request::Md5 { path, range } => {
@@ -366,7 +360,7 @@ impl Session {
                 let (digest, n) = self
                     .blocking(move |home| home.md5_range(&target, offset, len))
                     .await?;
-                conn.send(&format!("OK {digest} {n}\n")).await?;
+                self.conn.send(&format!("OK {digest} {n}\n")).await?;
                 Ok(Done::transfer(path, n))
             }
             Request::Read { path, offset, len } => {
@@ -374,19 +368,19 @@ impl Session {
                 let target = path.clone();
                 let (file, entry) = self.blocking(move |home| home.open_read(&target)).await?;
                 let n = len.min(entry.size.saturating_sub(offset));
-                conn.send(&format!("OK {n}\n")).await?;
-                stream::send_file(&mut conn.writer, file, offset, n, None, |_| {})
+                self.conn.send(&format!("OK {n}\n")).await?;
+                stream::send_file(&mut self.conn.writer, file, offset, n, None, |_| {})
                     .await
                     .map_err(Failure::Io)?;
                 Ok(Done::transfer(path, n))
             }
-            Request::Write { path, offset, len } => self.write(conn, &path, offset, len).await,
+            Request::Write { path, offset, len } => self.write(&path, offset, len).await,
             Request::Get {
                 path,
                 offset,
                 prefix_md5,
-            } => self.get(conn, &path, offset, prefix_md5).await,
-            Request::Put { path, size, md5 } => self.put(conn, &path, size, md5).await,
+            } => self.get(&path, offset, prefix_md5).await,
+            Request::Put { path, size, md5 } => self.put(&path, size, md5).await,
             Request::From(_) | Request::Done(_) => Err(Failure::Reply(
                 ErrorCode::BadRequest,
                 "from and done belong inside a put".into(),
@@ -397,11 +391,11 @@ impl Session {
                     text.push_str(line);
                     text.push('\n');
                 }
-                conn.send(&text).await?;
+                self.conn.send(&text).await?;
                 Ok(Done::default())
             }
             Request::Quit => {
-                conn.send("OK bye\n").await?;
+                self.conn.send("OK bye\n").await?;
                 Ok(Done {
                     quit: true,
                     ..Done::default()
@@ -411,35 +405,18 @@ impl Session {
     }
 
     /// A request that takes one path, changes something and answers a bare `OK`.
-    async fn simple<R, W, F>(
-        &self,
-        conn: &mut Connection<R, W>,
-        path: &str,
-        work: F,
-    ) -> Result<Done, Failure>
+    async fn simple<F>(&mut self, path: &str, work: F) -> Result<Done, Failure>
     where
-        R: AsyncRead + Unpin,
-        W: AsyncWrite + Unpin,
         F: FnOnce(&HomeDir, &VirtualPath) -> Result<(), StorageError> + Send + 'static,
     {
         let path = self.resolve(path)?;
         let target = path.clone();
         self.blocking(move |home| work(home, &target)).await?;
-        conn.send("OK\n").await?;
+        self.conn.send("OK\n").await?;
         Ok(Done::path(path))
     }
 
-    async fn write<R, W>(
-        &self,
-        conn: &mut Connection<R, W>,
-        path: &str,
-        offset: u64,
-        len: u64,
-    ) -> Result<Done, Failure>
-    where
-        R: AsyncRead + Unpin,
-        W: AsyncWrite + Unpin,
-    {
+    async fn write(&mut self, path: &str, offset: u64, len: u64) -> Result<Done, Failure> {
         if len > MAX_WRITE {
             return Err(Failure::Close(
                 ErrorCode::TooLarge,
@@ -450,7 +427,7 @@ impl Session {
             .checked_add(len)
             .is_none_or(|end| end > crate::protocol::MAX_NUMBER)
         {
-            stream::discard(&mut conn.reader, len).await?;
+            stream::discard(&mut self.conn.reader, len).await?;
             return Err(Failure::Reply(
                 ErrorCode::BadRequest,
                 "offset too large".into(),
@@ -487,28 +464,23 @@ impl Session {
         let (path, file) = match opened {
             Ok(opened) => opened,
             Err(failure) => {
-                stream::discard(&mut conn.reader, len).await?;
+                stream::discard(&mut self.conn.reader, len).await?;
                 return Err(failure);
             }
         };
         let (_, result) =
-            stream::receive(&mut conn.reader, len, WriteAt { file, offset }, |_| {}).await?;
+            stream::receive(&mut self.conn.reader, len, WriteAt { file, offset }, |_| {}).await?;
         result?;
-        conn.send(&format!("OK {len}\n")).await?;
+        self.conn.send(&format!("OK {len}\n")).await?;
         Ok(Done::transfer(path, len))
     }
 
-    async fn get<R, W>(
-        &self,
-        conn: &mut Connection<R, W>,
+    async fn get(
+        &mut self,
         path: &str,
         offset: u64,
         prefix_md5: Option<Md5Digest>,
-    ) -> Result<Done, Failure>
-    where
-        R: AsyncRead + Unpin,
-        W: AsyncWrite + Unpin,
-    {
+    ) -> Result<Done, Failure> {
         let path = self.resolve(path)?;
         let target = path.clone();
         let (file, size, hasher) = self
@@ -539,28 +511,24 @@ impl Session {
             }
         }
         let n = size - offset;
-        conn.send(&format!("OK {n} {size}\n")).await?;
-        let hasher = stream::send_file(&mut conn.writer, file, offset, n, Some(hasher), |_| {})
-            .await
-            .map_err(Failure::Io)?;
+        self.conn.send(&format!("OK {n} {size}\n")).await?;
+        let hasher =
+            stream::send_file(&mut self.conn.writer, file, offset, n, Some(hasher), |_| {})
+                .await
+                .map_err(Failure::Io)?;
         let digest = hasher
             .map(Md5Digest::from_hasher)
             .unwrap_or_else(Md5Digest::empty);
-        conn.send(&format!("OK {digest}\n")).await?;
+        self.conn.send(&format!("OK {digest}\n")).await?;
         Ok(Done::transfer(path, n))
     }
 
-    async fn put<R, W>(
-        &self,
-        conn: &mut Connection<R, W>,
+    async fn put(
+        &mut self,
         path: &str,
         size: u64,
         md5: Option<Md5Digest>,
-    ) -> Result<Done, Failure>
-    where
-        R: AsyncRead + Unpin,
-        W: AsyncWrite + Unpin,
-    {
+    ) -> Result<Done, Failure> {
         let path = self.resolve(path)?;
         let target = path.clone();
         let start = self
@@ -568,18 +536,19 @@ impl Session {
             .await?;
         let mut upload = match start {
             UploadStart::UpToDate => {
-                conn.send("OK uptodate\n").await?;
+                self.conn.send("OK uptodate\n").await?;
                 return Ok(Done::path(path));
             }
             UploadStart::Ready(upload) => upload,
         };
-        conn.send(&format!(
-            "OK have {} {}\n",
-            upload.held(),
-            upload.prefix_md5()
-        ))
-        .await?;
-        conn.flush().await?;
+        self.conn
+            .send(&format!(
+                "OK have {} {}\n",
+                upload.held(),
+                upload.prefix_md5()
+            ))
+            .await?;
+        self.conn.flush().await?;
 
         let lost = |what: &str| {
             Failure::Close(
@@ -587,8 +556,8 @@ impl Session {
                 format!("expected {what} inside put; closing"),
             )
         };
-        let start = match conn.read_line().await? {
-            Line::Text => match Request::parse(&conn.line) {
+        let start = match self.conn.read_line().await? {
+            Line::Text => match Request::parse(&self.conn.line) {
                 Ok(Request::From(start)) => start,
                 _ => return Err(lost("`from <offset>`")),
             },
@@ -608,11 +577,11 @@ impl Session {
         }
 
         let n = size - start;
-        let (upload, written) = stream::receive(&mut conn.reader, n, upload, |_| {}).await?;
+        let (upload, written) = stream::receive(&mut self.conn.reader, n, upload, |_| {}).await?;
         let expected = match md5 {
             Some(md5) => md5,
-            None => match conn.read_line().await? {
-                Line::Text => match Request::parse(&conn.line) {
+            None => match self.conn.read_line().await? {
+                Line::Text => match Request::parse(&self.conn.line) {
                     Ok(Request::Done(md5)) => md5,
                     _ => return Err(lost("`done <md5>` after the data")),
                 },
@@ -624,7 +593,7 @@ impl Session {
         let digest = tokio::task::spawn_blocking(move || upload.finish(expected))
             .await
             .map_err(|join| Failure::Io(std::io::Error::other(join)))??;
-        conn.send(&format!("OK {digest} {size}\n")).await?;
+        self.conn.send(&format!("OK {digest} {size}\n")).await?;
         Ok(Done::transfer(path, n))
     }
 }
