@@ -77,3 +77,19 @@ async fn the_global_limit_holds_with_a_message_openssh_shows() {
     assert_eq!(alice.pwd().await.unwrap(), "/");
     assert_eq!(bob.pwd().await.unwrap(), "/");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_sessions_time_out() {
+    let mut server = TestServer::start(&[TestUser::new("alice", "10MiB")]).await;
+    server.stop().await;
+    server.idle_timeout = Some(std::time::Duration::from_secs(1));
+    server.launch(Limits::default()).await;
+    let (_conn, mut busy) = server.client("alice").await;
+    let (_idle_conn, mut idle) = server.client("alice").await;
+    // Keep one session busy past the timeout; leave the other alone.
+    for _ in 0..8 {
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+        assert_eq!(busy.pwd().await.unwrap(), "/");
+    }
+    assert!(idle.pwd().await.is_err(), "the idle session was not closed");
+}

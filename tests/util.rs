@@ -41,6 +41,8 @@ impl TestUser {
 
 pub struct TestServer {
     pub addr: SocketAddr,
+    /// Close sessions idle this long (the server's default if `None`).
+    pub idle_timeout: Option<Duration>,
     pub dir: TempDir,
     pub known_hosts: PathBuf,
     shutdown: Option<oneshot::Sender<()>>,
@@ -82,6 +84,7 @@ impl TestServer {
         std::fs::write(dir.path().join("users.toml"), toml).expect("users.toml");
         let mut server = TestServer {
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            idle_timeout: None,
             known_hosts: dir.path().join("known_hosts"),
             dir,
             shutdown: None,
@@ -92,13 +95,15 @@ impl TestServer {
     }
 
     fn settings(&self, limits: Limits) -> Settings {
+        let defaults = Settings::default();
         Settings {
+            idle_timeout: self.idle_timeout.unwrap_or(defaults.idle_timeout),
             listen: self.addr,
             users_file: self.dir.path().join("users.toml"),
             storage_dir: self.dir.path().join("storage"),
             keys_dir: self.dir.path().join("keys"),
             limits,
-            ..Settings::default()
+            ..defaults
         }
     }
 
