@@ -13,6 +13,10 @@ use super::ClientError;
 use super::rsftp::RsftpClient;
 use crate::auth::Secret;
 
+/// Asked about a new host key with the host (as known_hosts names it) and the key's
+/// SHA256 fingerprint; `true` trusts and remembers the key.
+pub type AskHostKey = Box<dyn Fn(&str, &str) -> bool + Send + Sync>;
+
 /// What to do with a host key that known_hosts does not have yet.
 pub enum NewHostKey {
     /// Refuse it (the safe default for scripts).
@@ -21,7 +25,7 @@ pub enum NewHostKey {
     Accept,
     /// Ask: called with the host (as known_hosts names it) and the key's SHA256
     /// fingerprint; `true` trusts and remembers the key.
-    Ask(Box<dyn Fn(&str, &str) -> bool + Send + Sync>),
+    Ask(AskHostKey),
 }
 
 /// How the server's host key is checked.
