@@ -6,12 +6,14 @@
 //! - [`target`]: `[user@]host[:port]` and the defaults.
 //! - [`login`]: keys, the agent, then a password; [`prompt`] asks at the terminal.
 //! - [`progress`]: the shell's output and its progress bars.
+//! - [`shell`]: the `rsftp` shell: commands, completion, scripts.
 
 mod connection;
 pub mod login;
 pub mod progress;
 pub mod prompt;
 mod rsftp;
+pub mod shell;
 pub mod target;
 pub mod transfer;
 
