@@ -4,6 +4,9 @@
 mod util;
 
 // mod bad_input;
+mod client_batch;
+mod client_host_keys;
+mod client_support;
 mod commands;
 mod confinement;
 // mod limits;
