@@ -6,7 +6,7 @@ use std::process::{Output, Stdio};
 use std::time::Duration;
 
 use tempfile::TempDir;
-use tokio::process::Command;
+use tokio::process::{Child, Command};
 
 use crate::util::{TestServer, key_path};
 
@@ -87,4 +87,58 @@ pub fn expect_status(output: &Output, code: i32) -> (String, String) {
         "exit status\n--- stdout\n{out}\n--- stderr\n{err}"
     );
     (out, err)
+}
+
+/// Writes a file of `mib` MiB whose every MiB differs (so a spliced or shifted copy
+/// cannot pass), quickly enough for a debug build.
+pub fn big_file(path: &Path, mib: usize, seed: u64) {
+    use std::io::Write;
+    let block = crate::util::data(1 << 20, seed);
+    let mut file = std::io::BufWriter::new(std::fs::File::create(path).expect("create"));
+    for i in 0..mib {
+        let mut chunk = block.clone();
+        chunk[..8].copy_from_slice(&(i as u64).to_le_bytes());
+        file.write_all(&chunk).expect("write");
+    }
+    file.flush().expect("flush");
+}
+
+/// The size of a file, or 0 if it is not there (yet).
+pub fn size_of(path: &Path) -> u64 {
+    std::fs::metadata(path).map(|m| m.len()).unwrap_or(0)
+}
+
+/// Waits, polling every 10 ms for at most `limit`, until `ready` says yes or the child
+/// exits. `true` if `ready` said yes while the child still ran.
+pub async fn wait_while_running(
+    child: &mut Child,
+    limit: Duration,
+    mut ready: impl FnMut() -> bool,
+) -> bool {
+    let deadline = tokio::time::Instant::now() + limit;
+    while tokio::time::Instant::now() < deadline {
+        if ready() {
+            return true;
+        }
+        if let Ok(Some(_)) = child.try_wait() {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    false
+}
+
+/// Waits until `measure` gives the same value twice 300 ms apart (a writer has
+/// stopped), for at most 10 s; returns that value.
+pub async fn settled(mut measure: impl FnMut() -> u64) -> u64 {
+    let mut last = measure();
+    for _ in 0..33 {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let now = measure();
+        if now == last {
+            return now;
+        }
+        last = now;
+    }
+    panic!("still changing after 10 s: {last}");
 }

@@ -6,6 +6,7 @@ mod util;
 // mod bad_input;
 mod client_batch;
 mod client_host_keys;
+mod client_resume;
 mod client_support;
 mod commands;
 mod confinement;
