@@ -7,6 +7,7 @@ mod util;
 mod client_batch;
 mod client_host_keys;
 mod client_resume;
+mod client_shell;
 mod client_support;
 mod commands;
 mod confinement;
