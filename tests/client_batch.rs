@@ -36,7 +36,7 @@ async fn a_script_puts_lists_gets_removes_and_reports_quota() {
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(lines.len(), 5, "{out}");
     assert!(
-        lines[0].starts_with("data.bin -> /in/data.bin: 293 KiB in "),
+        lines[0].starts_with("data.bin -> /in/data.bin: 293 KiB"),
         "{out}"
     );
     assert!(lines[0].ends_with(&format!("verified md5 {md5}")), "{out}");
@@ -50,7 +50,7 @@ async fn a_script_puts_lists_gets_removes_and_reports_quota() {
         fields[2]
     );
     assert_eq!(fields[3], "data.bin");
-    assert!(lines[2].starts_with("/in/data.bin -> copy.bin: 293 KiB in "));
+    assert!(lines[2].starts_with("/in/data.bin -> copy.bin: 293 KiB"));
     assert!(lines[2].ends_with(&format!("verified md5 {md5}")));
     assert_eq!(lines[3], "quota: used 293 KiB of 10 MiB (2%), free 9.7 MiB");
     assert_eq!(lines[4], "/", "the empty listing prints nothing");
@@ -117,6 +117,16 @@ async fn a_script_on_standard_input() {
         err.contains("stdin:6: frobnicate: unknown command"),
         "{err}"
     );
+
+    // Standard input that is not a terminal is a script even without -b.
+    let output = run_with_input(
+        env!("CARGO_BIN_EXE_rsftp"),
+        &args[..args.len() - 2],
+        b"cd docs\npwd\n",
+    )
+    .await;
+    let (out, _) = expect_status(&output, 0);
+    assert_eq!(out, "/docs\n");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -118,7 +118,7 @@ impl ShellHelper {
 fn candidates(dir_part: &str, prefix: &str, names: Vec<(String, bool)>) -> Vec<Pair> {
     let mut pairs: Vec<Pair> = names
         .into_iter()
-        .filter(|(name, _)| name.starts_with(prefix))
+        .filter(|(name, _)| name.starts_with(prefix) && !name.chars().any(char::is_control))
         .filter(|(name, _)| prefix.starts_with('.') || !name.starts_with('.'))
         .map(|(name, is_dir)| {
             let suffix = if is_dir { "/" } else { " " };

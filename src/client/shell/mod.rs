@@ -118,8 +118,8 @@ pub fn explain(err: &ClientError) -> String {
         ClientError::Remote {
             code: ErrorCode::Quota,
             message,
-        } => quota_message(message).unwrap_or_else(|| message.clone()),
-        ClientError::Remote { message, .. } => message.clone(),
+        } => quota_message(message).unwrap_or_else(|| printable(message)),
+        ClientError::Remote { message, .. } => printable(message),
         ClientError::Checksum {
             path,
             expected,
@@ -130,6 +130,15 @@ pub fn explain(err: &ClientError) -> String {
         ),
         other => other.to_string(),
     }
+}
+
+/// A message from the server with any control characters (which could move the
+/// cursor or recolour the terminal) turned into spaces.
+fn printable(message: &str) -> String {
+    message
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect()
 }
 
 /// `quota exceeded: need N bytes, used U of L bytes` in human units, with what is free.
@@ -252,7 +261,7 @@ impl Shell {
     }
 
     pub fn prompt(&self) -> String {
-        format!("rsftp:{}> ", self.remote_cwd)
+        format!("rsftp:{}> ", listing::display_name(&self.remote_cwd))
     }
 
     /// Replaces a session that broke or was interrupted with a fresh one in the same

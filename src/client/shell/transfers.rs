@@ -59,13 +59,13 @@ fn summary(from: &str, to: &str, report: &TransferReport, elapsed: Duration) -> 
             report.md5
         );
     }
-    let secs = elapsed.as_secs_f64().max(0.001);
-    let rate = (report.transferred as f64 / secs) as u64;
-    let mut line = format!(
-        "{from} -> {to}: {} in {secs:.1}s ({}/s)",
-        format_size(report.size),
-        format_size(rate)
-    );
+    let mut line = format!("{from} -> {to}: {}", format_size(report.size));
+    // A rate over a few milliseconds says nothing.
+    let secs = elapsed.as_secs_f64();
+    if secs >= 0.05 {
+        let rate = (report.transferred as f64 / secs) as u64;
+        line.push_str(&format!(" in {secs:.1}s ({}/s)", format_size(rate)));
+    }
     if report.restarted {
         line.push_str(", started over");
     } else if report.resumed_from > 0 {
@@ -507,5 +507,10 @@ mod tests {
             ..report
         };
         assert!(summary("a", "b", &same, Duration::ZERO).contains("already up to date"));
+        let quick = summary("a", "b", &report, Duration::from_millis(3));
+        assert!(
+            quick.starts_with("a -> b: 64 MiB, resumed at 32 MiB"),
+            "{quick}"
+        );
     }
 }
