@@ -85,7 +85,9 @@ struct Cli {
 /// Text after the options in `--help`.
 fn after_help() -> String {
     format!(
-        "Shell commands (also for -b scripts and one-shot commands):\n{}\n\n\
+        "Without a COMMAND or -b, rsftp opens the shell if standard input is a terminal,\n\
+         and otherwise reads a script from it.\n\n\
+         Shell commands (also for -b scripts and one-shot commands):\n{}\n\n\
          Logging in: the keys given with -i; else the ssh-agent, then ~/.ssh/id_ed25519,\n\
          id_ecdsa and id_rsa; then a password, from --password-file, from $RSFTP_PASSWORD,\n\
          or asked for at the terminal. Passwords in files or the environment are weaker\n\

@@ -129,7 +129,10 @@ fn load_key(path: &Path, ask: &dyn Ask) -> Result<russh::keys::PrivateKey, Strin
         };
         match russh::keys::load_secret_key(path, Some(passphrase.expose())) {
             Ok(key) => return Ok(key),
-            Err(err) => ask.tell(&format!("cannot decrypt {}: {err}", path.display())),
+            Err(err) => ask.tell(&format!(
+                "cannot decrypt {} (wrong passphrase?): {err}",
+                path.display()
+            )),
         }
     }
     Err(format!(
