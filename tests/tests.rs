@@ -5,6 +5,11 @@ mod util;
 
 mod bad_input;
 mod binary;
+mod client_batch;
+mod client_host_keys;
+mod client_resume;
+mod client_shell;
+mod client_support;
 mod commands;
 mod confinement;
 mod limits;

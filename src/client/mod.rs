@@ -1,9 +1,20 @@
 //! The client library: connect over SSH, check the host key, log in, speak rsftp/1, and
 //! move whole files with resume and MD5 verification. The `rsftp` shell and the tests
 //! are built on it.
+//!
+//! - `connection`, `rsftp`, [`transfer`]: the SSH connection, the protocol, whole files.
+//! - [`target`]: `[user@]host[:port]` and the defaults.
+//! - [`login`]: keys, the agent, then a password; [`prompt`] asks at the terminal.
+//! - [`progress`]: the shell's output and its progress bars.
+//! - [`shell`]: the `rsftp` shell: commands, completion, scripts.
 
 mod connection;
+pub mod login;
+pub mod progress;
+pub mod prompt;
 mod rsftp;
+pub mod shell;
+pub mod target;
 pub mod transfer;
 
 use std::path::PathBuf;

@@ -25,6 +25,9 @@ pub trait Progress {
     fn begin(&self, _total: u64, _done: u64) {}
     /// `bytes` more have moved.
     fn advance(&self, _bytes: u64) {}
+    /// An earlier partial transfer of `held` bytes did not match the source and is being
+    /// thrown away; the transfer starts from 0 instead.
+    fn restarting(&self, _held: u64) {}
 }
 
 /// No progress reports.
@@ -133,6 +136,7 @@ pub async fn download<S: AsyncRead + AsyncWrite + Unpin>(
         {
             // Our partial is not a prefix of this file (changed, or now shorter): start over.
             restarted = true;
+            progress.restarting(held);
             file.set_len(0).map_err(|e| local_error(&part, e))?;
             let (n, size) = client.begin_get(remote, 0, None).await?;
             (file, Md5::new(), 0, n, size)
@@ -243,9 +247,13 @@ pub async fn upload<S: AsyncRead + AsyncWrite + Unpin>(
         if Md5Digest::from_hasher(hasher.clone()) == server_prefix {
             (hasher, offset, false)
         } else {
+            progress.restarting(offset);
             (Md5::new(), 0, true)
         }
     } else {
+        if offset > 0 {
+            progress.restarting(offset);
+        }
         (Md5::new(), 0, offset > 0)
     };
 
