@@ -104,10 +104,11 @@ impl Drop for Tmux {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_interactive_session_in_a_terminal() {
-    if !Tmux::available() {
-        eprintln!("SKIPPED an_interactive_session_in_a_terminal: tmux is not installed");
-        return;
-    }
+    // scripts/test installs tmux; without it this test cannot run, and must not pass.
+    assert!(
+        Tmux::available(),
+        "tmux is not installed: run ./scripts/test, which installs it"
+    );
     let server = TestServer::start(&[TestUser::new("alice", "1GiB")]).await;
     std::fs::create_dir(server.home("alice").join("docs")).unwrap();
     std::fs::write(server.home("alice").join("hello.txt"), b"hello").unwrap();
