@@ -13,15 +13,18 @@ use super::ClientError;
 use super::rsftp::RsftpClient;
 use crate::auth::Secret;
 
+/// Asks whether to trust a new host key: called with the host (as known_hosts names it)
+/// and the key's SHA256 fingerprint; `true` trusts and remembers the key.
+pub type AskHostKey = Box<dyn Fn(&str, &str) -> bool + Send + Sync>;
+
 /// What to do with a host key that known_hosts does not have yet.
 pub enum NewHostKey {
     /// Refuse it (the safe default for scripts).
     Refuse,
     /// Trust it and remember it (`--accept-new-host-key`).
     Accept,
-    /// Ask: called with the host (as known_hosts names it) and the key's SHA256
-    /// fingerprint; `true` trusts and remembers the key.
-    Ask(Box<dyn Fn(&str, &str) -> bool + Send + Sync>),
+    /// Ask: see [`AskHostKey`].
+    Ask(AskHostKey),
 }
 
 /// How the server's host key is checked.

@@ -104,7 +104,7 @@ impl Server {
             accounts,
             storage,
             passwords: PasswordChecker::new(limits.max_password_checks),
-            throttle: LoginThrottle::new(limits.throttle.clone()),
+            throttle: LoginThrottle::new(limits.throttle),
             sessions: SessionRegistry::new(limits.max_sessions),
             limits,
         });
@@ -154,10 +154,10 @@ impl Server {
             tokio::select! {
                 () = &mut shutdown => break,
                 _ = reload_tick.tick() => {
-                    if shared.accounts.changed_on_disk() {
-                        if let Err(err) = reload(&shared).await {
-                            error!(error = %err, "users file not reloaded; keeping the last good configuration");
-                        }
+                    if shared.accounts.changed_on_disk()
+                        && let Err(err) = reload(&shared).await
+                    {
+                        error!(error = %err, "users file not reloaded; keeping the last good configuration");
                     }
                 }
                 _ = cleanup_tick.tick() => {
