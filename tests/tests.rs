@@ -3,6 +3,7 @@
 
 mod util;
 
+mod admin;
 // mod bad_input;
 mod commands;
 mod confinement;
