@@ -11,4 +11,5 @@ mod confinement;
 mod login;
 // mod openssh;
 // mod quota;
+mod reload;
 // mod resume;

@@ -275,9 +275,9 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
                 return;
             };
             while hangup.recv().await.is_some() {
-                if let Err(err) = reloader.reload().await {
-                    tracing::error!(error = %err, "users file not reloaded on SIGHUP; keeping the last good configuration");
-                }
+                tracing::info!(target: "rsftpd::admin", "SIGHUP: reloading the users file");
+                // A failure is logged by the reload itself.
+                let _ = reloader.reload().await;
             }
         });
         server.run(listener, shutdown_signal()).await?;

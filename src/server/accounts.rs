@@ -1,41 +1,92 @@
 //! The accounts the server runs with: `users.toml`, reloaded when it changes.
 //!
+//! A change is noticed by content, not by timestamps. Each check hashes the file and every
+//! `authorized_keys_file` it names (they are small). That way the server catches editors
+//! that write in place or by rename, two edits within one timestamp tick that keep the
+//! length, a file replaced by an older copy, and a changed keys file.
+//!
 //! A reload that fails to parse keeps the last good configuration, so a typo in an editor
 //! never locks everyone out.
 
+use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::SystemTime;
+
+use sha2::{Digest, Sha256};
+use toml_edit::Document;
 
 use crate::auth::{UsersConfig, UsersError};
 
-/// What identifies one version of the file on disk, cheaply.
+/// One version of the accounts: a hash of `users.toml` and the keys files it names, as
+/// they are on disk (a missing or unreadable file counts as a version too).
 #[derive(Debug, Clone, PartialEq, Eq)]
-struct Stamp {
-    modified: Option<SystemTime>,
-    len: u64,
-    inode: u64,
+pub struct Version([u8; 32]);
+
+impl Version {
+    /// Reads and hashes the files now.
+    pub fn of(users_file: &Path) -> Version {
+        let mut hasher = Sha256::new();
+        let text = hash_file(&mut hasher, users_file);
+        if let Some(text) = text.as_deref().and_then(|t| std::str::from_utf8(t).ok()) {
+            for keys_file in keys_files(text, users_file) {
+                hash_file(&mut hasher, &keys_file);
+            }
+        }
+        Version(hasher.finalize().into())
+    }
 }
 
-fn stamp(path: &Path) -> Option<Stamp> {
-    use std::os::unix::fs::MetadataExt;
-    let meta = std::fs::metadata(path).ok()?;
-    Some(Stamp {
-        modified: meta.modified().ok(),
-        len: meta.len(),
-        inode: meta.ino(),
-    })
+/// Feeds a file's contents (or why it could not be read) into `hasher`, length first so
+/// that no two sequences of files hash alike; returns the contents.
+fn hash_file(hasher: &mut Sha256, path: &Path) -> Option<Vec<u8>> {
+    match fs::read(path) {
+        Ok(bytes) => {
+            hasher.update(b"F");
+            hasher.update((bytes.len() as u64).to_le_bytes());
+            hasher.update(&bytes);
+            Some(bytes)
+        }
+        Err(err) => {
+            let kind = format!("{:?}", err.kind());
+            hasher.update(b"E");
+            hasher.update((kind.len() as u64).to_le_bytes());
+            hasher.update(kind.as_bytes());
+            None
+        }
+    }
+}
+
+/// The `authorized_keys_file`s named in the text of a users file, found as the server
+/// finds them: relative to its folder. Best effort: a file that does not parse names none.
+fn keys_files(text: &str, users_file: &Path) -> Vec<PathBuf> {
+    let Ok(doc) = Document::parse(text) else {
+        return Vec::new();
+    };
+    let folder = users_file.parent().unwrap_or(Path::new(""));
+    let Some(users) = doc.get("users").and_then(|u| u.as_table_like()) else {
+        return Vec::new();
+    };
+    users
+        .iter()
+        .filter_map(|(_, account)| {
+            let file = account.as_table_like()?.get("authorized_keys_file")?;
+            Some(folder.join(file.as_str()?))
+        })
+        .collect()
 }
 
 pub struct Accounts {
     path: PathBuf,
     current: RwLock<Arc<UsersConfig>>,
-    seen: Mutex<Option<Stamp>>,
+    /// The version last loaded, or last tried and found broken.
+    seen: Mutex<Version>,
 }
 
 impl Accounts {
     pub fn load(path: &Path) -> Result<Accounts, UsersError> {
-        let seen = stamp(path);
+        // Hashed before reading: if the file changes in between, the next check sees a
+        // difference and reads it again.
+        let seen = Version::of(path);
         let config = UsersConfig::load(path)?;
         Ok(Accounts {
             path: path.to_owned(),
@@ -44,29 +95,97 @@ impl Accounts {
         })
     }
 
+    /// The accounts file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
     /// The configuration in force now.
     pub fn current(&self) -> Arc<UsersConfig> {
         // A poisoned lock still holds a whole Arc; use it.
         Arc::clone(&self.current.read().unwrap_or_else(|p| p.into_inner()))
     }
 
-    /// Whether the file changed since it was last read.
-    pub fn changed_on_disk(&self) -> bool {
-        let now = stamp(&self.path);
+    /// The version on disk now, if it is not the one last loaded or tried. Blocking.
+    pub fn changed_on_disk(&self) -> Option<Version> {
+        let now = Version::of(&self.path);
         let seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
-        *seen != now
+        (*seen != now).then_some(now)
     }
 
     /// Reads the file again. On success the new configuration is in force and returned
-    /// with the old one; on failure the old one stays in force.
+    /// with the old one; on failure the old one stays in force. Blocking.
     pub fn reload(&self) -> Result<(Arc<UsersConfig>, Arc<UsersConfig>), UsersError> {
-        let before = stamp(&self.path);
         // Remember this version even if it fails, so a broken file is reported once,
         // not every second until someone fixes it.
-        *self.seen.lock().unwrap_or_else(|p| p.into_inner()) = before;
+        *self.seen.lock().unwrap_or_else(|p| p.into_inner()) = Version::of(&self.path);
         let config = Arc::new(UsersConfig::load(&self.path)?);
         let mut current = self.current.write().unwrap_or_else(|p| p.into_inner());
         let old = std::mem::replace(&mut *current, Arc::clone(&config));
         Ok((old, config))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn any_change_of_content_is_seen() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("users.toml");
+        fs::write(&path, "[users.a]\nquota = \"1GiB\"\n").unwrap();
+        let accounts = Accounts::load(&path).unwrap();
+        assert_eq!(accounts.changed_on_disk(), None);
+
+        // Same length, same second: only the content differs.
+        fs::write(&path, "[users.b]\nquota = \"1GiB\"\n").unwrap();
+        let changed = accounts.changed_on_disk().expect("a change");
+        assert_eq!(accounts.changed_on_disk(), Some(changed));
+        let (old, new) = accounts.reload().unwrap();
+        assert!(old.get("a").is_some() && new.get("b").is_some());
+        assert_eq!(accounts.changed_on_disk(), None);
+
+        // Replaced by rename, as many editors do.
+        let temp = dir.path().join("users.toml.new");
+        fs::write(&temp, "[users.c]\nquota = \"1GiB\"\n").unwrap();
+        fs::rename(&temp, &path).unwrap();
+        assert!(accounts.changed_on_disk().is_some());
+        accounts.reload().unwrap();
+
+        // Gone for a moment: a change, which fails to load and keeps the accounts.
+        fs::remove_file(&path).unwrap();
+        assert!(accounts.changed_on_disk().is_some());
+        assert!(accounts.reload().is_err());
+        assert!(accounts.current().get("c").is_some());
+        assert_eq!(accounts.changed_on_disk(), None, "reported once");
+    }
+
+    #[test]
+    fn a_changed_keys_file_is_a_change() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("users.toml");
+        fs::write(
+            &path,
+            "[users.a]\nquota = \"1GiB\"\nauthorized_keys_file = \"a.keys\"\n",
+        )
+        .unwrap();
+        fs::write(dir.path().join("a.keys"), "# none yet\n").unwrap();
+        let accounts = Accounts::load(&path).unwrap();
+        assert_eq!(accounts.changed_on_disk(), None);
+        fs::write(dir.path().join("a.keys"), "# none yet!\n").unwrap();
+        assert!(accounts.changed_on_disk().is_some());
+    }
+
+    #[test]
+    fn a_broken_file_keeps_the_last_good_accounts() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("users.toml");
+        fs::write(&path, "[users.a]\nquota = \"1GiB\"\n").unwrap();
+        let accounts = Accounts::load(&path).unwrap();
+        fs::write(&path, "[users.a]\nquota = \"12 parsecs\"\n").unwrap();
+        let err = accounts.reload().unwrap_err();
+        assert!(err.to_string().contains("users.toml:2"), "{err}");
+        assert_eq!(accounts.current().get("a").unwrap().quota, 1 << 30);
     }
 }

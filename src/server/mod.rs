@@ -28,7 +28,7 @@ pub use config::{Limits, Settings};
 pub use replies::storage_error_reply;
 pub use sessions::SessionRefused;
 
-use crate::auth::{LoginThrottle, PasswordChecker, Secret, UserName, UsersError};
+use crate::auth::{LoginThrottle, PasswordChecker, Secret, UserName, UsersConfig, UsersError};
 use crate::storage::{Storage, StorageError};
 use accounts::Accounts;
 use handler::SshHandler;
@@ -123,7 +123,8 @@ impl Server {
 
     /// Reads `users.toml` again and applies it: new logins see new passwords and keys at
     /// once, quotas change in the live ledgers, and a deleted user's sessions are ended.
-    /// A file that does not parse keeps the last good configuration.
+    /// A file that does not parse keeps the last good configuration (and is logged as an
+    /// error). The server also does this by itself within about a second of a change.
     pub async fn reload(&self) -> Result<(), UsersError> {
         reload(&self.shared).await
     }
@@ -147,19 +148,12 @@ impl Server {
         let (stop, _) = broadcast::channel::<()>(1);
         let startups = Arc::new(Semaphore::new(shared.limits.max_startups));
         let mut connections = JoinSet::new();
-        let mut reload_tick = tokio::time::interval(Duration::from_secs(1));
+        let watcher = tokio::spawn(watch_users_file(Arc::clone(&shared)));
         let mut cleanup_tick = tokio::time::interval(Duration::from_secs(3600));
         tokio::pin!(shutdown);
         loop {
             tokio::select! {
                 () = &mut shutdown => break,
-                _ = reload_tick.tick() => {
-                    if shared.accounts.changed_on_disk()
-                        && let Err(err) = reload(&shared).await
-                    {
-                        error!(error = %err, "users file not reloaded; keeping the last good configuration");
-                    }
-                }
                 _ = cleanup_tick.tick() => {
                     tokio::spawn(remove_stale_partials(Arc::clone(&shared), self.settings.partial_max_age));
                 }
@@ -193,6 +187,7 @@ impl Server {
                 Some(_) = connections.join_next(), if !connections.is_empty() => {}
             }
         }
+        watcher.abort();
         info!(sessions = connections.len(), "shutting down");
         let _ = stop.send(());
         let drained = tokio::time::timeout(Duration::from_secs(10), async {
@@ -253,18 +248,92 @@ async fn serve_connection(
     }
 }
 
+/// How often `users.toml` is checked for changes.
+const USERS_POLL: Duration = Duration::from_secs(1);
+
+/// A changed `users.toml` is hashed again after this long and loaded only if it is still
+/// the same, so that an editor caught halfway through writing in place is not loaded
+/// half-written (which could parse, minus some accounts, and end their sessions).
+const USERS_SETTLE: Duration = Duration::from_millis(200);
+
+/// Reloads `users.toml` whenever its content (or that of a keys file it names) changes.
+async fn watch_users_file(shared: Arc<Shared>) {
+    let changed = |shared: &Arc<Shared>| {
+        let shared = Arc::clone(shared);
+        async move {
+            tokio::task::spawn_blocking(move || shared.accounts.changed_on_disk())
+                .await
+                .ok()
+                .flatten()
+        }
+    };
+    let mut tick = tokio::time::interval(USERS_POLL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let Some(version) = changed(&shared).await else {
+            continue;
+        };
+        tokio::time::sleep(USERS_SETTLE).await;
+        if changed(&shared).await == Some(version) {
+            // A failure is logged inside; the last good configuration stays.
+            let _ = reload(&shared).await;
+        }
+    }
+}
+
+/// Reads `users.toml` again and applies it; see [`Server::reload`]. Logs the outcome,
+/// a failure at error level: the server then runs on with the last good configuration.
 async fn reload(shared: &Arc<Shared>) -> Result<(), UsersError> {
-    let (old, new) = shared.accounts.reload()?;
+    let file = shared.accounts.path().to_owned();
+    let loading = Arc::clone(shared);
+    let loaded = tokio::task::spawn_blocking(move || loading.accounts.reload())
+        .await
+        .unwrap_or_else(|join| {
+            Err(UsersError::Io {
+                path: file.clone(),
+                source: std::io::Error::other(join.to_string()),
+            })
+        });
+    let (old, new) = match loaded {
+        Ok(loaded) => loaded,
+        Err(err) => {
+            error!(
+                target: "rsftpd::admin",
+                file = %file.display(),
+                error = %err,
+                "users file not reloaded; keeping the last good configuration"
+            );
+            return Err(err);
+        }
+    };
     for warning in new.warnings() {
         warn!(target: "rsftpd::admin", "{warning}");
     }
-    // Apply quotas to the live ledgers and create homes for new users.
+    let names = |from: &UsersConfig, missing_in: &UsersConfig| -> Vec<String> {
+        from.iter()
+            .filter(|account| missing_in.get(account.name.as_str()).is_none())
+            .map(|account| account.name.to_string())
+            .collect()
+    };
+    let (added, removed) = (names(&new, &old), names(&old, &new));
+
+    // Apply quotas to the live ledgers and create homes for new users. A user added
+    // again after being deleted is measured afresh: their home may have been purged.
     let storage = Arc::clone(&shared.storage);
+    let fresh: Vec<String> = added
+        .iter()
+        .filter(|user| shared.sessions.handles_of(user).is_empty())
+        .cloned()
+        .collect();
     let quotas: Vec<(String, u64)> = new
         .iter()
         .map(|account| (account.name.as_str().to_owned(), account.quota))
         .collect();
     let applied = tokio::task::spawn_blocking(move || {
+        for user in fresh {
+            storage.forget(&user);
+        }
         for (user, quota) in quotas {
             if let Err(err) = storage.home(&user, quota) {
                 warn!(user = %user, error = %err, "cannot open home");
@@ -275,6 +344,8 @@ async fn reload(shared: &Arc<Shared>) -> Result<(), UsersError> {
     if let Err(err) = applied {
         warn!(error = %err, "applying quotas failed");
     }
+
+    // A deleted account's sessions end now, not when they next log in.
     let mut ended = 0;
     for user in shared.sessions.users() {
         if new.get(&user).is_none() {
@@ -293,7 +364,8 @@ async fn reload(shared: &Arc<Shared>) -> Result<(), UsersError> {
     info!(
         target: "rsftpd::admin",
         users = new.len(),
-        before = old.len(),
+        added = %added.join(","),
+        removed = %removed.join(","),
         sessions_ended = ended,
         "users file reloaded"
     );
