@@ -479,12 +479,25 @@ async fn the_real_server_reloads_reports_a_broken_file_and_cleans_partials() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path();
     succeeded(&user_command(root, &["add", "alice", "--password-stdin"], b"pw\n").await);
+    let text = fs::read_to_string(root.join("users.toml")).unwrap();
+    fs::write(
+        root.join("users.toml"),
+        text + "\n[users.nologin]\nquota = \"1GiB\"\n",
+    )
+    .unwrap();
     let partial = root.join("storage/alice/.rsftp-partial/p");
     fs::create_dir_all(partial.parent().unwrap()).unwrap();
     fs::write(&partial, b"left over").unwrap();
 
     let server = RealServer::start(root, &["--partial-max-age-hours", "0"]).await;
     assert!(server.password_login("alice", "pw").await);
+    eventually!(
+        "the warning about an account nobody can use",
+        server.log().contains(
+            "WARN rsftpd::admin: user \"nologin\" has no password and no keys, \
+             so nobody can log in as them"
+        )
+    );
     eventually!("the partial's removal", !partial.exists());
     eventually!(
         "the removal in the log",
@@ -531,7 +544,7 @@ async fn the_real_server_reloads_reports_a_broken_file_and_cleans_partials() {
         "the reload in the log",
         server
             .log()
-            .contains("users file reloaded users=2 added=bob removed= sessions_ended=0")
+            .contains("users file reloaded users=3 added=bob removed= sessions_ended=0")
     );
 
     // The login-failure lines that fail2ban reads (see docs/OPERATIONS.md).

@@ -88,6 +88,9 @@ impl Accounts {
         // difference and reads it again.
         let seen = Version::of(path);
         let config = UsersConfig::load(path)?;
+        for warning in config.warnings() {
+            tracing::warn!(target: "rsftpd::admin", "{warning}");
+        }
         Ok(Accounts {
             path: path.to_owned(),
             current: RwLock::new(Arc::new(config)),
