@@ -21,9 +21,12 @@ use crate::util::{PASSWORD, TestServer, TestUser, data, key_path};
 const LIMIT: Duration = Duration::from_secs(15);
 
 /// Waits until `$check` is true, checking every 100 ms, at most 150 times and for at
-/// most [`LIMIT`].
+/// most [`LIMIT`]; on failure shows `$context` (a `String`), if given.
 macro_rules! eventually {
-    ($what:expr, $check:expr) => {{
+    ($what:expr, $check:expr) => {
+        eventually!($what, $check, String::new())
+    };
+    ($what:expr, $check:expr, $context:expr) => {{
         let started = Instant::now();
         let mut done = false;
         for _ in 0..150 {
@@ -36,7 +39,11 @@ macro_rules! eventually {
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        assert!(done, "{} did not happen within {:?}", $what, LIMIT);
+        assert!(
+            done,
+            "{} did not happen within {:?}\n{}",
+            $what, LIMIT, $context
+        );
     }};
 }
 
@@ -496,14 +503,16 @@ async fn the_real_server_reloads_reports_a_broken_file_and_cleans_partials() {
         server.log().contains(
             "WARN rsftpd::admin: user \"nologin\" has no password and no keys, \
              so nobody can log in as them"
-        )
+        ),
+        server.log()
     );
     eventually!("the partial's removal", !partial.exists());
     eventually!(
         "the removal in the log",
         server
             .log()
-            .contains("INFO rsftp::server: removed stale partial uploads user=\"alice\" bytes=9")
+            .contains("INFO rsftp::server: removed stale partial uploads user=\"alice\" bytes=9"),
+        server.log()
     );
 
     // A broken file is logged as an error naming the line, and changes nothing.
@@ -521,7 +530,8 @@ async fn the_real_server_reloads_reports_a_broken_file_and_cleans_partials() {
          file={} error={}:{broken_line}: user \"bob\": quota \"12 parsecs\"",
             root.join("users.toml").display(),
             root.join("users.toml").display(),
-        ))
+        )),
+        server.log()
     );
     assert!(server.password_login("alice", "pw").await);
     // `rsftpd user` will not edit it either, until it is fixed.
@@ -535,7 +545,8 @@ async fn the_real_server_reloads_reports_a_broken_file_and_cleans_partials() {
         "the SIGHUP in the log",
         server
             .log()
-            .contains("rsftpd::admin: SIGHUP: reloading the users file")
+            .contains("rsftpd::admin: SIGHUP: reloading the users file"),
+        server.log()
     );
     fs::write(root.join("users.toml"), &good).unwrap();
     succeeded(&user_command(root, &["add", "bob", "--password-stdin"], b"bob\n").await);
@@ -544,7 +555,8 @@ async fn the_real_server_reloads_reports_a_broken_file_and_cleans_partials() {
         "the reload in the log",
         server
             .log()
-            .contains("users file reloaded users=3 added=bob removed= sessions_ended=0")
+            .contains("users file reloaded users=3 added=bob removed= sessions_ended=0"),
+        server.log()
     );
 
     // The login-failure lines that fail2ban reads (see docs/OPERATIONS.md).
@@ -554,7 +566,8 @@ async fn the_real_server_reloads_reports_a_broken_file_and_cleans_partials() {
         server.log().lines().any(|line| {
             line.contains(" INFO rsftpd::auth: login rejected user=alice peer=127.0.0.1:")
                 && line.ends_with(" method=\"password\" result=\"rejected\"")
-        })
+        }),
+        server.log()
     );
     server.stop().await;
 }

@@ -148,7 +148,7 @@ impl Server {
         let (stop, _) = broadcast::channel::<()>(1);
         let startups = Arc::new(Semaphore::new(shared.limits.max_startups));
         let mut connections = JoinSet::new();
-        let watcher = tokio::spawn(watch_users_file(Arc::clone(&shared)));
+        let watcher = tokio::spawn(watch_users_file(Arc::clone(&shared), stop.subscribe()));
         let mut cleanup_tick = tokio::time::interval(Duration::from_secs(3600));
         tokio::pin!(shutdown);
         loop {
@@ -187,9 +187,10 @@ impl Server {
                 Some(_) = connections.join_next(), if !connections.is_empty() => {}
             }
         }
-        watcher.abort();
         info!(sessions = connections.len(), "shutting down");
         let _ = stop.send(());
+        // Let a reload under way finish rather than leave it running on its own.
+        let _ = tokio::time::timeout(Duration::from_secs(10), watcher).await;
         let drained = tokio::time::timeout(Duration::from_secs(10), async {
             while connections.join_next().await.is_some() {}
         })
@@ -251,31 +252,22 @@ async fn serve_connection(
 /// How often `users.toml` is checked for changes.
 const USERS_POLL: Duration = Duration::from_secs(1);
 
-/// A changed `users.toml` is hashed again after this long and loaded only if it is still
-/// the same, so that an editor caught halfway through writing in place is not loaded
-/// half-written (which could parse, minus some accounts, and end their sessions).
-const USERS_SETTLE: Duration = Duration::from_millis(200);
-
-/// Reloads `users.toml` whenever its content (or that of a keys file it names) changes.
-async fn watch_users_file(shared: Arc<Shared>) {
-    let changed = |shared: &Arc<Shared>| {
-        let shared = Arc::clone(shared);
-        async move {
-            tokio::task::spawn_blocking(move || shared.accounts.changed_on_disk())
-                .await
-                .ok()
-                .flatten()
-        }
-    };
+/// Reloads `users.toml` whenever its content (or that of a keys file it names) changes,
+/// until `stop`.
+async fn watch_users_file(shared: Arc<Shared>, mut stop: broadcast::Receiver<()>) {
     let mut tick = tokio::time::interval(USERS_POLL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        tick.tick().await;
-        let Some(version) = changed(&shared).await else {
-            continue;
-        };
-        tokio::time::sleep(USERS_SETTLE).await;
-        if changed(&shared).await == Some(version) {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.recv() => return,
+        }
+        let checking = Arc::clone(&shared);
+        let changed = tokio::task::spawn_blocking(move || checking.accounts.changed_on_disk())
+            .await
+            .ok()
+            .flatten();
+        if changed.is_some() {
             // A failure is logged inside; the last good configuration stays.
             let _ = reload(&shared).await;
         }
@@ -301,7 +293,7 @@ async fn reload(shared: &Arc<Shared>) -> Result<(), UsersError> {
             error!(
                 target: "rsftpd::admin",
                 file = %file.display(),
-                error = %err,
+                error = %error_chain(&err),
                 "users file not reloaded; keeping the last good configuration"
             );
             return Err(err);
@@ -370,6 +362,18 @@ async fn reload(shared: &Arc<Shared>) -> Result<(), UsersError> {
         "users file reloaded"
     );
     Ok(())
+}
+
+/// An error and its sources on one line, for a log field.
+fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }
 
 async fn remove_stale_partials(shared: Arc<Shared>, max_age: Duration) {
