@@ -150,13 +150,16 @@ impl Server {
         let mut connections = JoinSet::new();
         let watcher = tokio::spawn(watch_users_file(Arc::clone(&shared), stop.subscribe()));
         let mut cleanup_tick = tokio::time::interval(Duration::from_secs(3600));
+        // Owned here, so that no cleanup still deletes files once `run` has returned.
+        let mut cleanups = JoinSet::new();
         tokio::pin!(shutdown);
         loop {
             tokio::select! {
                 () = &mut shutdown => break,
                 _ = cleanup_tick.tick() => {
-                    tokio::spawn(remove_stale_partials(Arc::clone(&shared), self.settings.partial_max_age));
+                    cleanups.spawn(remove_stale_partials(Arc::clone(&shared), self.settings.partial_max_age));
                 }
+                Some(_) = cleanups.join_next(), if !cleanups.is_empty() => {}
                 accepted = listener.accept() => {
                     let (socket, peer) = match accepted {
                         Ok(accepted) => accepted,
@@ -197,6 +200,13 @@ impl Server {
         .await;
         if drained.is_err() {
             warn!("some sessions did not close in time");
+        }
+        let cleaned = tokio::time::timeout(Duration::from_secs(10), async {
+            while cleanups.join_next().await.is_some() {}
+        })
+        .await;
+        if cleaned.is_err() {
+            warn!("the cleanup of partial uploads did not finish in time");
         }
         Ok(())
     }
