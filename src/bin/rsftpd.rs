@@ -27,7 +27,7 @@ const RANDOM_PASSWORD_LEN: usize = 20;
 /// resumable transfers over the `rsftp` and `sftp` subsystems.
 ///
 /// With no command, rsftpd serves (the same as `rsftpd serve`). `rsftpd user ...` edits
-/// the accounts in users.toml; a running server picks up every change within a second.
+/// the accounts in users.toml; a running server picks up every change within about a second.
 #[derive(Parser)]
 #[command(version, about, long_about, args_conflicts_with_subcommands = true)]
 struct Cli {
@@ -45,7 +45,7 @@ enum Command {
     ///
     /// Every change is made to users.toml under a lock, keeps the file's comments, is
     /// checked before it is written, and is written atomically. A running server picks
-    /// it up within a second, without a restart.
+    /// it up within about a second, without a restart.
     #[command(after_long_help = USER_EXAMPLES)]
     User(UserArgs),
 }

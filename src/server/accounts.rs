@@ -266,16 +266,16 @@ mod tests {
         let writer = {
             let path = path.clone();
             std::thread::spawn(move || {
-                for i in 0..5 {
+                for i in 0..8 {
                     fs::write(&path, format!("[users.w{i}]\nquota = \"1GiB\"\n")).unwrap();
-                    std::thread::sleep(SETTLE / 2);
+                    std::thread::sleep(SETTLE / 4);
                 }
             })
         };
         std::thread::sleep(SETTLE / 4);
         let (_, new) = accounts.reload().unwrap();
         writer.join().unwrap();
-        assert!(new.get("w4").is_some(), "{new:?}");
+        assert!(new.get("w7").is_some(), "{new:?}");
         assert_eq!(accounts.changed_on_disk(), None);
     }
 
