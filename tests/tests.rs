@@ -3,6 +3,7 @@
 
 mod util;
 
+mod admin;
 mod bad_input;
 mod binary;
 mod client_batch;
@@ -16,4 +17,5 @@ mod limits;
 mod login;
 mod openssh;
 mod quota;
+mod reload;
 mod resume;

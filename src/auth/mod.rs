@@ -8,16 +8,23 @@
 //!
 //! - `size`: human sizes for quotas (`"1.5 GiB"`).
 //! - `users`: the `users.toml` model, strict parsing with line numbers, the starter file.
+//! - `edit`: [`UsersFile`], locked, validated, atomic edits of `users.toml` that keep its
+//!   comments (for `rsftpd user ...`).
 //! - `password`: [`Secret`], [`PasswordHash`], Argon2id hashing and verification.
 //! - `keys`: `authorized_keys` lines, matched by key data.
 //! - `throttle`: failed logins per peer, bans.
 
+mod edit;
 mod keys;
 mod password;
 mod size;
 mod throttle;
 mod users;
 
+pub use edit::{
+    DEFAULT_QUOTA, EditError, KeySource, LOCK_WAIT, NewAccount, UsersFile, parse_keys,
+    users_lock_path,
+};
 pub use keys::{AuthorizedKey, KeyError, parse_file_text};
 pub use password::{
     AuthError, PasswordChecker, PasswordHash, Secret, hash_password, verify_password,

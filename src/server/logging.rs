@@ -7,6 +7,9 @@ use std::io::IsTerminal;
 use std::path::Path;
 
 use tracing_appender::non_blocking::WorkerGuard;
+use tracing_subscriber::field::RecordFields;
+use tracing_subscriber::fmt::FormatFields;
+use tracing_subscriber::fmt::format::{DefaultFields, Writer};
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer as _};
@@ -14,6 +17,7 @@ use tracing_subscriber::{EnvFilter, Layer as _};
 /// Starts logging. Keep the returned guard alive: dropping it flushes the file.
 pub fn init(logs_dir: Option<&Path>) -> std::io::Result<Option<WorkerGuard>> {
     let filter = || EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    // Colours only for a person at a terminal, not for journald or a redirect.
     let console = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
@@ -28,6 +32,7 @@ pub fn init(logs_dir: Option<&Path>) -> std::io::Result<Option<WorkerGuard>> {
     let file = tracing_subscriber::fmt::layer()
         .with_writer(writer)
         .with_ansi(false)
+        .fmt_fields(FileFields::default())
         .with_filter(filter());
     tracing_subscriber::registry()
         .with(console)
@@ -35,4 +40,20 @@ pub fn init(logs_dir: Option<&Path>) -> std::io::Result<Option<WorkerGuard>> {
         .try_init()
         .ok();
     Ok(Some(guard))
+}
+
+/// The file's field formatter. A span's fields are formatted once per formatter type and
+/// shared by the layers that use it, so with the console's type the file's lines would
+/// carry the console's colour codes.
+#[derive(Default)]
+struct FileFields(DefaultFields);
+
+impl<'writer> FormatFields<'writer> for FileFields {
+    fn format_fields<R: RecordFields>(
+        &self,
+        writer: Writer<'writer>,
+        fields: R,
+    ) -> std::fmt::Result {
+        self.0.format_fields(writer, fields)
+    }
 }

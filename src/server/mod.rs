@@ -28,7 +28,7 @@ pub use config::{Limits, Settings};
 pub use replies::storage_error_reply;
 pub use sessions::SessionRefused;
 
-use crate::auth::{LoginThrottle, PasswordChecker, Secret, UserName, UsersError};
+use crate::auth::{LoginThrottle, PasswordChecker, Secret, UserName, UsersConfig, UsersError};
 use crate::storage::{Storage, StorageError};
 use accounts::Accounts;
 use handler::SshHandler;
@@ -123,7 +123,8 @@ impl Server {
 
     /// Reads `users.toml` again and applies it: new logins see new passwords and keys at
     /// once, quotas change in the live ledgers, and a deleted user's sessions are ended.
-    /// A file that does not parse keeps the last good configuration.
+    /// A file that does not parse keeps the last good configuration (and is logged as an
+    /// error). The server also does this by itself within about a second of a change.
     pub async fn reload(&self) -> Result<(), UsersError> {
         reload(&self.shared).await
     }
@@ -147,22 +148,18 @@ impl Server {
         let (stop, _) = broadcast::channel::<()>(1);
         let startups = Arc::new(Semaphore::new(shared.limits.max_startups));
         let mut connections = JoinSet::new();
-        let mut reload_tick = tokio::time::interval(Duration::from_secs(1));
+        let watcher = tokio::spawn(watch_users_file(Arc::clone(&shared), stop.subscribe()));
         let mut cleanup_tick = tokio::time::interval(Duration::from_secs(3600));
+        // Owned here, so that no cleanup still deletes files once `run` has returned.
+        let mut cleanups = JoinSet::new();
         tokio::pin!(shutdown);
         loop {
             tokio::select! {
                 () = &mut shutdown => break,
-                _ = reload_tick.tick() => {
-                    if shared.accounts.changed_on_disk()
-                        && let Err(err) = reload(&shared).await
-                    {
-                        error!(error = %err, "users file not reloaded; keeping the last good configuration");
-                    }
-                }
                 _ = cleanup_tick.tick() => {
-                    tokio::spawn(remove_stale_partials(Arc::clone(&shared), self.settings.partial_max_age));
+                    cleanups.spawn(remove_stale_partials(Arc::clone(&shared), self.settings.partial_max_age));
                 }
+                Some(_) = cleanups.join_next(), if !cleanups.is_empty() => {}
                 accepted = listener.accept() => {
                     let (socket, peer) = match accepted {
                         Ok(accepted) => accepted,
@@ -195,12 +192,21 @@ impl Server {
         }
         info!(sessions = connections.len(), "shutting down");
         let _ = stop.send(());
+        // Let a reload under way finish rather than leave it running on its own.
+        let _ = tokio::time::timeout(Duration::from_secs(10), watcher).await;
         let drained = tokio::time::timeout(Duration::from_secs(10), async {
             while connections.join_next().await.is_some() {}
         })
         .await;
         if drained.is_err() {
             warn!("some sessions did not close in time");
+        }
+        let cleaned = tokio::time::timeout(Duration::from_secs(10), async {
+            while cleanups.join_next().await.is_some() {}
+        })
+        .await;
+        if cleaned.is_err() {
+            warn!("the cleanup of partial uploads did not finish in time");
         }
         Ok(())
     }
@@ -253,18 +259,83 @@ async fn serve_connection(
     }
 }
 
+/// How often `users.toml` is checked for changes.
+const USERS_POLL: Duration = Duration::from_secs(1);
+
+/// Reloads `users.toml` whenever its content (or that of a keys file it names) changes,
+/// until `stop`.
+async fn watch_users_file(shared: Arc<Shared>, mut stop: broadcast::Receiver<()>) {
+    let mut tick = tokio::time::interval(USERS_POLL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.recv() => return,
+        }
+        let checking = Arc::clone(&shared);
+        let changed = tokio::task::spawn_blocking(move || checking.accounts.changed_on_disk())
+            .await
+            .ok()
+            .flatten();
+        if changed.is_some() {
+            // A failure is logged inside; the last good configuration stays.
+            let _ = reload(&shared).await;
+        }
+    }
+}
+
+/// Reads `users.toml` again and applies it; see [`Server::reload`]. Logs the outcome,
+/// a failure at error level: the server then runs on with the last good configuration.
 async fn reload(shared: &Arc<Shared>) -> Result<(), UsersError> {
-    let (old, new) = shared.accounts.reload()?;
+    let file = shared.accounts.path().to_owned();
+    let loading = Arc::clone(shared);
+    let loaded = tokio::task::spawn_blocking(move || loading.accounts.reload())
+        .await
+        .unwrap_or_else(|join| {
+            Err(UsersError::Io {
+                path: file.clone(),
+                source: std::io::Error::other(join.to_string()),
+            })
+        });
+    let (old, new) = match loaded {
+        Ok(loaded) => loaded,
+        Err(err) => {
+            error!(
+                target: "rsftpd::admin",
+                file = %file.display(),
+                error = %error_chain(&err),
+                "users file not reloaded; keeping the last good configuration"
+            );
+            return Err(err);
+        }
+    };
     for warning in new.warnings() {
         warn!(target: "rsftpd::admin", "{warning}");
     }
-    // Apply quotas to the live ledgers and create homes for new users.
+    let names = |from: &UsersConfig, missing_in: &UsersConfig| -> Vec<String> {
+        from.iter()
+            .filter(|account| missing_in.get(account.name.as_str()).is_none())
+            .map(|account| account.name.to_string())
+            .collect()
+    };
+    let (added, removed) = (names(&new, &old), names(&old, &new));
+
+    // Apply quotas to the live ledgers and create homes for new users. A user added
+    // again after being deleted is measured afresh: their home may have been purged.
     let storage = Arc::clone(&shared.storage);
+    let fresh: Vec<String> = added
+        .iter()
+        .filter(|user| shared.sessions.handles_of(user).is_empty())
+        .cloned()
+        .collect();
     let quotas: Vec<(String, u64)> = new
         .iter()
         .map(|account| (account.name.as_str().to_owned(), account.quota))
         .collect();
     let applied = tokio::task::spawn_blocking(move || {
+        for user in fresh {
+            storage.forget(&user);
+        }
         for (user, quota) in quotas {
             if let Err(err) = storage.home(&user, quota) {
                 warn!(user = %user, error = %err, "cannot open home");
@@ -275,6 +346,8 @@ async fn reload(shared: &Arc<Shared>) -> Result<(), UsersError> {
     if let Err(err) = applied {
         warn!(error = %err, "applying quotas failed");
     }
+
+    // A deleted account's sessions end now, not when they next log in.
     let mut ended = 0;
     for user in shared.sessions.users() {
         if new.get(&user).is_none() {
@@ -293,11 +366,24 @@ async fn reload(shared: &Arc<Shared>) -> Result<(), UsersError> {
     info!(
         target: "rsftpd::admin",
         users = new.len(),
-        before = old.len(),
+        added = %added.join(","),
+        removed = %removed.join(","),
         sessions_ended = ended,
         "users file reloaded"
     );
     Ok(())
+}
+
+/// An error and its sources on one line, for a log field.
+fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }
 
 async fn remove_stale_partials(shared: Arc<Shared>, max_age: Duration) {
