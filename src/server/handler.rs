@@ -301,6 +301,14 @@ impl russh::server::Handler for SshHandler {
                     .instrument(span),
                 );
             }
+            "sftp" => {
+                let Some(channel) = self.channels.remove(&id) else {
+                    return Ok(());
+                };
+                session.channel_success(id)?;
+                info!(target: "rsftpd::auth", user = %user, peer = %self.peer, subsystem = "sftp", "subsystem started");
+                tokio::spawn(super::sftp::serve(channel, home, user).instrument(span));
+            }
             _ => {
                 info!(user = %user, subsystem = %LogText(name), "unknown subsystem refused");
                 session.channel_failure(id)?;

@@ -11,6 +11,7 @@ pub mod logging;
 mod replies;
 mod rsftp;
 mod sessions;
+mod sftp;
 
 use std::future::Future;
 use std::net::SocketAddr;
