@@ -6,6 +6,7 @@
 
 mod accounts;
 mod config;
+mod exec;
 mod handler;
 pub mod logging;
 mod replies;
