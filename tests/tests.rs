@@ -12,3 +12,6 @@ mod login;
 mod openssh;
 mod quota;
 mod resume;
+mod sftp;
+mod sftp_raw;
+mod sshd;

@@ -332,6 +332,11 @@ pub enum Request {
     ExpandPath {
         path: Vec<u8>,
     },
+    /// Names for numeric owners and groups, so clients can format `ls -l` themselves.
+    UsersGroupsById {
+        uids: Vec<u32>,
+        gids: Vec<u32>,
+    },
     /// An extension we do not implement, by name.
     UnknownExtension {
         name: Vec<u8>,
@@ -470,6 +475,14 @@ fn decode_request(kind: u8, r: &mut Reader<'_>) -> Result<Request, DecodeError> 
     })
 }
 
+/// A packed list of 32-bit ids; a partial last one is ignored. Bounded by the packet.
+fn ids(packed: &[u8]) -> Vec<u32> {
+    packed
+        .chunks_exact(4)
+        .map(|c| u32::from_be_bytes([c[0], c[1], c[2], c[3]]))
+        .collect()
+}
+
 fn decode_write(r: &mut Reader<'_>) -> Result<(Vec<u8>, u64, Range<usize>), DecodeError> {
     let handle = r.handle()?;
     let offset = r.u64("offset")?;
@@ -501,6 +514,10 @@ fn decode_extended(r: &mut Reader<'_>) -> Result<Request, DecodeError> {
         b"limits@openssh.com" => Request::Limits,
         b"expand-path@openssh.com" => Request::ExpandPath {
             path: r.path("path")?,
+        },
+        b"users-groups-by-id@openssh.com" => Request::UsersGroupsById {
+            uids: ids(r.string("uids")?),
+            gids: ids(r.string("gids")?),
         },
         _ => {
             r.pos = r.buf.len();
@@ -540,6 +557,7 @@ impl Request {
             Request::Fsync { .. } => "fsync",
             Request::Limits => "limits",
             Request::ExpandPath { .. } => "expand-path",
+            Request::UsersGroupsById { .. } => "users-groups-by-id",
             Request::UnknownExtension { .. } => "extended",
             Request::Unknown { .. } => "unknown",
         }
@@ -655,6 +673,16 @@ pub fn extended_u64s(id: u32, values: &[u64]) -> Vec<u8> {
     let mut p = PacketWriter::new(kind::EXTENDED_REPLY, id, values.len() * 8);
     for &v in values {
         put_u64(p.buf(), v);
+    }
+    p.finish()
+}
+
+/// An EXTENDED_REPLY made of strings, each given as raw bytes already encoded.
+pub fn extended_strings(id: u32, strings: &[&[u8]]) -> Vec<u8> {
+    let size: usize = strings.iter().map(|s| s.len() + 4).sum();
+    let mut p = PacketWriter::new(kind::EXTENDED_REPLY, id, size);
+    for s in strings {
+        put_string(p.buf(), s);
     }
     p.finish()
 }

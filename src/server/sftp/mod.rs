@@ -68,6 +68,7 @@ const EXTENSIONS: &[(&str, &str)] = &[
     ("fsync@openssh.com", "1"),
     ("limits@openssh.com", "1"),
     ("expand-path@openssh.com", "1"),
+    ("users-groups-by-id@openssh.com", "1"),
 ];
 
 /// Serves one SFTP session on `channel` until the client closes it, then sends EOF, an
@@ -408,6 +409,7 @@ fn access(request: &Request) -> Access<'_> {
         // No I/O at all: textual paths, fixed numbers, refusals.
         Request::Realpath { .. }
         | Request::ExpandPath { .. }
+        | Request::UsersGroupsById { .. }
         | Request::Limits
         | Request::Symlink { .. }
         | Request::Hardlink { .. }

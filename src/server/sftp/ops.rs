@@ -197,6 +197,15 @@ impl Session {
             } => {
                 let file = self.file(&handle)?;
                 let max = len.min(MAX_DATA) as usize;
+                // No file reaches past i64::MAX, which is as far as offsets go.
+                if i64::try_from(offset).is_err() {
+                    return Ok(Done {
+                        reply: codec::status(id, StatusCode::Eof, "End of file"),
+                        path: None,
+                        bytes: 0,
+                        log: false,
+                    });
+                }
                 let (reply, n) = codec::data_with(id, max, |buf| file.file.read_at(offset, buf))?;
                 if n == 0 && max > 0 {
                     return Ok(Done {
@@ -415,6 +424,30 @@ impl Session {
                 bytes: 0,
                 log: false,
             }),
+            Request::UsersGroupsById { uids, gids } => {
+                // Every file in a home belongs to the server's account on disk; to the
+                // user they are theirs, so every id is named after the user, as the
+                // long names in listings are.
+                let name = self.user.as_bytes();
+                let size = (uids.len() + gids.len()) * (name.len() + 4);
+                if size > MAX_PACKET / 2 {
+                    return Err(failure("too many ids in one request"));
+                }
+                let mut users = Vec::with_capacity(uids.len() * (name.len() + 4));
+                for _ in &uids {
+                    codec::put_string(&mut users, name);
+                }
+                let mut groups = Vec::with_capacity(gids.len() * (name.len() + 4));
+                for _ in &gids {
+                    codec::put_string(&mut groups, name);
+                }
+                Ok(Done {
+                    reply: codec::extended_strings(id, &[&users, &groups]),
+                    path: None,
+                    bytes: 0,
+                    log: false,
+                })
+            }
             Request::UnknownExtension { name } => Err(Failed::Status(
                 StatusCode::OpUnsupported,
                 format!(
