@@ -237,11 +237,10 @@ impl Dispatch {
                                 let message = format!(
                                     "packet of {len} bytes is over the {MAX_PACKET}-byte limit; closing"
                                 );
-                                self.answer_now(
+                                self.answer_last(
                                     id,
                                     codec::status(id, StatusCode::BadMessage, &message),
-                                )
-                                .await;
+                                );
                             }
                             return End::Refused("packet over the size limit");
                         }
@@ -301,18 +300,19 @@ impl Dispatch {
         }
     }
 
-    /// Queues a reply that is ready now, waiting for room in flight if need be.
-    async fn answer_now(&self, id: u32, bytes: Vec<u8>) {
-        let permits = self.permits(1).await;
-        self.ready(id, bytes, permits);
+    /// Queues a last reply before the channel closes, outside the budget: waiting for
+    /// room here would stop the loop from draining the channel.
+    fn answer_last(&self, id: u32, bytes: Vec<u8>) {
+        self.queue_reply(id, bytes, None);
     }
 
     fn ready(&self, id: u32, bytes: Vec<u8>, permits: Permits) {
+        self.queue_reply(id, bytes, Some(permits));
+    }
+
+    fn queue_reply(&self, id: u32, bytes: Vec<u8>, permits: Option<Permits>) {
         let (tx, rx) = oneshot::channel();
-        let _ = tx.send(Reply {
-            bytes,
-            permits: Some(permits),
-        });
+        let _ = tx.send(Reply { bytes, permits });
         let _ = self.queue.send((id, rx));
     }
 
