@@ -529,6 +529,40 @@ fn decode_extended(r: &mut Reader<'_>) -> Result<Request, DecodeError> {
 }
 
 impl Request {
+    /// The most bytes the reply to this request can take.
+    pub fn reply_bound(&self) -> usize {
+        match self {
+            Request::Read { len, .. } => (*len).min(MAX_DATA) as usize + 16,
+            Request::Readdir { .. } => MAX_PACKET / 2 + 1024,
+            Request::UsersGroupsById { .. } => MAX_PACKET / 2 + 64,
+            Request::Open { .. }
+            | Request::Close { .. }
+            | Request::Write { .. }
+            | Request::Lstat { .. }
+            | Request::Fstat { .. }
+            | Request::Setstat { .. }
+            | Request::Fsetstat { .. }
+            | Request::Opendir { .. }
+            | Request::Remove { .. }
+            | Request::Mkdir { .. }
+            | Request::Rmdir { .. }
+            | Request::Realpath { .. }
+            | Request::Stat { .. }
+            | Request::Rename { .. }
+            | Request::Readlink { .. }
+            | Request::Symlink { .. }
+            | Request::PosixRename { .. }
+            | Request::Statvfs { .. }
+            | Request::Fstatvfs { .. }
+            | Request::Hardlink { .. }
+            | Request::Fsync { .. }
+            | Request::Limits
+            | Request::ExpandPath { .. }
+            | Request::UnknownExtension { .. }
+            | Request::Unknown { .. } => 16 * 1024,
+        }
+    }
+
     /// The operation's name, for logs.
     pub fn name(&self) -> &'static str {
         match self {

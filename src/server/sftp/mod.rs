@@ -43,7 +43,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 use tracing::{Instrument, Span, debug, info};
 
 pub use codec::StatusCode;
-use codec::{BadPacket, Incoming, MAX_DATA, MAX_PACKET, Request};
+use codec::{BadPacket, Incoming, MAX_PACKET, Request};
 use ops::Session;
 use order::{Access, Sequencer};
 
@@ -421,15 +421,8 @@ fn access(request: &Request) -> Access<'_> {
 /// What a request holds while in flight: its packet, and the most its reply can be.
 fn cost(incoming: &Result<Incoming, BadPacket>, packet_len: usize) -> u32 {
     let reply = match incoming {
-        Ok(Incoming::Request {
-            request: Request::Read { len, .. },
-            ..
-        }) => (*len).min(MAX_DATA) as usize + 16,
-        Ok(Incoming::Request {
-            request: Request::Readdir { .. },
-            ..
-        }) => MAX_PACKET / 2 + 1024,
-        _ => 1024,
+        Ok(Incoming::Request { request, .. }) => request.reply_bound(),
+        Ok(Incoming::Init { .. }) | Err(_) => 1024,
     };
     // At most 2 * MAX_PACKET: far below the budget, which it must never pass.
     (packet_len + reply) as u32
