@@ -13,6 +13,7 @@ use russh::server::Msg;
 use sha2::{Digest, Sha256};
 use tracing::{info, warn};
 
+use super::handler::LogText;
 use crate::storage::{EntryKind, HomeDir, StorageError, VirtualPath};
 
 /// Files are hashed in chunks of this size, never read whole into memory.
@@ -283,7 +284,7 @@ pub async fn run(channel: Channel<Msg>, command: HashCommand, home: HomeDir, use
                 if let StorageError::Io { source, .. } = &err {
                     warn!(error = %source, "storage I/O error");
                 }
-                info!(target: "rsftpd::op", user = %user, proto = "exec", op = name, path = "", bytes = 0u64, ms, result = "error", error = %err);
+                info!(target: "rsftpd::op", user = %user, proto = "exec", op = name, path = %LogText(&file), bytes = 0u64, ms, result = "error", error = %err);
                 let line = format!("{name}: {}: {}\n", quote_name(&file), error_text(&err));
                 writer.extended_data_bytes(1, line.into_bytes()).await
             }
