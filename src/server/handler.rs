@@ -301,6 +301,14 @@ impl russh::server::Handler for SshHandler {
                     .instrument(span),
                 );
             }
+            "sftp" => {
+                let Some(channel) = self.channels.remove(&id) else {
+                    return Ok(());
+                };
+                session.channel_success(id)?;
+                info!(target: "rsftpd::auth", user = %user, peer = %self.peer, subsystem = "sftp", "subsystem started");
+                tokio::spawn(super::sftp::serve(channel, home, user).instrument(span));
+            }
             _ => {
                 info!(user = %user, subsystem = %LogText(name), "unknown subsystem refused");
                 session.channel_failure(id)?;
@@ -344,13 +352,33 @@ impl russh::server::Handler for SshHandler {
         session: &mut Session,
     ) -> Result<(), Self::Error> {
         let command = String::from_utf8_lossy(data);
-        if let Some(login) = self.login() {
-            info!(target: "rsftpd::op", user = %login.user, op = "exec", command = %LogText(&command), result = "refused");
+        let login = self.login().map(|l| (l.user.clone(), l.home.clone()));
+        if let Some((user, home)) = login {
+            match super::exec::Parsed::from_command(data) {
+                super::exec::Parsed::Hash(hash) => {
+                    let Some(channel) = self.channels.remove(&id) else {
+                        session.channel_failure(id)?;
+                        return Ok(());
+                    };
+                    session.channel_success(id)?;
+                    let span = tracing::info_span!("session", user = %user, peer = %self.peer, exec = %LogText(&command));
+                    let run = super::exec::run(channel, hash, home, user);
+                    tokio::spawn(run.instrument(span));
+                    return Ok(());
+                }
+                super::exec::Parsed::Bad(message) => {
+                    info!(target: "rsftpd::op", user = %user, op = "exec", command = %LogText(&command), result = "refused");
+                    return self.refuse_command(id, session, format!("{message}\n"));
+                }
+                super::exec::Parsed::NotOurs => {
+                    info!(target: "rsftpd::op", user = %user, op = "exec", command = %LogText(&command), result = "refused");
+                }
+            }
         }
         self.refuse_command(
             id,
             session,
-            "rsftpd runs no commands. Use: ssh -s HOST rsftp, sftp, scp, or the rsftp client.\n",
+            "rsftpd runs no commands but md5sum and sha256sum. Use: ssh -s HOST rsftp, sftp, scp, or the rsftp client.\n",
         )
     }
 }
@@ -361,8 +389,9 @@ impl SshHandler {
         &mut self,
         id: ChannelId,
         session: &mut Session,
-        message: &'static str,
+        message: impl Into<String>,
     ) -> Result<(), russh::Error> {
+        let message = message.into();
         let Some(channel) = self.channels.remove(&id) else {
             session.channel_failure(id)?;
             return Ok(());

@@ -6,11 +6,13 @@
 
 mod accounts;
 mod config;
+mod exec;
 mod handler;
 pub mod logging;
 mod replies;
 mod rsftp;
 mod sessions;
+mod sftp;
 
 use std::future::Future;
 use std::net::SocketAddr;

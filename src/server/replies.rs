@@ -1,4 +1,4 @@
-//! The one mapping from storage errors to rsftp/1 error codes.
+//! The one mapping from storage errors to protocol error codes: rsftp/1 and SFTP.
 
 use crate::protocol::ErrorCode;
 use crate::storage::StorageError;
@@ -21,6 +21,31 @@ pub fn storage_error_reply(err: &StorageError) -> (ErrorCode, String) {
         StorageError::Io { path, .. } => {
             // The io::Error may name things the user should not see; it goes to the log.
             return (ErrorCode::Io, format!("input/output error: {path}"));
+        }
+    };
+    (code, err.to_string())
+}
+
+/// The SFTP v3 status that answers `err`. v3 has few codes: whatever is neither a
+/// missing file nor a refusal is a `FAILURE`, and the message says which failure (the
+/// quota's numbers among them), as OpenSSH's server does for errno values.
+pub fn sftp_status(err: &StorageError) -> (super::sftp::StatusCode, String) {
+    use super::sftp::StatusCode;
+    let code = match err {
+        StorageError::NotFound { .. } => StatusCode::NoSuchFile,
+        StorageError::Denied { .. } => StatusCode::PermissionDenied,
+        StorageError::BadPath { .. }
+        | StorageError::Exists { .. }
+        | StorageError::NotADirectory { .. }
+        | StorageError::IsADirectory { .. }
+        | StorageError::NotEmpty { .. }
+        | StorageError::Quota(_)
+        | StorageError::Busy { .. }
+        | StorageError::Checksum { .. }
+        | StorageError::BadOffset { .. }
+        | StorageError::SizeMismatch { .. } => StatusCode::Failure,
+        StorageError::Io { path, .. } => {
+            return (StatusCode::Failure, format!("input/output error: {path}"));
         }
     };
     (code, err.to_string())

@@ -1,0 +1,389 @@
+//! The only commands `exec` runs: `md5sum` and `sha256sum` of files in the home, so
+//! that a script can check a transfer with nothing but `ssh`. No shell is ever run: the
+//! command line is split into words with simple shell-like quoting, and each word names
+//! a file, resolved in the user's view like every other path. The output matches GNU
+//! coreutils, so it can be compared with a local `md5sum` line for line.
+
+use std::io::Read as _;
+use std::time::Instant;
+
+use md5::Md5;
+use russh::Channel;
+use russh::server::Msg;
+use sha2::{Digest, Sha256};
+use tracing::{info, warn};
+
+use super::handler::LogText;
+use crate::storage::{EntryKind, HomeDir, StorageError, VirtualPath};
+
+/// Files are hashed in chunks of this size, never read whole into memory.
+const CHUNK: usize = 256 * 1024;
+/// Files named by one command, at most.
+const MAX_FILES: usize = 1024;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Algorithm {
+    Md5,
+    Sha256,
+}
+
+impl Algorithm {
+    fn name(self) -> &'static str {
+        match self {
+            Algorithm::Md5 => "md5sum",
+            Algorithm::Sha256 => "sha256sum",
+        }
+    }
+}
+
+/// A hash command, parsed.
+#[derive(Debug, PartialEq, Eq)]
+pub struct HashCommand {
+    pub algorithm: Algorithm,
+    pub files: Vec<String>,
+}
+
+/// What an exec request asked for.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Parsed {
+    /// Not a command we run at all.
+    NotOurs,
+    /// One of ours, but not in a form we accept; the message says why.
+    Bad(String),
+    Hash(HashCommand),
+}
+
+/// Why a command line could not be split into words.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum SplitError {
+    #[error("unterminated quote")]
+    Unterminated,
+    #[error("`{0}` is shell syntax, and no shell runs here; quote it, or name each file")]
+    ShellSyntax(char),
+}
+
+impl Parsed {
+    pub fn from_command(command: &[u8]) -> Parsed {
+        let Ok(command) = std::str::from_utf8(command) else {
+            return Parsed::NotOurs;
+        };
+        let words = match split_words(command) {
+            Ok(words) => words,
+            // Only say more than "no commands" if it was meant for us.
+            Err(err) => {
+                let first = command.split_whitespace().next().unwrap_or("");
+                return match first {
+                    "md5sum" | "sha256sum" => Parsed::Bad(format!("{first}: {err}")),
+                    _ => Parsed::NotOurs,
+                };
+            }
+        };
+        let algorithm = match words.first().map(String::as_str) {
+            Some("md5sum") => Algorithm::Md5,
+            Some("sha256sum") => Algorithm::Sha256,
+            _ => return Parsed::NotOurs,
+        };
+        let name = algorithm.name();
+        let mut files = Vec::new();
+        let mut options_done = false;
+        for word in &words[1..] {
+            if !options_done && word == "--" {
+                options_done = true;
+            } else if !options_done && word.starts_with('-') && word != "-" {
+                return Parsed::Bad(format!(
+                    "{name}: option {word} is not supported here; give only file names"
+                ));
+            } else {
+                files.push(word.clone());
+            }
+        }
+        if files.is_empty() {
+            return Parsed::Bad(format!(
+                "{name}: name at least one file (there is no standard input to hash here)"
+            ));
+        }
+        if files.len() > MAX_FILES {
+            return Parsed::Bad(format!("{name}: at most {MAX_FILES} files at once"));
+        }
+        Parsed::Hash(HashCommand { algorithm, files })
+    }
+}
+
+/// Splits a command line as a POSIX shell would split simple words: blanks separate,
+/// `'...'` is literal, `"..."` is literal but for `\"`, `\\`, `\$` and `` \` ``, and a
+/// backslash outside quotes escapes the next character. Anything that would make a
+/// shell do more (`;`, `|`, `$`, globs, ...) is refused rather than taken literally.
+pub fn split_words(line: &str) -> Result<Vec<String>, SplitError> {
+    let mut words = Vec::new();
+    let mut word: Option<String> = None;
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            ' ' | '\t' | '\n' => {
+                if let Some(w) = word.take() {
+                    words.push(w);
+                }
+            }
+            '\'' => {
+                let w = word.get_or_insert_with(String::new);
+                loop {
+                    match chars.next() {
+                        Some('\'') => break,
+                        Some(c) => w.push(c),
+                        None => return Err(SplitError::Unterminated),
+                    }
+                }
+            }
+            '"' => {
+                let w = word.get_or_insert_with(String::new);
+                loop {
+                    match chars.next() {
+                        Some('"') => break,
+                        Some('\\') => match chars.next() {
+                            Some(c @ ('"' | '\\' | '$' | '`')) => w.push(c),
+                            Some('\n') => {}
+                            Some(c) => {
+                                w.push('\\');
+                                w.push(c);
+                            }
+                            None => return Err(SplitError::Unterminated),
+                        },
+                        Some(c @ ('$' | '`')) => return Err(SplitError::ShellSyntax(c)),
+                        Some(c) => w.push(c),
+                        None => return Err(SplitError::Unterminated),
+                    }
+                }
+            }
+            '\\' => match chars.next() {
+                Some('\n') => {}
+                Some(c) => word.get_or_insert_with(String::new).push(c),
+                None => return Err(SplitError::Unterminated),
+            },
+            ';' | '|' | '&' | '<' | '>' | '(' | ')' | '$' | '`' | '*' | '?' | '[' | '~' | '{'
+            | '}' => return Err(SplitError::ShellSyntax(c)),
+            '#' if word.is_none() => break,
+            c => word.get_or_insert_with(String::new).push(c),
+        }
+    }
+    if let Some(w) = word {
+        words.push(w);
+    }
+    Ok(words)
+}
+
+/// One output line for a file that hashed, as coreutils writes it: a name with a
+/// backslash or a newline is escaped, and the line then starts with `\`.
+pub fn hash_line(hex: &str, name: &str) -> String {
+    if name.contains(['\\', '\n', '\r']) {
+        let escaped = name
+            .replace('\\', "\\\\")
+            .replace('\n', "\\n")
+            .replace('\r', "\\r");
+        format!("\\{hex}  {escaped}\n")
+    } else {
+        format!("{hex}  {name}\n")
+    }
+}
+
+/// A file name in an error message, quoted as coreutils does when it needs quoting.
+fn quote_name(name: &str) -> String {
+    let plain = !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_alphanumeric() || "_-./+,:@%^=".contains(c));
+    if plain {
+        name.to_owned()
+    } else if !name.contains('\'') {
+        format!("'{name}'")
+    } else if !name.contains(['"', '$', '`', '\\']) {
+        format!("\"{name}\"")
+    } else {
+        format!("'{}'", name.replace('\'', "'\\''"))
+    }
+}
+
+/// The coreutils wording of why a file could not be hashed.
+fn error_text(err: &StorageError) -> String {
+    match err {
+        StorageError::NotFound { .. } => "No such file or directory".into(),
+        StorageError::IsADirectory { .. } => "Is a directory".into(),
+        StorageError::NotADirectory { .. } => "Not a directory".into(),
+        StorageError::Denied { reason, .. } => format!("Permission denied ({reason})"),
+        StorageError::BadPath { reason } => format!("Invalid argument ({reason})"),
+        StorageError::Io { .. } => "Input/output error".into(),
+        other => other.to_string(),
+    }
+}
+
+/// Hashes one file, streaming; returns the hex digest and the bytes read.
+fn hash_file(
+    home: &HomeDir,
+    path: &VirtualPath,
+    algorithm: Algorithm,
+) -> Result<(String, u64), StorageError> {
+    if home.stat(path)?.kind == EntryKind::Dir {
+        return Err(StorageError::IsADirectory { path: path.clone() });
+    }
+    let (mut file, _) = home.open_read(path)?;
+    let mut buf = vec![0u8; CHUNK];
+    let mut md5 = Md5::new();
+    let mut sha = Sha256::new();
+    let mut total = 0u64;
+    loop {
+        let n = match file.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(StorageError::from_io(path, e)),
+        };
+        match algorithm {
+            Algorithm::Md5 => md5.update(&buf[..n]),
+            Algorithm::Sha256 => sha.update(&buf[..n]),
+        }
+        total += n as u64;
+    }
+    let hex = match algorithm {
+        Algorithm::Md5 => hex(&md5.finalize()),
+        Algorithm::Sha256 => hex(&sha.finalize()),
+    };
+    Ok((hex, total))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Runs a hash command on `channel`: a line on stdout per file, a line on stderr per
+/// file that could not be hashed, then exit status 0, or 1 if any could not.
+pub async fn run(channel: Channel<Msg>, command: HashCommand, home: HomeDir, user: String) {
+    let (mut reader, writer) = channel.split();
+    // Whatever the client sends on stdin is read and dropped, so that the channel never
+    // fills and stalls the connection.
+    let drain = tokio::spawn(async move { while reader.wait().await.is_some() {} });
+    let name = command.algorithm.name();
+    let mut failed = false;
+    for file in command.files {
+        let started = Instant::now();
+        let algorithm = command.algorithm;
+        let work_home = home.clone();
+        let arg = file.clone();
+        let result = tokio::task::spawn_blocking(move || {
+            let path = VirtualPath::resolve(&VirtualPath::root(), &arg)?;
+            let (hex, bytes) = hash_file(&work_home, &path, algorithm)?;
+            Ok::<_, StorageError>((path, hex, bytes))
+        })
+        .await;
+        let ms = started.elapsed().as_millis() as u64;
+        let sent = match result {
+            Ok(Ok((path, hex, bytes))) => {
+                info!(target: "rsftpd::op", user = %user, proto = "exec", op = name, path = path.as_str(), bytes, ms, result = "ok");
+                writer.data_bytes(hash_line(&hex, &file).into_bytes()).await
+            }
+            Ok(Err(err)) => {
+                failed = true;
+                if let StorageError::Io { source, .. } = &err {
+                    warn!(error = %source, "storage I/O error");
+                }
+                info!(target: "rsftpd::op", user = %user, proto = "exec", op = name, path = %LogText(&file), bytes = 0u64, ms, result = "error", error = %err);
+                let line = format!("{name}: {}: {}\n", quote_name(&file), error_text(&err));
+                writer.extended_data_bytes(1, line.into_bytes()).await
+            }
+            Err(_) => {
+                failed = true;
+                let line = format!("{name}: {}: internal error\n", quote_name(&file));
+                writer.extended_data_bytes(1, line.into_bytes()).await
+            }
+        };
+        if sent.is_err() {
+            drain.abort();
+            return;
+        }
+    }
+    let _ = writer.exit_status(u32::from(failed)).await;
+    let _ = writer.eof().await;
+    let _ = writer.close().await;
+    // The drain ends when the channel does.
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(10), drain).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn words(line: &str) -> Vec<String> {
+        split_words(line).unwrap()
+    }
+
+    #[test]
+    fn splits_like_a_shell() {
+        assert_eq!(words("md5sum a b"), ["md5sum", "a", "b"]);
+        assert_eq!(
+            words("  md5sum\t'a b'  \"c d\" e\\ f"),
+            ["md5sum", "a b", "c d", "e f"]
+        );
+        assert_eq!(
+            words(r#"x "a\"b" 'it'\''s' "back\\slash" "\n""#),
+            ["x", "a\"b", "it's", "back\\slash", "\\n"]
+        );
+        assert_eq!(words("x ''"), ["x", ""]);
+        assert_eq!(words("x a#b # comment"), ["x", "a#b"]);
+        assert_eq!(words(r"x a\\b"), ["x", r"a\b"]);
+        assert_eq!(words("x '*' \"?\""), ["x", "*", "?"]);
+    }
+
+    #[test]
+    fn rejects_shell_syntax_and_bad_quoting() {
+        assert_eq!(split_words("x 'a"), Err(SplitError::Unterminated));
+        assert_eq!(split_words("x \"a"), Err(SplitError::Unterminated));
+        assert_eq!(split_words("x a\\"), Err(SplitError::Unterminated));
+        for bad in [
+            "x; rm -rf /",
+            "x | y",
+            "x $(id)",
+            "x `id`",
+            "x *.txt",
+            "x > f",
+            "x ~/f",
+            "x \"$HOME\"",
+        ] {
+            assert!(
+                matches!(split_words(bad), Err(SplitError::ShellSyntax(_))),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn only_hash_commands_are_ours() {
+        assert_eq!(Parsed::from_command(b"cat /etc/passwd"), Parsed::NotOurs);
+        assert_eq!(Parsed::from_command(b"md5sumx f"), Parsed::NotOurs);
+        assert_eq!(Parsed::from_command(b"\xff"), Parsed::NotOurs);
+        assert_eq!(Parsed::from_command(b"ls; md5sum f"), Parsed::NotOurs);
+        assert_eq!(
+            Parsed::from_command(b"sha256sum -- -f a"),
+            Parsed::Hash(HashCommand {
+                algorithm: Algorithm::Sha256,
+                files: vec!["-f".into(), "a".into()]
+            })
+        );
+        assert!(matches!(Parsed::from_command(b"md5sum"), Parsed::Bad(_)));
+        assert!(matches!(
+            Parsed::from_command(b"md5sum -c sums"),
+            Parsed::Bad(_)
+        ));
+        assert!(matches!(
+            Parsed::from_command(b"md5sum *.txt"),
+            Parsed::Bad(_)
+        ));
+    }
+
+    #[test]
+    fn lines_and_errors_as_coreutils_writes_them() {
+        let hex = "9dd4e461268c8034f5c8564e155c67a6";
+        assert_eq!(hash_line(hex, "a b"), format!("{hex}  a b\n"));
+        assert_eq!(hash_line(hex, r"a\b"), format!("\\{hex}  a\\\\b\n"));
+        assert_eq!(quote_name("nosuch"), "nosuch");
+        assert_eq!(quote_name("sp ace"), "'sp ace'");
+        assert_eq!(quote_name("it's"), "\"it's\"");
+    }
+}

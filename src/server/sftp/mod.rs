@@ -1,0 +1,495 @@
+//! The `sftp` subsystem: SFTP v3 over one SSH channel, for OpenSSH `sftp` and `scp`,
+//! paramiko, rclone, WinSCP and the like. See `docs/SFTP.md`.
+//!
+//! # Layout
+//!
+//! - `codec`: the wire format, framing and decoding; no I/O.
+//! - `ops`: what each request does to the home, through the storage core (blocking).
+//! - `order`: which requests may run at the same time, and which wait.
+//! - `longname`: the `ls -l` line beside each name.
+//! - here: the loop that reads the channel, dispatches requests, and writes replies.
+//!
+//! # The loop, and why it never stops reading
+//!
+//! russh grants the peer more window as soon as data arrives, and its session loop
+//! blocks when a channel's queue of incoming messages is full. A subsystem that stops
+//! reading its channel while it waits to write therefore wedges the whole connection:
+//! the window adjustments that would let it write sit behind the data it does not read.
+//! So three parts run at once:
+//!
+//! - the **dispatch loop** (this task) drains the channel into a reassembly buffer at
+//!   all times, cuts packets out of it, and starts each request, as long as the
+//!   requests in flight stay under [`MAX_IN_FLIGHT`] and [`MAX_IN_FLIGHT_BYTES`]. Over
+//!   that, it stops cutting packets (not reading the channel) until replies go out.
+//!   Unparsed bytes past [`MAX_BUFFERED`] mean a peer that sends without reading
+//!   replies: that channel is closed.
+//! - **requests** run on blocking threads, concurrently where that cannot change a
+//!   result (see `order`), and each hands back its reply through a one-shot channel.
+//! - the **writer** task owns the write side. It takes the replies in request order, so
+//!   every client sees its answers in the order it asked, and coalesces small ones into
+//!   one channel packet.
+
+mod codec;
+mod longname;
+mod ops;
+mod order;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use russh::server::Msg;
+use russh::{Channel, ChannelMsg, ChannelWriteHalf};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
+use tracing::{Instrument, Span, debug, info};
+
+pub use codec::StatusCode;
+use codec::{BadPacket, Incoming, MAX_PACKET, Request};
+use ops::Session;
+use order::{Access, Sequencer};
+
+use crate::storage::HomeDir;
+
+/// Requests started and not yet answered, per session.
+pub const MAX_IN_FLIGHT: usize = 128;
+/// Bytes those requests may hold (their packets and their replies), per session.
+pub const MAX_IN_FLIGHT_BYTES: usize = 32 * 1024 * 1024;
+/// Bytes received and not yet cut into requests, past which the channel is closed.
+pub const MAX_BUFFERED: usize = 64 * 1024 * 1024;
+/// Small replies are gathered into channel writes of about this size.
+const COALESCE: usize = 64 * 1024;
+/// How long the end of a session waits for replies still being written.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The extensions we implement, as the VERSION reply announces them.
+const EXTENSIONS: &[(&str, &str)] = &[
+    ("posix-rename@openssh.com", "1"),
+    ("statvfs@openssh.com", "2"),
+    ("fstatvfs@openssh.com", "2"),
+    ("fsync@openssh.com", "1"),
+    ("limits@openssh.com", "1"),
+    ("expand-path@openssh.com", "1"),
+    ("users-groups-by-id@openssh.com", "1"),
+];
+
+/// Serves one SFTP session on `channel` until the client closes it, then sends EOF, an
+/// exit status and closes the channel.
+pub async fn serve(channel: Channel<Msg>, home: HomeDir, user: String) {
+    let (mut reader, writer) = channel.split();
+    let (queue, replies) = mpsc::unbounded_channel();
+    let writer_task = tokio::spawn(write_replies(writer, replies).in_current_span());
+    let mut dispatch = Dispatch {
+        session: Arc::new(Session::new(home, user)),
+        queue,
+        count: Arc::new(Semaphore::new(MAX_IN_FLIGHT)),
+        bytes: Arc::new(Semaphore::new(MAX_IN_FLIGHT_BYTES)),
+        sequencer: Sequencer::default(),
+        initialized: false,
+    };
+    let end = dispatch.run(&mut reader).await;
+    let user = dispatch.session.user().to_owned();
+    // No more requests: the writer ends once every reply is out.
+    drop(dispatch);
+    let exit_status = match end {
+        End::Gone => {
+            writer_task.abort();
+            debug!(user = %user, "sftp channel closed by the client");
+            return;
+        }
+        End::Finished => 0,
+        End::Refused(reason) => {
+            info!(user = %user, proto = "sftp", reason, "sftp channel closed");
+            1
+        }
+    };
+    // Keep draining the channel while the last replies go out, so they can.
+    let finished = tokio::time::timeout(DRAIN_TIMEOUT, async {
+        let mut writer_task = writer_task;
+        loop {
+            tokio::select! {
+                done = &mut writer_task => return done.ok(),
+                msg = reader.wait() => {
+                    // Whatever still comes is thrown away; the channel's end stops us.
+                    msg.as_ref()?;
+                }
+            }
+        }
+    })
+    .await;
+    if let Ok(Some(writer)) = finished {
+        let _ = writer.eof().await;
+        // OpenSSH reports a missing exit status as a failure.
+        let _ = writer.exit_status(exit_status).await;
+        let _ = writer.close().await;
+    }
+}
+
+/// How the dispatch loop ended.
+enum End {
+    /// The client sent EOF and every request was started.
+    Finished,
+    /// The client closed the channel, or the connection went away.
+    Gone,
+    /// We close the channel: framing is lost, or the peer does not read its replies.
+    Refused(&'static str),
+}
+
+/// One reply on its way to the writer, with the in-flight budget it holds.
+struct Reply {
+    bytes: Vec<u8>,
+    permits: Option<Permits>,
+}
+
+type Permits = (OwnedSemaphorePermit, OwnedSemaphorePermit);
+
+/// A reply in request order: its id (to answer if the request's task died), and where
+/// it will come from.
+type Queued = (u32, oneshot::Receiver<Reply>);
+
+struct Dispatch {
+    session: Arc<Session>,
+    queue: mpsc::UnboundedSender<Queued>,
+    count: Arc<Semaphore>,
+    bytes: Arc<Semaphore>,
+    sequencer: Sequencer,
+    initialized: bool,
+}
+
+/// Received bytes not yet cut into packets.
+#[derive(Default)]
+struct Inbox {
+    buf: Vec<u8>,
+    start: usize,
+}
+
+enum Frame {
+    Incomplete,
+    Packet(Vec<u8>),
+    /// Too large to trust: what we know of it, to answer before closing.
+    TooLarge {
+        len: usize,
+        kind: Option<u8>,
+        id: Option<u32>,
+    },
+    /// Too short to hold even a type and an id.
+    Garbled,
+}
+
+impl Inbox {
+    fn push(&mut self, data: &[u8]) {
+        if self.start > 0 && self.start * 2 >= self.buf.len() {
+            self.buf.drain(..self.start);
+            self.start = 0;
+        }
+        self.buf.extend_from_slice(data);
+    }
+
+    fn unparsed(&self) -> usize {
+        self.buf.len() - self.start
+    }
+
+    fn next(&mut self) -> Frame {
+        let pending = &self.buf[self.start..];
+        let Some(len) = codec::frame_len(pending) else {
+            return Frame::Incomplete;
+        };
+        if len > MAX_PACKET {
+            let kind = pending.get(4).copied();
+            let id = pending
+                .get(5..9)
+                .and_then(|b| b.try_into().ok())
+                .map(u32::from_be_bytes)
+                .filter(|_| kind != Some(codec::kind::INIT));
+            return Frame::TooLarge { len, kind, id };
+        }
+        if len < 5 {
+            return Frame::Garbled;
+        }
+        let Some(packet) = pending.get(4..4 + len) else {
+            return Frame::Incomplete;
+        };
+        let packet = packet.to_vec();
+        self.start += 4 + len;
+        Frame::Packet(packet)
+    }
+}
+
+impl Dispatch {
+    async fn run(&mut self, reader: &mut russh::ChannelReadHalf) -> End {
+        let mut inbox = Inbox::default();
+        let mut eof = false;
+        // A packet cut out and decoded, waiting for room in flight.
+        let mut waiting: Option<(Result<Incoming, BadPacket>, u32)> = None;
+        loop {
+            // Start every request there is room for.
+            loop {
+                if waiting.is_none() {
+                    match inbox.next() {
+                        Frame::Incomplete => break,
+                        Frame::Packet(packet) => {
+                            let len = packet.len();
+                            let incoming = Incoming::decode(packet);
+                            let cost = cost(&incoming, len);
+                            waiting = Some((incoming, cost));
+                        }
+                        Frame::TooLarge { len, kind, id } => {
+                            debug!(len, ?kind, "sftp packet over the limit");
+                            if let Some(id) = id {
+                                let message = format!(
+                                    "packet of {len} bytes is over the {MAX_PACKET}-byte limit; closing"
+                                );
+                                self.answer_last(
+                                    id,
+                                    codec::status(id, StatusCode::BadMessage, &message),
+                                );
+                            }
+                            return End::Refused("packet over the size limit");
+                        }
+                        Frame::Garbled => return End::Refused("garbled packet framing"),
+                    }
+                }
+                let Some((_, cost)) = &waiting else { break };
+                let Some(permits) = self.try_permits(*cost) else {
+                    break;
+                };
+                if let Some((incoming, _)) = waiting.take()
+                    && let Err(reason) = self.start(incoming, permits)
+                {
+                    return End::Refused(reason);
+                }
+            }
+            if eof && waiting.is_none() {
+                return End::Finished;
+            }
+            let cost = waiting.as_ref().map_or(0, |(_, cost)| *cost);
+            tokio::select! {
+                msg = reader.wait(), if !eof => match msg {
+                    Some(ChannelMsg::Data { data }) => {
+                        inbox.push(&data);
+                        if inbox.unparsed() > MAX_BUFFERED {
+                            return End::Refused("the client sends requests without reading replies");
+                        }
+                    }
+                    Some(ChannelMsg::Eof) => eof = true,
+                    Some(ChannelMsg::Close) | None => return End::Gone,
+                    Some(_) => {}
+                },
+                permits = self.permits(cost), if waiting.is_some() => {
+                    if let Some((incoming, _)) = waiting.take()
+                        && let Err(reason) = self.start(incoming, permits)
+                    {
+                        return End::Refused(reason);
+                    }
+                }
+            }
+        }
+    }
+
+    fn try_permits(&self, cost: u32) -> Option<Permits> {
+        let count = Arc::clone(&self.count).try_acquire_owned().ok()?;
+        let bytes = Arc::clone(&self.bytes).try_acquire_many_owned(cost).ok()?;
+        Some((count, bytes))
+    }
+
+    async fn permits(&self, cost: u32) -> Permits {
+        let count = Arc::clone(&self.count).acquire_owned().await;
+        let bytes = Arc::clone(&self.bytes).acquire_many_owned(cost).await;
+        match (count, bytes) {
+            (Ok(count), Ok(bytes)) => (count, bytes),
+            // The semaphores are never closed while the loop runs.
+            _ => std::future::pending().await,
+        }
+    }
+
+    /// Queues a last reply before the channel closes, outside the budget: waiting for
+    /// room here would stop the loop from draining the channel.
+    fn answer_last(&self, id: u32, bytes: Vec<u8>) {
+        self.queue_reply(id, bytes, None);
+    }
+
+    fn ready(&self, id: u32, bytes: Vec<u8>, permits: Permits) {
+        self.queue_reply(id, bytes, Some(permits));
+    }
+
+    fn queue_reply(&self, id: u32, bytes: Vec<u8>, permits: Option<Permits>) {
+        let (tx, rx) = oneshot::channel();
+        let _ = tx.send(Reply { bytes, permits });
+        let _ = self.queue.send((id, rx));
+    }
+
+    /// Starts one request; `Err` ends the session.
+    fn start(
+        &mut self,
+        incoming: Result<Incoming, BadPacket>,
+        permits: Permits,
+    ) -> Result<(), &'static str> {
+        let (id, request) = match incoming {
+            Ok(Incoming::Init { version }) => {
+                if self.initialized {
+                    return Err("a second SSH_FXP_INIT");
+                }
+                self.initialized = true;
+                debug!(version, "sftp session initialised");
+                self.ready(0, codec::version(EXTENSIONS), permits);
+                return Ok(());
+            }
+            Ok(Incoming::Request { id, request }) => (id, request),
+            Err(BadPacket {
+                id: Some(id),
+                kind,
+                error,
+            }) => {
+                let message = format!("malformed request (type {kind}): {error}");
+                info!(target: "rsftpd::op", user = %self.session.user(), proto = "sftp", op = "?", path = "", bytes = 0u64, ms = 0u64, result = "error", error = %message);
+                self.ready(
+                    id,
+                    codec::status(id, StatusCode::BadMessage, &message),
+                    permits,
+                );
+                return Ok(());
+            }
+            Err(BadPacket { id: None, .. }) => return Err("a packet too short for a request id"),
+        };
+        if !self.initialized {
+            let message = "SSH_FXP_INIT must come first";
+            self.ready(id, codec::status(id, StatusCode::Failure, message), permits);
+            return Ok(());
+        }
+        let access = access(&request);
+        if access == Access::Free {
+            let reply = self.session.execute(id, request);
+            self.ready(id, reply, permits);
+            return Ok(());
+        }
+        let (deps, finish) = self.sequencer.next(access);
+        let (tx, rx) = oneshot::channel();
+        let _ = self.queue.send((id, rx));
+        let session = Arc::clone(&self.session);
+        let span = Span::current();
+        tokio::spawn(async move {
+            order::wait_all(deps).await;
+            let work =
+                tokio::task::spawn_blocking(move || span.in_scope(|| session.execute(id, request)));
+            let bytes = match work.await {
+                Ok(bytes) => bytes,
+                Err(_) => codec::status(id, StatusCode::Failure, "internal error"),
+            };
+            drop(finish);
+            let _ = tx.send(Reply {
+                bytes,
+                permits: Some(permits),
+            });
+        });
+        Ok(())
+    }
+}
+
+/// Which requests this one must wait for, and which must wait for it.
+fn access(request: &Request) -> Access<'_> {
+    match request {
+        Request::Read { handle, .. } | Request::Fstat { handle } | Request::Fstatvfs { handle } => {
+            Access::Shared(handle)
+        }
+        Request::Write { handle, .. }
+        | Request::Close { handle }
+        | Request::Fsetstat { handle, .. }
+        | Request::Fsync { handle }
+        | Request::Readdir { handle } => Access::Exclusive(handle),
+        Request::Open { .. }
+        | Request::Lstat { .. }
+        | Request::Stat { .. }
+        | Request::Setstat { .. }
+        | Request::Opendir { .. }
+        | Request::Remove { .. }
+        | Request::Mkdir { .. }
+        | Request::Rmdir { .. }
+        | Request::Rename { .. }
+        | Request::PosixRename { .. }
+        | Request::Readlink { .. }
+        | Request::Statvfs { .. } => Access::Barrier,
+        // No I/O at all: textual paths, fixed numbers, refusals.
+        Request::Realpath { .. }
+        | Request::ExpandPath { .. }
+        | Request::UsersGroupsById { .. }
+        | Request::Limits
+        | Request::Symlink { .. }
+        | Request::Hardlink { .. }
+        | Request::UnknownExtension { .. }
+        | Request::Unknown { .. } => Access::Free,
+    }
+}
+
+/// What a request holds while in flight: its packet, and the most its reply can be.
+fn cost(incoming: &Result<Incoming, BadPacket>, packet_len: usize) -> u32 {
+    let reply = match incoming {
+        Ok(Incoming::Request { request, .. }) => request.reply_bound(),
+        Ok(Incoming::Init { .. }) | Err(_) => 1024,
+    };
+    // At most 2 * MAX_PACKET: far below the budget, which it must never pass.
+    (packet_len + reply) as u32
+}
+
+enum Pending {
+    Waiting(Queued),
+    Ready(Reply),
+}
+
+/// Writes replies in request order, gathering small ones, until the dispatch loop is
+/// gone and every reply is out; returns the write side for EOF and close.
+async fn write_replies(
+    writer: ChannelWriteHalf<Msg>,
+    mut queue: mpsc::UnboundedReceiver<Queued>,
+) -> ChannelWriteHalf<Msg> {
+    let mut held: Option<Pending> = None;
+    loop {
+        let first = match held.take() {
+            Some(Pending::Ready(reply)) => reply,
+            Some(Pending::Waiting(queued)) => receive(queued).await,
+            None => match queue.recv().await {
+                Some(queued) => receive(queued).await,
+                None => break,
+            },
+        };
+        let mut batch = first.bytes;
+        let mut permits = vec![first.permits];
+        while batch.len() < COALESCE {
+            let Ok((id, mut rx)) = queue.try_recv() else {
+                break;
+            };
+            let reply = match rx.try_recv() {
+                Ok(reply) => reply,
+                Err(oneshot::error::TryRecvError::Empty) => {
+                    held = Some(Pending::Waiting((id, rx)));
+                    break;
+                }
+                Err(oneshot::error::TryRecvError::Closed) => {
+                    held = Some(Pending::Waiting((id, rx)));
+                    break;
+                }
+            };
+            if batch.len() + reply.bytes.len() > COALESCE {
+                held = Some(Pending::Ready(reply));
+                break;
+            }
+            batch.extend_from_slice(&reply.bytes);
+            permits.push(reply.permits);
+        }
+        if writer.data_bytes(batch).await.is_err() {
+            break;
+        }
+        drop(permits);
+    }
+    writer
+}
+
+/// The reply for one queued request; a request whose task died is answered with a
+/// failure, so the client never waits for an id forever.
+async fn receive((id, rx): Queued) -> Reply {
+    match rx.await {
+        Ok(reply) => reply,
+        Err(_) => Reply {
+            bytes: codec::status(id, StatusCode::Failure, "internal error"),
+            // Its budget went with the task.
+            permits: None,
+        },
+    }
+}

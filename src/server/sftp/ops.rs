@@ -1,0 +1,641 @@
+//! What each SFTP request does to the user's home: blocking code, run off the reactor,
+//! that turns one decoded request into one reply packet. Every path goes through
+//! [`VirtualPath::resolve`] and the storage core; nothing here touches the filesystem
+//! on its own.
+
+use std::collections::HashMap;
+use std::ffi::OsString;
+use std::os::unix::ffi::OsStrExt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant, SystemTime};
+
+use tracing::{info, warn};
+
+use super::codec::{self, Attrs, MAX_DATA, MAX_PACKET, NameEntry, Request, StatusCode, pflags};
+use super::longname::longname;
+use crate::server::replies::sftp_status;
+use crate::storage::{Entry, EntryKind, HomeDir, OpenFile, OpenOptions, StorageError, VirtualPath};
+
+/// Handles one session may hold open at once.
+pub const MAX_HANDLES: usize = 256;
+/// Entries in one READDIR reply, as OpenSSH's server sends.
+const READDIR_BATCH: usize = 100;
+
+/// Why a request failed, before it becomes a STATUS.
+enum Failed {
+    Storage(StorageError),
+    Status(StatusCode, String),
+}
+
+impl From<StorageError> for Failed {
+    fn from(err: StorageError) -> Self {
+        Failed::Storage(err)
+    }
+}
+
+fn failure(message: impl Into<String>) -> Failed {
+    Failed::Status(StatusCode::Failure, message.into())
+}
+
+/// What a request did, for the log line.
+struct Done {
+    reply: Vec<u8>,
+    path: Option<VirtualPath>,
+    bytes: u64,
+    /// `false` for the requests too frequent to log one by one (read, write, readdir):
+    /// their totals are logged when the handle closes.
+    log: bool,
+}
+
+impl Done {
+    fn reply(reply: Vec<u8>, path: &VirtualPath) -> Done {
+        Done {
+            reply,
+            path: Some(path.clone()),
+            bytes: 0,
+            log: true,
+        }
+    }
+}
+
+/// An open file, shared by the requests running on it.
+struct FileHandle {
+    file: OpenFile,
+    opened: Instant,
+    read: AtomicU64,
+    written: AtomicU64,
+}
+
+/// An open directory: a listing taken at OPENDIR, handed out in batches.
+struct DirHandle {
+    path: VirtualPath,
+    entries: Vec<(OsString, Entry)>,
+    next: usize,
+}
+
+enum Handle {
+    File(Arc<FileHandle>),
+    Dir(Arc<Mutex<DirHandle>>),
+}
+
+#[derive(Default)]
+struct Handles {
+    next: u32,
+    open: HashMap<Vec<u8>, Handle>,
+}
+
+/// One SFTP session's state: the home, the user, the open handles.
+pub struct Session {
+    home: HomeDir,
+    user: String,
+    handles: Mutex<Handles>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Every critical section here only inserts or removes whole entries.
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl Session {
+    pub fn new(home: HomeDir, user: String) -> Session {
+        Session {
+            home,
+            user,
+            handles: Mutex::default(),
+        }
+    }
+
+    pub fn user(&self) -> &str {
+        &self.user
+    }
+
+    /// Runs one request and returns its reply; logs it as the rsftp subsystem does.
+    pub fn execute(&self, id: u32, request: Request) -> Vec<u8> {
+        let started = Instant::now();
+        let op = request.name();
+        match self.run(id, request) {
+            Ok(done) => {
+                if done.log {
+                    let path = done.path.as_ref().map_or("", VirtualPath::as_str);
+                    log_ok(&self.user, op, path, done.bytes, started.elapsed());
+                }
+                done.reply
+            }
+            Err(failed) => {
+                let (code, message) = match failed {
+                    Failed::Storage(err) => {
+                        if let StorageError::Io { source, .. } = &err {
+                            warn!(error = %source, "storage I/O error");
+                        }
+                        sftp_status(&err)
+                    }
+                    Failed::Status(code, message) => (code, message),
+                };
+                log_error(&self.user, op, started.elapsed(), &message);
+                codec::status(id, code, &message)
+            }
+        }
+    }
+
+    fn run(&self, id: u32, request: Request) -> Result<Done, Failed> {
+        match request {
+            Request::Open {
+                path,
+                pflags: flags,
+                attrs: _,
+            } => {
+                let path = resolve(&path)?;
+                let options = open_options(flags);
+                let file = self.home.open(&path, options)?;
+                let handle = self.insert(Handle::File(Arc::new(FileHandle {
+                    file,
+                    opened: Instant::now(),
+                    read: AtomicU64::new(0),
+                    written: AtomicU64::new(0),
+                })))?;
+                Ok(Done::reply(codec::handle(id, &handle), &path))
+            }
+            Request::Close { handle } => {
+                let removed = lock(&self.handles).open.remove(&handle);
+                match removed {
+                    Some(Handle::File(file)) => {
+                        let written = file.written.load(Ordering::Relaxed);
+                        let read = file.read.load(Ordering::Relaxed);
+                        let (op, bytes) = if written > 0 {
+                            ("write", written)
+                        } else {
+                            ("read", read)
+                        };
+                        log_ok(
+                            &self.user,
+                            op,
+                            file.file.path().as_str(),
+                            bytes,
+                            file.opened.elapsed(),
+                        );
+                        Ok(Done {
+                            reply: ok(id),
+                            path: None,
+                            bytes: 0,
+                            log: false,
+                        })
+                    }
+                    Some(Handle::Dir(_)) => Ok(Done {
+                        reply: ok(id),
+                        path: None,
+                        bytes: 0,
+                        log: false,
+                    }),
+                    None => Err(bad_handle()),
+                }
+            }
+            Request::Read {
+                handle,
+                offset,
+                len,
+            } => {
+                let file = self.file(&handle)?;
+                let max = len.min(MAX_DATA) as usize;
+                // No file reaches past i64::MAX, which is as far as offsets go.
+                if i64::try_from(offset).is_err() {
+                    return Ok(Done {
+                        reply: codec::status(id, StatusCode::Eof, "End of file"),
+                        path: None,
+                        bytes: 0,
+                        log: false,
+                    });
+                }
+                let (reply, n) = codec::data_with(id, max, |buf| file.file.read_at(offset, buf))?;
+                if n == 0 && max > 0 {
+                    return Ok(Done {
+                        reply: codec::status(id, StatusCode::Eof, "End of file"),
+                        path: None,
+                        bytes: 0,
+                        log: false,
+                    });
+                }
+                file.read.fetch_add(n as u64, Ordering::Relaxed);
+                Ok(Done {
+                    reply,
+                    path: None,
+                    bytes: n as u64,
+                    log: false,
+                })
+            }
+            Request::Write {
+                handle,
+                offset,
+                data,
+            } => {
+                let file = self.file(&handle)?;
+                file.file.write_at(offset, data.bytes())?;
+                file.written
+                    .fetch_add(data.bytes().len() as u64, Ordering::Relaxed);
+                Ok(Done {
+                    reply: ok(id),
+                    path: None,
+                    bytes: 0,
+                    log: false,
+                })
+            }
+            Request::Stat { path } => {
+                let path = resolve(&path)?;
+                let entry = self.home.stat(&path)?;
+                Ok(Done::reply(codec::attrs(id, &attrs_of(&entry)), &path))
+            }
+            Request::Lstat { path } => {
+                let path = resolve(&path)?;
+                let entry = self.home.lstat(&path)?;
+                Ok(Done::reply(codec::attrs(id, &attrs_of(&entry)), &path))
+            }
+            Request::Fstat { handle } => {
+                let (path, entry) = match self.handle(&handle)? {
+                    Handle::File(file) => (file.file.path().clone(), file.file.stat()?),
+                    Handle::Dir(dir) => {
+                        let path = lock(&dir).path.clone();
+                        let entry = self.home.stat(&path)?;
+                        (path, entry)
+                    }
+                };
+                Ok(Done::reply(codec::attrs(id, &attrs_of(&entry)), &path))
+            }
+            Request::Setstat { path, attrs } => {
+                let path = resolve(&path)?;
+                self.set_attrs(&path, None, &attrs)?;
+                Ok(Done::reply(ok(id), &path))
+            }
+            Request::Fsetstat { handle, attrs } => {
+                let (path, file) = match self.handle(&handle)? {
+                    Handle::File(file) => (file.file.path().clone(), Some(file)),
+                    Handle::Dir(dir) => (lock(&dir).path.clone(), None),
+                };
+                self.set_attrs(&path, file.as_deref(), &attrs)?;
+                Ok(Done::reply(ok(id), &path))
+            }
+            Request::Opendir { path } => {
+                let path = resolve(&path)?;
+                let entries = self.listing(&path)?;
+                let handle = self.insert(Handle::Dir(Arc::new(Mutex::new(DirHandle {
+                    path: path.clone(),
+                    entries,
+                    next: 0,
+                }))))?;
+                Ok(Done::reply(codec::handle(id, &handle), &path))
+            }
+            Request::Readdir { handle } => {
+                let Handle::Dir(dir) = self.handle(&handle)? else {
+                    return Err(bad_handle());
+                };
+                let mut dir = lock(&dir);
+                let now = unix_now();
+                let start = dir.next;
+                let mut lines = Vec::new();
+                let mut size = 0;
+                for (name, entry) in dir.entries.iter().skip(start).take(READDIR_BATCH) {
+                    let line = longname(name.as_bytes(), entry, &self.user, now);
+                    size += name.len() + line.len() + 64;
+                    if size > MAX_PACKET / 2 {
+                        break;
+                    }
+                    lines.push(line);
+                }
+                if lines.is_empty() {
+                    return Ok(Done {
+                        reply: codec::status(id, StatusCode::Eof, "End of file"),
+                        path: None,
+                        bytes: 0,
+                        log: false,
+                    });
+                }
+                let names: Vec<NameEntry<'_>> = dir.entries[start..start + lines.len()]
+                    .iter()
+                    .zip(&lines)
+                    .map(|((name, entry), line)| NameEntry {
+                        filename: name.as_bytes(),
+                        longname: line,
+                        attrs: attrs_of(entry),
+                    })
+                    .collect();
+                let reply = codec::names(id, &names);
+                dir.next = start + lines.len();
+                Ok(Done {
+                    reply,
+                    path: None,
+                    bytes: 0,
+                    log: false,
+                })
+            }
+            Request::Remove { path } => {
+                let path = resolve(&path)?;
+                self.home.remove_file(&path)?;
+                Ok(Done::reply(ok(id), &path))
+            }
+            Request::Mkdir { path, attrs } => {
+                let path = resolve(&path)?;
+                self.home.mkdir(&path)?;
+                if let Some(mode) = attrs.permissions {
+                    // As under the usual umask of 022: never writable by others.
+                    self.home.set_permissions(&path, mode & 0o755)?;
+                }
+                Ok(Done::reply(ok(id), &path))
+            }
+            Request::Rmdir { path } => {
+                let path = resolve(&path)?;
+                self.home.rmdir(&path)?;
+                Ok(Done::reply(ok(id), &path))
+            }
+            Request::Realpath { path } => {
+                let path = resolve(&path)?;
+                Ok(Done::reply(one_name(id, path.as_str().as_bytes()), &path))
+            }
+            Request::ExpandPath { path } => {
+                // `~` and `~/x` are the home, which is `/`; `~user` is nobody else's.
+                let rest = match path.strip_prefix(b"~") {
+                    Some(rest) if rest.is_empty() || rest.starts_with(b"/") => rest.to_vec(),
+                    Some(_) => return Err(failure("only your own home (~) can be expanded")),
+                    None => path,
+                };
+                let path = resolve(&rest)?;
+                Ok(Done::reply(one_name(id, path.as_str().as_bytes()), &path))
+            }
+            Request::Rename { from, to } => {
+                let (from, to) = (resolve(&from)?, resolve(&to)?);
+                // SFTP v3: a rename never replaces (posix-rename@openssh.com does).
+                match self.home.lstat(&to) {
+                    Ok(_) => return Err(StorageError::Exists { path: to }.into()),
+                    Err(StorageError::NotFound { .. }) => {}
+                    Err(err) => return Err(err.into()),
+                }
+                self.home.rename(&from, &to)?;
+                Ok(Done::reply(ok(id), &from))
+            }
+            Request::PosixRename { from, to } => {
+                let (from, to) = (resolve(&from)?, resolve(&to)?);
+                self.home.rename(&from, &to)?;
+                Ok(Done::reply(ok(id), &from))
+            }
+            Request::Readlink { path } => {
+                let path = resolve(&path)?;
+                let target = self.home.read_link(&path)?;
+                let Some(target) = target.to_str() else {
+                    return Err(failure("the link's target is not valid UTF-8"));
+                };
+                Ok(Done::reply(one_name(id, target.as_bytes()), &path))
+            }
+            Request::Symlink { .. } => Err(Failed::Status(
+                StatusCode::OpUnsupported,
+                "symbolic links cannot be created on this server".into(),
+            )),
+            Request::Hardlink { .. } => Err(Failed::Status(
+                StatusCode::OpUnsupported,
+                "hard links cannot be created on this server".into(),
+            )),
+            Request::Statvfs { path } => {
+                let path = resolve(&path)?;
+                self.home.stat(&path)?;
+                Ok(Done::reply(self.statvfs(id), &path))
+            }
+            Request::Fstatvfs { handle } => {
+                self.handle(&handle)?;
+                Ok(Done {
+                    reply: self.statvfs(id),
+                    path: None,
+                    bytes: 0,
+                    log: true,
+                })
+            }
+            Request::Fsync { handle } => {
+                let file = self.file(&handle)?;
+                file.file.sync()?;
+                Ok(Done::reply(ok(id), file.file.path()))
+            }
+            Request::Limits => Ok(Done {
+                reply: codec::extended_u64s(
+                    id,
+                    &[
+                        MAX_PACKET as u64,
+                        u64::from(MAX_DATA),
+                        u64::from(MAX_DATA),
+                        MAX_HANDLES as u64,
+                    ],
+                ),
+                path: None,
+                bytes: 0,
+                log: false,
+            }),
+            Request::UsersGroupsById { uids, gids } => {
+                // Every file in a home belongs to the server's account on disk; to the
+                // user they are theirs, so every id is named after the user, as the
+                // long names in listings are.
+                let name = self.user.as_bytes();
+                let size = (uids.len() + gids.len()) * (name.len() + 4);
+                if size > MAX_PACKET / 2 {
+                    return Err(failure("too many ids in one request"));
+                }
+                let mut users = Vec::with_capacity(uids.len() * (name.len() + 4));
+                for _ in &uids {
+                    codec::put_string(&mut users, name);
+                }
+                let mut groups = Vec::with_capacity(gids.len() * (name.len() + 4));
+                for _ in &gids {
+                    codec::put_string(&mut groups, name);
+                }
+                Ok(Done {
+                    reply: codec::extended_strings(id, &[&users, &groups]),
+                    path: None,
+                    bytes: 0,
+                    log: false,
+                })
+            }
+            Request::UnknownExtension { name } => Err(Failed::Status(
+                StatusCode::OpUnsupported,
+                format!(
+                    "unsupported extension {}",
+                    String::from_utf8_lossy(&name[..name.len().min(64)]).escape_default()
+                ),
+            )),
+            Request::Unknown { kind } => Err(Failed::Status(
+                StatusCode::OpUnsupported,
+                format!("unsupported request type {kind}"),
+            )),
+        }
+    }
+
+    fn insert(&self, handle: Handle) -> Result<Vec<u8>, Failed> {
+        let mut handles = lock(&self.handles);
+        if handles.open.len() >= MAX_HANDLES {
+            return Err(failure(format!(
+                "too many open handles ({MAX_HANDLES}); close some"
+            )));
+        }
+        // Never reused within a session, so a stale handle can't reach a new file.
+        handles.next = handles.next.wrapping_add(1);
+        let name = handles.next.to_be_bytes().to_vec();
+        handles.open.insert(name.clone(), handle);
+        Ok(name)
+    }
+
+    fn handle(&self, handle: &[u8]) -> Result<Handle, Failed> {
+        match lock(&self.handles).open.get(handle) {
+            Some(Handle::File(f)) => Ok(Handle::File(Arc::clone(f))),
+            Some(Handle::Dir(d)) => Ok(Handle::Dir(Arc::clone(d))),
+            None => Err(bad_handle()),
+        }
+    }
+
+    fn file(&self, handle: &[u8]) -> Result<Arc<FileHandle>, Failed> {
+        match self.handle(handle)? {
+            Handle::File(file) => Ok(file),
+            Handle::Dir(_) => Err(failure("that handle is a directory")),
+        }
+    }
+
+    /// A directory's entries for READDIR, `.` and `..` first, as `ls -a` expects.
+    fn listing(&self, path: &VirtualPath) -> Result<Vec<(OsString, Entry)>, Failed> {
+        let this = self.home.stat(path)?;
+        if this.kind != EntryKind::Dir {
+            return Err(StorageError::NotADirectory { path: path.clone() }.into());
+        }
+        // Above the home is the home again, as in a chroot.
+        let parent = match path.parent() {
+            Some(parent) => self.home.stat(&parent)?,
+            None => this.clone(),
+        };
+        let mut entries = vec![(".".into(), this), ("..".into(), parent)];
+        for entry in self.home.list(path)? {
+            entries.push((entry.name.clone(), entry));
+        }
+        Ok(entries)
+    }
+
+    fn set_attrs(
+        &self,
+        path: &VirtualPath,
+        file: Option<&FileHandle>,
+        attrs: &Attrs,
+    ) -> Result<(), Failed> {
+        if let Some(size) = attrs.size {
+            match file {
+                Some(file) => file.file.set_len(size)?,
+                None => {
+                    let options = OpenOptions {
+                        write: true,
+                        ..OpenOptions::default()
+                    };
+                    self.home.open(path, options)?.set_len(size)?;
+                }
+            }
+        }
+        if let Some((uid, gid)) = attrs.uid_gid {
+            let entry = self.home.stat(path)?;
+            if (entry.uid, entry.gid) != (uid, gid) {
+                return Err(Failed::Status(
+                    StatusCode::PermissionDenied,
+                    "changing a file's owner or group is not supported".into(),
+                ));
+            }
+        }
+        if let Some(mode) = attrs.permissions {
+            self.home.set_permissions(path, mode)?;
+        }
+        if let Some((_atime, mtime)) = attrs.times {
+            let when = SystemTime::UNIX_EPOCH + Duration::from_secs(u64::from(mtime));
+            self.home.set_mtime(path, when)?;
+        }
+        Ok(())
+    }
+
+    /// statvfs@openssh.com: the quota as the size of a filesystem of 1 KiB blocks, so
+    /// that `df` shows the limit, the usage and what is free.
+    fn statvfs(&self, id: u32) -> Vec<u8> {
+        const BLOCK: u64 = 1024;
+        let usage = self.home.usage();
+        let blocks = usage.limit / BLOCK;
+        let free = (usage.free() / BLOCK).min(blocks);
+        codec::extended_u64s(
+            id,
+            &[
+                BLOCK,  // f_bsize
+                BLOCK,  // f_frsize
+                blocks, // f_blocks
+                free,   // f_bfree
+                free,   // f_bavail
+                0,      // f_files
+                0,      // f_ffree
+                0,      // f_favail
+                0,      // f_fsid
+                2,      // f_flag: ST_NOSUID
+                255,    // f_namemax
+            ],
+        )
+    }
+}
+
+fn log_ok(user: &str, op: &str, path: &str, bytes: u64, elapsed: Duration) {
+    let ms = elapsed.as_millis() as u64;
+    info!(target: "rsftpd::op", user, proto = "sftp", op, path, bytes, ms, result = "ok");
+}
+
+fn log_error(user: &str, op: &str, elapsed: Duration, error: &str) {
+    let ms = elapsed.as_millis() as u64;
+    info!(
+        target: "rsftpd::op",
+        user, proto = "sftp", op, path = "", bytes = 0u64, ms, result = "error", error
+    );
+}
+
+/// A path as the client sent it, resolved in the user's view (relative to `/`, the
+/// home). Names that are not UTF-8 are refused, never converted.
+fn resolve(raw: &[u8]) -> Result<VirtualPath, Failed> {
+    let text = std::str::from_utf8(raw)
+        .map_err(|_| failure("the file name is not valid UTF-8; such names are not supported"))?;
+    Ok(VirtualPath::resolve(&VirtualPath::root(), text)?)
+}
+
+fn open_options(flags: u32) -> OpenOptions {
+    OpenOptions {
+        read: flags & pflags::READ != 0,
+        write: flags & pflags::WRITE != 0,
+        create: flags & pflags::CREAT != 0,
+        truncate: flags & pflags::TRUNC != 0,
+        // O_EXCL means something only with O_CREAT.
+        exclusive: flags & pflags::EXCL != 0 && flags & pflags::CREAT != 0,
+        append: flags & pflags::APPEND != 0,
+    }
+}
+
+fn attrs_of(entry: &Entry) -> Attrs {
+    let clamp = |t: i64| u32::try_from(t.max(0)).unwrap_or(u32::MAX);
+    Attrs {
+        size: Some(entry.size),
+        uid_gid: Some((entry.uid, entry.gid)),
+        permissions: Some(entry.mode),
+        times: Some((clamp(entry.atime), clamp(entry.mtime))),
+    }
+}
+
+fn ok(id: u32) -> Vec<u8> {
+    codec::status(id, StatusCode::Ok, "Success")
+}
+
+fn bad_handle() -> Failed {
+    failure("no such handle (closed, or never opened)")
+}
+
+fn one_name(id: u32, name: &[u8]) -> Vec<u8> {
+    codec::names(
+        id,
+        &[NameEntry {
+            filename: name,
+            longname: name,
+            attrs: Attrs::default(),
+        }],
+    )
+}
+
+fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
