@@ -32,7 +32,6 @@ async fn malformed_lines_get_an_error_and_the_session_goes_on() {
         (b"stat \xff\xfe", "ERR bad-request"),
         (b"stat a\x07b", "ERR bad-request"),
         (b"\x00\x01\x02\x03", "ERR bad-request"),
-        (b"from 0", "ERR bad-request"),
         (b"done d41d8cd98f00b204e9800998ecf8427e", "ERR bad-request"),
     ] {
         let mut request = line.to_vec();
@@ -122,4 +121,42 @@ async fn garbage_instead_of_ssh_closes_that_connection_only() {
     let closed = tokio::time::timeout(Duration::from_secs(10), socket.read_to_end(&mut sink)).await;
     assert!(closed.is_ok(), "the server hung up on garbage");
     assert_eq!(bob.ask("pwd").await, "OK /");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn data_pipelined_after_a_refused_put_is_never_run_as_requests() {
+    let server = TestServer::start(&[TestUser::new("alice", "100B")]).await;
+    // A put the quota refuses, with its `from`, data and `done` sent without waiting, the
+    // way a script pipes it: the data holds lines that would be requests.
+    let mut alice = Raw::open(&server, "alice").await;
+    alice
+        .send(b"put big 1000 -\nfrom 0\nmkdir pwned\nrm x\ndone d41d8cd98f00b204e9800998ecf8427e\n")
+        .await;
+    assert!(alice.line().await.starts_with("ERR quota"));
+    assert!(alice.line().await.starts_with("ERR bad-request"));
+    assert_eq!(alice.line().await, "", "the channel is closed");
+    assert!(
+        !server.home("alice").join("pwned").exists(),
+        "data ran as a request"
+    );
+
+    // The same after `uptodate`.
+    std::fs::write(server.home("alice").join("h"), b"hello\n").unwrap();
+    let mut alice = Raw::open(&server, "alice").await;
+    alice
+        .send(b"put h 6 b1946ac92492d2347c6235b4d2611184\nfrom 0\nmkdir pwned\n")
+        .await;
+    assert_eq!(alice.line().await, "OK uptodate");
+    assert!(alice.line().await.starts_with("ERR bad-request"));
+    assert_eq!(alice.line().await, "");
+    assert!(!server.home("alice").join("pwned").exists());
+
+    // And after a `write` line that does not parse, whose length is unknown.
+    let mut alice = Raw::open(&server, "alice").await;
+    alice
+        .send(b"write f 0 99999999999999999999999\nmkdir pwned\n")
+        .await;
+    assert!(alice.line().await.starts_with("ERR bad-request"));
+    assert_eq!(alice.line().await, "");
+    assert!(!server.home("alice").join("pwned").exists());
 }

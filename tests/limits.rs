@@ -93,3 +93,28 @@ async fn idle_sessions_time_out() {
     }
     assert!(idle.pwd().await.is_err(), "the idle session was not closed");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn channels_per_connection_are_capped_and_unclaimed_ones_closed() {
+    let server = TestServer::start(&[TestUser::new("alice", "10MiB")]).await;
+    let (conn, _first) = server.client("alice").await;
+    // Up to eight channels at once on one connection, the first included.
+    let mut open = Vec::new();
+    for _ in 0..7 {
+        open.push(conn.open_rsftp().await.expect("a channel within the cap"));
+    }
+    assert!(
+        conn.open_rsftp().await.is_err(),
+        "a ninth channel was opened"
+    );
+    // An unknown subsystem is refused, and its channel does not count against the cap.
+    drop(open.pop());
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    assert!(conn.open_subsystem("nope").await.is_err());
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let mut again = conn
+        .open_rsftp()
+        .await
+        .expect("the refused channel freed its place");
+    assert_eq!(again.pwd().await.unwrap(), "/");
+}

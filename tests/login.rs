@@ -90,3 +90,85 @@ async fn a_peer_that_keeps_failing_is_banned() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logging_in_as_one_user_does_not_wipe_failures_against_another() {
+    let limits = Limits {
+        throttle: ThrottlePolicy {
+            max_failures: 5,
+            window: Duration::from_secs(600),
+            ban: Duration::from_secs(600),
+        },
+        ..Limits::default()
+    };
+    let server = TestServer::start_with(
+        &[
+            TestUser::new("alice", "10MiB"),
+            TestUser::new("bob", "10MiB"),
+        ],
+        limits,
+    )
+    .await;
+    // Guess bob's password, then log in as alice on the same connection, twice over.
+    for _ in 0..2 {
+        let mut conn = server.connection("bob").await;
+        assert!(!conn.login_password(&Secret::new("guess-1")).await.unwrap());
+        assert!(!conn.login_password(&Secret::new("guess-2")).await.unwrap());
+        let _ = conn.close().await;
+        let _ = server.client("alice").await;
+    }
+    // The fifth failure bans the peer, although it logged in twice in between.
+    let mut conn = server.connection("bob").await;
+    assert!(!conn.login_password(&Secret::new("guess-3")).await.unwrap());
+    let refused = rsftp::client::Connection::connect(
+        "127.0.0.1",
+        server.addr.port(),
+        "alice",
+        server.host_key_check(),
+    )
+    .await;
+    assert!(refused.is_err(), "the guesses were forgiven by a login");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silent_connections_are_dropped_and_capped_per_peer() {
+    let limits = Limits {
+        max_startups_per_peer: 2,
+        login_grace: Duration::from_secs(2),
+        ..Limits::default()
+    };
+    let server = TestServer::start_with(&[TestUser::new("alice", "10MiB")], limits).await;
+    // Two connections from one address that never speak hold that address's slots...
+    let mut first = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    let mut second = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let blocked = rsftp::client::Connection::connect(
+        "127.0.0.1",
+        server.addr.port(),
+        "alice",
+        server.host_key_check(),
+    )
+    .await;
+    assert!(
+        blocked.is_err(),
+        "a third connection from the same address got in"
+    );
+    // ...but another address on this machine still gets in.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.2:0".parse().unwrap()).unwrap();
+    let other = socket.connect(server.addr).await.unwrap();
+    drop(other);
+    // After the login grace time, the silent ones are gone, and the slots with them.
+    use tokio::io::AsyncReadExt;
+    let mut buf = Vec::new();
+    let started = Instant::now();
+    let closed = tokio::time::timeout(Duration::from_secs(10), first.read_to_end(&mut buf)).await;
+    assert!(
+        closed.is_ok(),
+        "a silent connection outlived the grace time"
+    );
+    assert!(started.elapsed() >= Duration::from_millis(1000));
+    let _ = tokio::time::timeout(Duration::from_secs(10), second.read_to_end(&mut buf)).await;
+    let (_conn, mut c) = server.client("alice").await;
+    assert_eq!(c.pwd().await.unwrap(), "/");
+}

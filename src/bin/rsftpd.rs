@@ -87,6 +87,12 @@ struct ServeArgs {
     /// Most connections that have not logged in yet.
     #[arg(long, default_value_t = Limits::default().max_startups, value_name = "N")]
     max_startups: usize,
+    /// Most connections that have not logged in yet from one address.
+    #[arg(long, default_value_t = Limits::default().max_startups_per_peer, value_name = "N")]
+    max_startups_per_peer: usize,
+    /// Drop connections that have not logged in after this many seconds.
+    #[arg(long, default_value_t = Limits::default().login_grace.as_secs(), value_name = "SECONDS")]
+    login_grace: u64,
     /// Close sessions idle for this many seconds.
     #[arg(long, default_value_t = 600, value_name = "SECONDS")]
     idle_timeout: u64,
@@ -236,6 +242,8 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
             max_sessions: args.max_sessions,
             max_sessions_per_user: args.max_sessions_per_user,
             max_startups: args.max_startups,
+            max_startups_per_peer: args.max_startups_per_peer,
+            login_grace: Duration::from_secs(args.login_grace),
             ..Limits::default()
         },
         idle_timeout: Duration::from_secs(args.idle_timeout),

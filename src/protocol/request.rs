@@ -135,7 +135,12 @@ impl Request {
                 Request::Help
             }
             "quit" | "exit" => Request::Quit,
-            _ => return Err(ParseError::UnknownCommand(command.clone())),
+            // Echo only the start of what may be a long line of garbage.
+            _ => {
+                return Err(ParseError::UnknownCommand(
+                    command.chars().take(64).collect(),
+                ));
+            }
         };
         args.finish()?;
         Ok(request)

@@ -50,6 +50,10 @@ pub struct Limits {
     pub max_sessions_per_user: usize,
     /// Connections that have not logged in yet.
     pub max_startups: usize,
+    /// Connections that have not logged in yet, from one address.
+    pub max_startups_per_peer: usize,
+    /// How long a connection may take to log in before it is dropped.
+    pub login_grace: Duration,
     /// Password checks running at once (each takes a core for ~30 ms).
     pub max_password_checks: usize,
     pub throttle: ThrottlePolicy,
@@ -61,6 +65,8 @@ impl Default for Limits {
             max_sessions: 100,
             max_sessions_per_user: 10,
             max_startups: 32,
+            max_startups_per_peer: 8,
+            login_grace: Duration::from_secs(60),
             max_password_checks: 4,
             throttle: ThrottlePolicy::default(),
         }

@@ -7,16 +7,17 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
 use russh::keys::PublicKey;
 use russh::server::{Auth, ChannelOpenHandle, Msg, PublicKeyOffer, Session, VerifiedPublicKey};
 use russh::{Channel, ChannelId, Disconnect, MethodKind, MethodSet};
-use tokio::sync::OwnedSemaphorePermit;
 use tracing::{Instrument, info, warn};
 
 use super::Shared;
-use super::sessions::SessionGuard;
+use super::sessions::{SessionGuard, StartupGuard};
 use crate::auth::Secret;
 use crate::storage::HomeDir;
 
@@ -27,35 +28,69 @@ struct Login {
     _session: SessionGuard,
 }
 
+/// Channels open on one connection at once; each runs a task, so a peer may not open
+/// thousands.
+const MAX_CHANNELS: usize = 8;
+
+/// How long an opened channel may wait for its subsystem or command. Until then nobody
+/// reads it, and over SSH a channel nobody reads can stall the whole connection.
+const CHANNEL_CLAIM_TIME: Duration = Duration::from_secs(10);
+
+/// Channels opened but not yet given a subsystem or command.
+type Pending = Arc<Mutex<HashMap<ChannelId, Channel<Msg>>>>;
+
 pub struct SshHandler {
     shared: Arc<Shared>,
     peer: SocketAddr,
     /// Held while the connection has not logged in, to cap unauthenticated connections.
-    startup: Option<OwnedSemaphorePermit>,
+    startup: Option<StartupGuard>,
+    /// Set at login; the connection's grace timer looks at it.
+    logged_in: Arc<AtomicBool>,
     /// The user whose credentials were accepted, until `auth_succeeded` admits them.
     accepted: Option<String>,
     login: Option<Login>,
-    /// Some attempt on this connection failed; counts once against the peer if the
-    /// connection never logs in.
-    failed: bool,
-    channels: HashMap<ChannelId, Channel<Msg>>,
+    /// The user a key offer was declined for; counts once against the peer if the
+    /// connection never logs in (agents offer every key they hold, so a declined key is
+    /// normal on the way to the right one).
+    declined_key: Option<String>,
+    /// A password was refused on this connection (each one is counted as it happens).
+    refused_password: bool,
+    pending: Pending,
+    /// Channels whose subsystem or command is running.
+    running: Arc<AtomicUsize>,
 }
 
 impl SshHandler {
-    pub(super) fn new(
-        shared: Arc<Shared>,
-        peer: SocketAddr,
-        startup: OwnedSemaphorePermit,
-    ) -> Self {
+    pub(super) fn new(shared: Arc<Shared>, peer: SocketAddr, startup: StartupGuard) -> Self {
         SshHandler {
             shared,
             peer,
             startup: Some(startup),
+            logged_in: Arc::new(AtomicBool::new(false)),
             accepted: None,
             login: None,
-            failed: false,
-            channels: HashMap::new(),
+            declined_key: None,
+            refused_password: false,
+            pending: Arc::default(),
+            running: Arc::default(),
         }
+    }
+
+    /// Whether this connection has logged in, for its grace timer.
+    pub(super) fn logged_in_flag(&self) -> Arc<AtomicBool> {
+        Arc::clone(&self.logged_in)
+    }
+
+    fn pending(&self) -> std::sync::MutexGuard<'_, HashMap<ChannelId, Channel<Msg>>> {
+        self.pending.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Takes a pending channel to run something on it; the returned guard counts it as
+    /// running until dropped.
+    fn claim(&self, id: ChannelId) -> Option<(Channel<Msg>, Running)> {
+        let channel = self.pending().remove(&id)?;
+        self.running.fetch_add(1, Ordering::AcqRel);
+        Some((channel, Running(Arc::clone(&self.running))))
     }
 
     fn log_attempt(&self, user: &str, method: &'static str, result: &'static str) {
@@ -84,7 +119,31 @@ impl SshHandler {
 
     fn reject(&mut self, user: &str, method: &'static str) -> Auth {
         self.log_attempt(user, method, "rejected");
-        self.failed = true;
+        // Counted now, and never wiped by a later login: otherwise one account could be
+        // used to guess another's password for ever.
+        self.refused_password = true;
+        self.count_failure();
+        Auth::Reject {
+            proceed_with_methods: Some(MethodSet::from(
+                &[MethodKind::Password, MethodKind::PublicKey][..],
+            )),
+            partial_success: false,
+        }
+    }
+
+    fn count_failure(&self) {
+        if self
+            .shared
+            .throttle
+            .record_failure(self.peer.ip(), Instant::now())
+        {
+            warn!(target: "rsftpd::auth", peer = %self.peer, "peer banned after repeated login failures");
+        }
+    }
+
+    fn decline_key(&mut self, user: &str) -> Auth {
+        info!(target: "rsftpd::auth", user = %LogText(user), peer = %self.peer, method = "publickey", result = "declined", "key offer declined");
+        self.declined_key = Some(user.to_owned());
         Auth::Reject {
             proceed_with_methods: Some(MethodSet::from(
                 &[MethodKind::Password, MethodKind::PublicKey][..],
@@ -113,12 +172,24 @@ impl SshHandler {
 
 impl Drop for SshHandler {
     fn drop(&mut self) {
-        if self.login.is_none() && self.failed {
-            let ip = self.peer.ip();
-            if self.shared.throttle.record_failure(ip, Instant::now()) {
-                warn!(target: "rsftpd::auth", peer = %self.peer, "peer banned after repeated login failures");
-            }
+        // A connection that only offered keys nobody accepted, and left without logging
+        // in, is one failed login.
+        if self.login.is_none()
+            && !self.refused_password
+            && let Some(user) = self.declined_key.take()
+        {
+            self.log_attempt(&user, "publickey", "rejected");
+            self.count_failure();
         }
+    }
+}
+
+/// One running channel; dropping it frees the place.
+struct Running(Arc<AtomicUsize>);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -166,9 +237,7 @@ impl russh::server::Handler for SshHandler {
         if self.key_is_authorized(user, offer.public_key) {
             Ok(Auth::Accept)
         } else {
-            // An offer costs us nothing and agents offer every key they hold, so an unknown
-            // key only counts if the whole connection ends without logging in.
-            Ok(self.reject(user, "publickey"))
+            Ok(self.decline_key(user))
         }
     }
 
@@ -189,7 +258,7 @@ impl russh::server::Handler for SshHandler {
 
     async fn auth_succeeded(&mut self, session: &mut Session) -> Result<(), Self::Error> {
         self.startup = None;
-        self.shared.throttle.record_success(self.peer.ip());
+        self.logged_in.store(true, Ordering::Release);
         let Some(user) = self.accepted.take() else {
             session.disconnect(Disconnect::ByApplication, "internal error", "en")?;
             return Ok(());
@@ -251,12 +320,24 @@ impl russh::server::Handler for SshHandler {
         reply: ChannelOpenHandle,
         _session: &mut Session,
     ) -> Result<(), Self::Error> {
-        if self.login.is_none() {
+        let open = self.pending().len() + self.running.load(Ordering::Acquire);
+        if self.login.is_none() || open >= MAX_CHANNELS {
             // Dropping `reply` refuses the channel.
             return Ok(());
         }
-        self.channels.insert(channel.id(), channel);
+        let id = channel.id();
+        self.pending().insert(id, channel);
         reply.accept().await;
+        // A channel still unclaimed after a while is dropped, which also frees the
+        // connection if the peer has been filling it.
+        let pending = Arc::clone(&self.pending);
+        tokio::spawn(async move {
+            tokio::time::sleep(CHANNEL_CLAIM_TIME).await;
+            pending
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&id);
+        });
         Ok(())
     }
 
@@ -265,7 +346,7 @@ impl russh::server::Handler for SshHandler {
         channel: ChannelId,
         _session: &mut Session,
     ) -> Result<(), Self::Error> {
-        self.channels.remove(&channel);
+        self.pending().remove(&channel);
         Ok(())
     }
 
@@ -275,44 +356,47 @@ impl russh::server::Handler for SshHandler {
         name: &str,
         session: &mut Session,
     ) -> Result<(), Self::Error> {
-        let (Some(login), Some(channel)) = (self.login(), self.channels.get(&id)) else {
+        let Some(login) = self.login() else {
             session.channel_failure(id)?;
             return Ok(());
         };
-        let _ = channel;
         let user = login.user.clone();
         let home = login.home.clone();
-        let span = tracing::info_span!("session", user = %user, peer = %self.peer, subsystem = %LogText(name));
-        match name {
-            "rsftp" => {
-                let Some(channel) = self.channels.remove(&id) else {
-                    return Ok(());
-                };
-                session.channel_success(id)?;
-                info!(target: "rsftpd::auth", user = %user, peer = %self.peer, subsystem = "rsftp", "subsystem started");
-                let handle = session.handle();
-                tokio::spawn(
-                    async move {
-                        let stream = super::rsftp::serve(channel.into_stream(), home, user).await;
-                        // OpenSSH reports a missing exit status as a failure.
-                        let _ = handle.exit_status_request(id, 0).await;
-                        drop(stream);
-                    }
-                    .instrument(span),
-                );
-            }
-            "sftp" => {
-                let Some(channel) = self.channels.remove(&id) else {
-                    return Ok(());
-                };
-                session.channel_success(id)?;
-                info!(target: "rsftpd::auth", user = %user, peer = %self.peer, subsystem = "sftp", "subsystem started");
-                tokio::spawn(super::sftp::serve(channel, home, user).instrument(span));
-            }
-            _ => {
-                info!(user = %user, subsystem = %LogText(name), "unknown subsystem refused");
-                session.channel_failure(id)?;
-            }
+        if name != "rsftp" && name != "sftp" {
+            info!(user = %user, subsystem = %LogText(name), "unknown subsystem refused");
+            // Dropping the channel closes it; nobody would read it.
+            self.pending().remove(&id);
+            session.channel_failure(id)?;
+            return Ok(());
+        }
+        let Some((channel, running)) = self.claim(id) else {
+            session.channel_failure(id)?;
+            return Ok(());
+        };
+        session.channel_success(id)?;
+        info!(target: "rsftpd::auth", user = %user, peer = %self.peer, subsystem = %name, "subsystem started");
+        let span =
+            tracing::info_span!("session", user = %user, peer = %self.peer, subsystem = %name);
+        if name == "rsftp" {
+            let handle = session.handle();
+            tokio::spawn(
+                async move {
+                    let stream = super::rsftp::serve(channel.into_stream(), home, user).await;
+                    // OpenSSH reports a missing exit status as a failure.
+                    let _ = handle.exit_status_request(id, 0).await;
+                    drop(stream);
+                    drop(running);
+                }
+                .instrument(span),
+            );
+        } else {
+            tokio::spawn(
+                async move {
+                    super::sftp::serve(channel, home, user).await;
+                    drop(running);
+                }
+                .instrument(span),
+            );
         }
         Ok(())
     }
@@ -356,14 +440,20 @@ impl russh::server::Handler for SshHandler {
         if let Some((user, home)) = login {
             match super::exec::Parsed::from_command(data) {
                 super::exec::Parsed::Hash(hash) => {
-                    let Some(channel) = self.channels.remove(&id) else {
+                    let Some((channel, running)) = self.claim(id) else {
                         session.channel_failure(id)?;
                         return Ok(());
                     };
                     session.channel_success(id)?;
                     let span = tracing::info_span!("session", user = %user, peer = %self.peer, exec = %LogText(&command));
                     let run = super::exec::run(channel, hash, home, user);
-                    tokio::spawn(run.instrument(span));
+                    tokio::spawn(
+                        async move {
+                            run.await;
+                            drop(running);
+                        }
+                        .instrument(span),
+                    );
                     return Ok(());
                 }
                 super::exec::Parsed::Bad(message) => {
@@ -392,7 +482,7 @@ impl SshHandler {
         message: impl Into<String>,
     ) -> Result<(), russh::Error> {
         let message = message.into();
-        let Some(channel) = self.channels.remove(&id) else {
+        let Some((channel, running)) = self.claim(id) else {
             session.channel_failure(id)?;
             return Ok(());
         };
@@ -402,6 +492,7 @@ impl SshHandler {
             let _ = channel.exit_status(1).await;
             let _ = channel.eof().await;
             let _ = channel.close().await;
+            drop(running);
         });
         Ok(())
     }

@@ -18,11 +18,12 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use russh::Disconnect;
 use tokio::net::TcpListener;
-use tokio::sync::{Semaphore, broadcast};
+use tokio::sync::broadcast;
 use tokio::task::JoinSet;
 use tracing::{debug, error, info, warn};
 
@@ -34,7 +35,7 @@ use crate::auth::{LoginThrottle, PasswordChecker, Secret, UserName, UsersConfig,
 use crate::storage::{Storage, StorageError};
 use accounts::Accounts;
 use handler::SshHandler;
-use sessions::SessionRegistry;
+use sessions::{SessionRegistry, Startups};
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -148,7 +149,10 @@ impl Server {
         let local = listener.local_addr()?;
         info!(listen = %local, users = shared.accounts.current().len(), "rsftpd listening");
         let (stop, _) = broadcast::channel::<()>(1);
-        let startups = Arc::new(Semaphore::new(shared.limits.max_startups));
+        let startups = Startups::new(
+            shared.limits.max_startups,
+            shared.limits.max_startups_per_peer,
+        );
         let mut connections = JoinSet::new();
         let watcher = tokio::spawn(watch_users_file(Arc::clone(&shared), stop.subscribe()));
         let mut cleanup_tick = tokio::time::interval(Duration::from_secs(3600));
@@ -176,16 +180,18 @@ impl Server {
                         info!(target: "rsftpd::auth", peer = %peer, seconds_left = left.as_secs(), "connection refused: peer banned");
                         continue;
                     }
-                    let Ok(startup) = Arc::clone(&startups).try_acquire_owned() else {
+                    let Some(startup) = startups.admit(peer.ip()) else {
                         warn!(peer = %peer, "connection refused: too many connections not yet logged in");
                         continue;
                     };
                     let handler = SshHandler::new(Arc::clone(&shared), peer, startup);
+                    let logged_in = handler.logged_in_flag();
                     connections.spawn(serve_connection(
                         Arc::clone(&self.config),
                         socket,
                         peer,
                         handler,
+                        Grace { logged_in, limit: shared.limits.login_grace },
                         stop.subscribe(),
                     ));
                 }
@@ -229,34 +235,71 @@ impl Reloader {
     }
 }
 
+/// How long a connection has to log in, and whether it has.
+struct Grace {
+    logged_in: Arc<AtomicBool>,
+    limit: Duration,
+}
+
 async fn serve_connection(
     config: Arc<russh::server::Config>,
     socket: tokio::net::TcpStream,
     peer: SocketAddr,
     handler: SshHandler,
+    grace: Grace,
     mut stop: broadcast::Receiver<()>,
 ) {
     let _ = socket.set_nodelay(true);
-    let session = match russh::server::run_stream(config, socket, handler).await {
-        Ok(session) => session,
-        Err(err) => {
+    let deadline = tokio::time::Instant::now() + grace.limit;
+    // The grace time covers the handshake too: a peer that connects and says nothing
+    // must not keep its slot.
+    let session = match tokio::time::timeout_at(
+        deadline,
+        russh::server::run_stream(config, socket, handler),
+    )
+    .await
+    {
+        Ok(Ok(session)) => session,
+        Ok(Err(err)) => {
             debug!(peer = %peer, error = %err, "connection setup failed");
+            return;
+        }
+        Err(_) => {
+            info!(target: "rsftpd::auth", peer = %peer, "connection dropped: no SSH handshake within the login grace time");
             return;
         }
     };
     let handle = session.handle();
     tokio::pin!(session);
-    tokio::select! {
-        result = &mut session => {
-            if let Err(err) = result {
-                debug!(peer = %peer, error = %err, "connection ended with an error");
+    let grace_over = tokio::time::sleep_until(deadline);
+    tokio::pin!(grace_over);
+    let mut grace_checked = false;
+    loop {
+        tokio::select! {
+            result = &mut session => {
+                if let Err(err) = result {
+                    debug!(peer = %peer, error = %err, "connection ended with an error");
+                }
+                return;
             }
-        }
-        _ = stop.recv() => {
-            let _ = handle
-                .disconnect(Disconnect::ByApplication, "server shutting down".into(), "en".into())
-                .await;
-            let _ = tokio::time::timeout(Duration::from_secs(5), &mut session).await;
+            () = &mut grace_over, if !grace_checked => {
+                grace_checked = true;
+                if !grace.logged_in.load(Ordering::Acquire) {
+                    info!(target: "rsftpd::auth", peer = %peer, "connection dropped: not logged in within the login grace time");
+                    let _ = handle
+                        .disconnect(Disconnect::ByApplication, "login grace time over".into(), "en".into())
+                        .await;
+                    let _ = tokio::time::timeout(Duration::from_secs(5), &mut session).await;
+                    return;
+                }
+            }
+            _ = stop.recv() => {
+                let _ = handle
+                    .disconnect(Disconnect::ByApplication, "server shutting down".into(), "en".into())
+                    .await;
+                let _ = tokio::time::timeout(Duration::from_secs(5), &mut session).await;
+                return;
+            }
         }
     }
 }

@@ -214,6 +214,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                     let message = err.to_string();
                     self.log("?", None, 0, started, Err(&message));
                     self.conn.send_error(&err.code(), &message).await?;
+                    if carries_data(&self.conn.line) {
+                        // Raw bytes follow a `write` or `from` line, and we cannot tell
+                        // how many: reading on would run them as requests.
+                        return Ok(());
+                    }
                     continue;
                 }
             };
@@ -381,9 +386,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 prefix_md5,
             } => self.get(&path, offset, prefix_md5).await,
             Request::Put { path, size, md5 } => self.put(&path, size, md5).await,
-            Request::From(_) | Request::Done(_) => Err(Failure::Reply(
+            // A `from` outside a put means the client sent data after a put we refused
+            // (or found up to date) without waiting for our answer. That data must never
+            // be read as requests, so the channel ends here.
+            Request::From(_) => Err(Failure::Close(
                 ErrorCode::BadRequest,
-                "from and done belong inside a put".into(),
+                "`from` without a put that said `have`; closing, as data may follow".into(),
+            )),
+            Request::Done(_) => Err(Failure::Reply(
+                ErrorCode::BadRequest,
+                "done belongs inside a put".into(),
             )),
             Request::Help => {
                 let mut text = format!("OK {}\n", HELP.len());
@@ -618,6 +630,15 @@ impl ChunkSink for WriteAt {
         self.offset += data.len() as u64;
         Ok(())
     }
+}
+
+/// Whether a line that did not parse is one that raw bytes follow.
+fn carries_data(line: &[u8]) -> bool {
+    let word = line
+        .split(|b| *b == b' ' || *b == b'\t')
+        .find(|w| !w.is_empty())
+        .unwrap_or_default();
+    word == b"write" || word == b"from"
 }
 
 fn entry_type(kind: EntryKind) -> EntryType {
