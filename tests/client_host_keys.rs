@@ -128,3 +128,30 @@ async fn a_changed_key_is_refused_loudly_even_when_accepting_new_ones() {
         "known_hosts untouched"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_of_another_type_on_record_counts_as_changed() {
+    let server = alice().await;
+    let client = ClientHome::new();
+    // known_hosts holds an ECDSA key for the server, which shows its ed25519 key.
+    let keygen_dir = tempfile::tempdir().unwrap();
+    let key_file = keygen_dir.path().join("k");
+    let status = std::process::Command::new("ssh-keygen")
+        .args(["-q", "-t", "ecdsa", "-N", "", "-f"])
+        .arg(&key_file)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let ecdsa = std::fs::read_to_string(key_file.with_extension("pub")).unwrap();
+    let known_hosts = client.home().join("known_hosts");
+    std::fs::write(
+        &known_hosts,
+        format!("[127.0.0.1]:{} {}", server.addr.port(), ecdsa.trim()),
+    )
+    .unwrap();
+    let mut cmd = pwd(&client, &server, &known_hosts);
+    cmd.args(["--accept-new-host-key", "pwd"]);
+    let (out, err) = expect_status(&run(cmd).await, 255);
+    assert_eq!(out, "");
+    assert!(err.contains("HAS CHANGED"), "{err}");
+}

@@ -67,18 +67,20 @@ impl ClientHandler {
                 Ok(recorded) => recorded,
                 Err(err) => return KeyVerdict::Failed(format!("{}: {err}", path.display())),
             };
-        // Compare key data, not comments; a different key of the same type is a change.
-        let mut changed = None;
-        for (line, known) in &recorded {
-            if known.key_data() == key.key_data() {
-                return KeyVerdict::Known;
-            }
-            if known.algorithm() == key.algorithm() {
-                changed = Some(*line);
-            }
+        // Compare key data, not comments. Any other key on record for this host counts
+        // as a change, whatever its type: a server that suddenly shows a key of another
+        // type is as suspect as one that shows another key of the same type.
+        if recorded
+            .iter()
+            .any(|(_, known)| known.key_data() == key.key_data())
+        {
+            return KeyVerdict::Known;
         }
-        if let Some(line) = changed {
-            return KeyVerdict::Changed { fingerprint, line };
+        if let Some((line, _)) = recorded.first() {
+            return KeyVerdict::Changed {
+                fingerprint,
+                line: *line,
+            };
         }
         let trust = match &self.check.new_key {
             NewHostKey::Refuse => false,
