@@ -17,7 +17,9 @@ pub fn storage_error_reply(err: &StorageError) -> (ErrorCode, String) {
         StorageError::Quota(_) => ErrorCode::Quota,
         StorageError::Busy { .. } => ErrorCode::Busy,
         StorageError::Checksum { .. } => ErrorCode::Checksum,
-        StorageError::BadOffset { .. } | StorageError::SizeMismatch { .. } => ErrorCode::BadRequest,
+        StorageError::Invalid { .. }
+        | StorageError::BadOffset { .. }
+        | StorageError::SizeMismatch { .. } => ErrorCode::BadRequest,
         StorageError::Io { path, .. } => {
             // The io::Error may name things the user should not see; it goes to the log.
             return (ErrorCode::Io, format!("input/output error: {path}"));
@@ -39,6 +41,7 @@ pub fn sftp_status(err: &StorageError) -> (super::sftp::StatusCode, String) {
         | StorageError::NotADirectory { .. }
         | StorageError::IsADirectory { .. }
         | StorageError::NotEmpty { .. }
+        | StorageError::Invalid { .. }
         | StorageError::Quota(_)
         | StorageError::Busy { .. }
         | StorageError::Checksum { .. }

@@ -418,10 +418,17 @@ impl HomeDir {
             Err(e) if e.kind() == io::ErrorKind::NotFound => 0,
             Err(e) => return Err(StorageError::from_io(to, e)),
         };
-        // `from` resolved a moment ago, so a failure now is about `to`.
+        // `from` resolved a moment ago, so a failure now is about `to`; except EINVAL,
+        // which rename(2) gives for a folder moved into itself or below itself.
         self.dir
             .rename(from_rel, &self.dir, to_rel)
-            .map_err(at(to))?;
+            .map_err(|e| match e.kind() {
+                io::ErrorKind::InvalidInput => StorageError::Invalid {
+                    path: from.clone(),
+                    reason: "a folder cannot be moved into itself",
+                },
+                _ => StorageError::from_io(to, e),
+            })?;
         self.state.ledger.release(replaced);
         Ok(())
     }
@@ -996,6 +1003,31 @@ mod tests {
             h.rename(&vp("/gone"), &vp("/x")),
             Err(StorageError::NotFound { .. })
         ));
+    }
+
+    #[test]
+    fn a_folder_cannot_be_moved_into_itself() {
+        let f = fixture(100);
+        let h = &f.home;
+        h.mkdir(&vp("/a")).unwrap();
+        h.mkdir(&vp("/a/b")).unwrap();
+        h.write_at(&vp("/a/f"), 0, b"data").unwrap();
+        for to in ["/a/c", "/a/b/c"] {
+            let err = h.rename(&vp("/a"), &vp(to)).unwrap_err();
+            assert!(matches!(err, StorageError::Invalid { .. }), "{to}: {err:?}");
+            assert_eq!(
+                err.to_string(),
+                "not possible for /a: a folder cannot be moved into itself"
+            );
+        }
+        // Through a link that stays inside, too.
+        std::os::unix::fs::symlink("a", f.real("link")).unwrap();
+        assert!(matches!(
+            h.rename(&vp("/a"), &vp("/link/c")),
+            Err(StorageError::Invalid { .. })
+        ));
+        assert_eq!(names(&h.list(&vp("/a")).unwrap()), ["b", "f"]);
+        assert_eq!(h.usage().used, 4);
     }
 
     #[test]
