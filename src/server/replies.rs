@@ -8,7 +8,7 @@ use crate::storage::StorageError;
 pub fn storage_error_reply(err: &StorageError) -> (ErrorCode, String) {
     let code = match err {
         StorageError::BadPath { .. } => ErrorCode::BadPath,
-        StorageError::NotFound { .. } => ErrorCode::NotFound,
+        StorageError::NotFound { .. } | StorageError::Deleted { .. } => ErrorCode::NotFound,
         StorageError::Exists { .. } => ErrorCode::Exists,
         StorageError::NotADirectory { .. } => ErrorCode::NotADirectory,
         StorageError::IsADirectory { .. } => ErrorCode::IsADirectory,
@@ -34,7 +34,7 @@ pub fn storage_error_reply(err: &StorageError) -> (ErrorCode, String) {
 pub fn sftp_status(err: &StorageError) -> (super::sftp::StatusCode, String) {
     use super::sftp::StatusCode;
     let code = match err {
-        StorageError::NotFound { .. } => StatusCode::NoSuchFile,
+        StorageError::NotFound { .. } | StorageError::Deleted { .. } => StatusCode::NoSuchFile,
         StorageError::Denied { .. } => StatusCode::PermissionDenied,
         StorageError::BadPath { .. }
         | StorageError::Exists { .. }

@@ -46,6 +46,11 @@ pub enum StorageError {
         reason: &'static str,
     },
 
+    /// An open file lost its last name (it was deleted, or another file was renamed or
+    /// published over it), so its handle may no longer change it.
+    #[error("deleted or replaced since it was opened: {path}")]
+    Deleted { path: VirtualPath },
+
     #[error(transparent)]
     Quota(#[from] QuotaExceeded),
 

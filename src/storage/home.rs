@@ -7,7 +7,10 @@
 //!
 //! Quota: every operation that changes a regular file's length books the change in the
 //! user's [`QuotaLedger`], and takes the user's size lock while it reads the old length
-//! and changes it, so concurrent writers never count the same bytes twice.
+//! and changes it, so concurrent writers never count the same bytes twice. The ledger
+//! counts what the user's named files hold: a file's length is given back when its last
+//! name goes (a delete, or a rename or upload over it), so an [`OpenFile`] whose file has
+//! no name left refuses to change it, rather than book bytes nobody can see or delete.
 
 use std::collections::HashMap;
 use std::ffi::OsString;
@@ -587,11 +590,12 @@ impl OpenFile {
     }
 
     /// Writes all of `data` at `offset` (at the end, if opened to append). Growth of the
-    /// file is reserved in the quota ledger first, and refused if it does not fit.
+    /// file is reserved in the quota ledger first, and refused if it does not fit. A file
+    /// deleted or replaced since it was opened is refused as [`StorageError::Deleted`].
     pub fn write_at(&self, offset: u64, data: &[u8]) -> Result<()> {
         self.check_writable()?;
-        let _sizes = self.state.lock_sizes();
-        let len = self.len()?;
+        let sizes = self.state.lock_sizes();
+        let len = self.named_len(&sizes)?;
         let offset = if self.append { len } else { offset };
         let end = offset
             .checked_add(data.len() as u64)
@@ -614,11 +618,11 @@ impl OpenFile {
     }
 
     /// Cuts or extends the file to `len` bytes; shrinking gives space back, growing
-    /// reserves it first.
+    /// reserves it first. Refused, as `write_at` is, once the file has lost its name.
     pub fn set_len(&self, len: u64) -> Result<()> {
         self.check_writable()?;
-        let _sizes = self.state.lock_sizes();
-        let old = self.len()?;
+        let sizes = self.state.lock_sizes();
+        let old = self.named_len(&sizes)?;
         if len <= old {
             self.file.set_len(len).map_err(at(&self.path))?;
             self.state.ledger.release(old - len);
@@ -647,6 +651,23 @@ impl OpenFile {
 
     fn len(&self) -> Result<u64> {
         Ok(self.file.metadata().map_err(at(&self.path))?.len())
+    }
+
+    /// The file's length, if it still has a name; `Deleted` once its last name is gone.
+    ///
+    /// Deletes, renames and published uploads give a file's length back as they take its
+    /// last name, under the size lock, which the caller proves it holds. Checked under
+    /// that same lock, a file with a name here keeps it until the caller's change is
+    /// booked, and one without was already given back: changing it would book bytes (or
+    /// give them back a second time) for a file the user can neither see nor delete.
+    fn named_len(&self, _sizes: &MutexGuard<'_, ()>) -> Result<u64> {
+        let meta = self.file.metadata().map_err(at(&self.path))?;
+        if meta.nlink() == 0 {
+            return Err(StorageError::Deleted {
+                path: self.path.clone(),
+            });
+        }
+        Ok(meta.len())
     }
 
     fn check_writable(&self) -> Result<()> {
@@ -1003,6 +1024,109 @@ mod tests {
             h.rename(&vp("/gone"), &vp("/x")),
             Err(StorageError::NotFound { .. })
         ));
+    }
+
+    /// What a fresh scan of the disk finds, as after a restart: what the ledger must say.
+    fn on_disk(f: &Fixture) -> u64 {
+        f.restart(u64::MAX).usage().used
+    }
+
+    #[test]
+    fn a_handle_on_a_deleted_file_changes_nothing_and_books_nothing() {
+        let f = fixture(1000);
+        let h = &f.home;
+        let rw = OpenOptions {
+            read: true,
+            write: true,
+            ..Default::default()
+        };
+        // Each round once gave 500 bytes back twice: the delete freed them, then the
+        // truncate through the handle freed them again.
+        for i in 0..5 {
+            h.write_at(&vp(&format!("/keep{i}")), 0, &[1; 100]).unwrap();
+            h.write_at(&vp("/tmp"), 0, &[2; 500]).unwrap();
+            let file = h.open(&vp("/tmp"), rw).unwrap();
+            h.remove_file(&vp("/tmp")).unwrap();
+            assert!(matches!(file.set_len(0), Err(StorageError::Deleted { .. })));
+            let err = file.write_at(0, b"more").unwrap_err();
+            assert_eq!(
+                err.to_string(),
+                "deleted or replaced since it was opened: /tmp"
+            );
+            assert!(matches!(
+                file.set_len(10_000),
+                Err(StorageError::Deleted { .. })
+            ));
+            // What was written before the delete can still be read back.
+            let mut buf = [0u8; 4];
+            assert_eq!(file.read_at(0, &mut buf).unwrap(), 4);
+            assert_eq!(h.usage().used, 100 * (i + 1));
+        }
+        assert_eq!(h.usage().used, on_disk(&f));
+        assert_eq!(h.usage().reserved, 0);
+    }
+
+    #[test]
+    fn a_handle_on_a_replaced_file_changes_nothing_and_books_nothing() {
+        let f = fixture(1000);
+        let h = &f.home;
+        let write = OpenOptions {
+            write: true,
+            ..Default::default()
+        };
+        h.write_at(&vp("/old"), 0, &[1; 300]).unwrap();
+        h.write_at(&vp("/new"), 0, &[2; 200]).unwrap();
+        let old = h.open(&vp("/old"), write).unwrap();
+        h.rename(&vp("/new"), &vp("/old")).unwrap();
+        assert_eq!(h.usage().used, 200);
+        assert!(matches!(old.set_len(0), Err(StorageError::Deleted { .. })));
+        assert!(matches!(
+            old.write_at(0, &[3; 600]),
+            Err(StorageError::Deleted { .. })
+        ));
+        assert_eq!(std::fs::read(f.real("old")).unwrap(), [2; 200]);
+        assert_eq!(h.usage().used, 200);
+
+        // Renamed away, the file keeps a name, and its handle keeps working.
+        let moved = h.open(&vp("/old"), write).unwrap();
+        h.rename(&vp("/old"), &vp("/moved")).unwrap();
+        moved.write_at(200, &[4; 50]).unwrap();
+        moved.set_len(220).unwrap();
+        assert_eq!(h.usage().used, 220);
+        assert_eq!(h.usage().used, on_disk(&f));
+    }
+
+    #[test]
+    fn writes_racing_a_delete_leave_the_ledger_equal_to_the_disk() {
+        let f = fixture(1 << 30);
+        let h = &f.home;
+        let write = OpenOptions {
+            write: true,
+            create: true,
+            ..Default::default()
+        };
+        for round in 0..20 {
+            let file = h.open(&vp("/f"), write).unwrap();
+            let started = std::sync::Barrier::new(2);
+            std::thread::scope(|s| {
+                let writer = s.spawn(|| {
+                    started.wait();
+                    let mut offset = 0u64;
+                    while file.write_at(offset, &[0; 4096]).is_ok() {
+                        offset += 4096;
+                        if offset > 64 << 20 {
+                            panic!("the delete never stopped the writer");
+                        }
+                    }
+                });
+                started.wait();
+                std::thread::sleep(std::time::Duration::from_micros(200 * round));
+                h.remove_file(&vp("/f")).unwrap();
+                writer.join().unwrap();
+            });
+            assert_eq!(h.usage().used, 0, "round {round}");
+        }
+        assert_eq!(on_disk(&f), 0);
     }
 
     #[test]

@@ -457,6 +457,25 @@ mod tests {
     }
 
     #[test]
+    fn a_handle_on_a_file_an_upload_replaced_books_nothing() {
+        let f = fixture(100);
+        upload(&f.home, "/f", &[1; 50]).unwrap();
+        let write = crate::storage::OpenOptions {
+            write: true,
+            ..Default::default()
+        };
+        let old = f.home.open(&vp("/f"), write).unwrap();
+        upload(&f.home, "/f", &[2; 40]).unwrap();
+        assert!(matches!(old.set_len(0), Err(StorageError::Deleted { .. })));
+        assert!(matches!(
+            old.write_at(50, &[3; 10]),
+            Err(StorageError::Deleted { .. })
+        ));
+        assert_eq!(f.home.usage().used, 40);
+        assert_eq!(f.restart(100).usage().used, 40);
+    }
+
+    #[test]
     fn resumes_from_what_the_server_holds() {
         let f = fixture(1000);
         let h = &f.home;
