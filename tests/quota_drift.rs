@@ -1,6 +1,9 @@
 //! The ledger says what the user's files occupy, through handles on files that were
 //! deleted or replaced meanwhile, and uploads of a file whose size changed.
 
+use rsftp::client::{PutStart, Quiet, upload};
+use rsftp::protocol::ErrorCode;
+
 use crate::sshd::text;
 use crate::util::{Raw, TestServer, TestUser, data, key_path, run_with_input};
 
@@ -149,4 +152,56 @@ async fn a_write_cut_short_by_a_delete_keeps_nothing_booked() {
     assert!(c.ls(None).await.unwrap().is_empty());
     assert_eq!(c.info().await.unwrap().used, 0);
     assert_eq!(disk_usage(&server.home("alice")), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_put_at_a_new_size_frees_the_partial_left_at_the_old_one() {
+    let server = TestServer::start(&[TestUser::new("alice", "1000")]).await;
+    let local = tempfile::tempdir().unwrap();
+    let file = local.path().join("f");
+    {
+        // `put f` of 900 bytes, cut off after 800.
+        let (_conn, mut c) = server.client("alice").await;
+        let start = c.begin_put("f", 900, None).await.unwrap();
+        assert!(matches!(start, PutStart::Have { offset: 0, .. }));
+        std::fs::write(&file, data(800, 1)).unwrap();
+        let handle = std::fs::File::open(&file).unwrap();
+        c.send_from(0, handle, 800, md5::Md5::default(), |_| {})
+            .await
+            .unwrap();
+    }
+    let (_conn, mut c) = server.client("alice").await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while c.info().await.unwrap().used != 800 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the partial never landed"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+
+    // The file changed to 901 bytes. The 800 held for the old size are hidden from the
+    // user, who could neither see nor delete them; they must not block the new upload.
+    std::fs::write(&file, data(901, 2)).unwrap();
+    let uploaded = loop {
+        match upload(&mut c, &file, "f", &Quiet).await {
+            // The broken session may not have let go of the path yet.
+            Err(err) if err.code() == Some(&ErrorCode::Busy) => {
+                assert!(std::time::Instant::now() < deadline, "still busy");
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+            other => break other,
+        }
+    };
+    uploaded.unwrap();
+    let listed: Vec<_> = c
+        .ls(None)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| (e.name, e.size))
+        .collect();
+    assert_eq!(listed, [("f".to_owned(), 901)]);
+    assert_eq!(c.info().await.unwrap().used, 901);
+    assert_eq!(disk_usage(&server.home("alice")), 901);
 }
