@@ -473,15 +473,37 @@ impl HomeDir {
         Ok(file)
     }
 
-    /// Writes `data` at `offset` in place, creating the file if needed (not atomic; see
-    /// [`HomeDir::begin_upload`] for that).
-    pub fn write_at(&self, path: &VirtualPath, offset: u64, data: &[u8]) -> Result<()> {
+    /// Opens `path` to write `len` bytes at `offset` in place, creating it if needed, but
+    /// only if what the file would grow by fits the quota now: a write refused for space
+    /// leaves no new empty file behind, and is refused before any of it lands. Each
+    /// write is still booked as it lands ([`OpenFile::write_at`]), so space that other
+    /// sessions take meanwhile can still stop it part way.
+    pub fn open_for_write(&self, path: &VirtualPath, offset: u64, len: u64) -> Result<OpenFile> {
+        let size = match self.dir.metadata(path.to_relative()) {
+            Ok(meta) => {
+                check_regular(path, &meta)?;
+                meta.len()
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => 0,
+            Err(e) => return Err(StorageError::from_io(path, e)),
+        };
+        let growth = offset.saturating_add(len).saturating_sub(size);
+        // The ledger's own check, and its numbers in a refusal; the space is taken for
+        // real, chunk by chunk, as the data lands.
+        drop(self.state.ledger.reserve(growth)?);
         let options = OpenOptions {
             write: true,
             create: true,
             ..OpenOptions::default()
         };
-        self.open(path, options)?.write_at(offset, data)
+        self.open(path, options)
+    }
+
+    /// Writes `data` at `offset` in place, creating the file if needed (not atomic; see
+    /// [`HomeDir::begin_upload`] for that).
+    pub fn write_at(&self, path: &VirtualPath, offset: u64, data: &[u8]) -> Result<()> {
+        self.open_for_write(path, offset, data.len() as u64)?
+            .write_at(offset, data)
     }
 
     /// Opens a regular file for a streaming download.
@@ -969,6 +991,18 @@ mod tests {
             h.write_at(&vp("/b"), 0, b"abc"),
             Err(StorageError::Quota(_))
         ));
+        // Refused before the file was created, so nothing is left behind.
+        assert!(!f.real("b").exists());
+        assert!(matches!(
+            h.open_for_write(&vp("/b"), 1, 2),
+            Err(StorageError::Quota(_))
+        ));
+        assert!(!f.real("b").exists());
+        h.mkdir(&vp("/d")).unwrap();
+        assert!(matches!(
+            h.open_for_write(&vp("/d"), 0, 100),
+            Err(StorageError::IsADirectory { .. })
+        ));
         assert_eq!(std::fs::read(f.real("a")).unwrap(), b"12345678");
         assert_eq!(
             h.usage(),
@@ -978,7 +1012,10 @@ mod tests {
                 limit: 10
             }
         );
-        // Overwriting inside the file needs no new space.
+        // Overwriting inside the file needs no new space, nor does an empty new file.
+        h.open_for_write(&vp("/a"), 2, 6).unwrap();
+        h.open_for_write(&vp("/empty"), 0, 0).unwrap();
+        assert_eq!(h.stat(&vp("/empty")).unwrap().size, 0);
         h.write_at(&vp("/a"), 0, b"abcdefgh").unwrap();
         h.write_at(&vp("/a"), 8, b"ij").unwrap();
         assert_eq!(h.usage().used, 10);
