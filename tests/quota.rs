@@ -36,6 +36,10 @@ async fn a_put_over_the_quota_is_refused_and_nothing_is_published() {
     // In-place writes are held to the same quota, and refused whole.
     let err = c.write("w", 0, &data(800_000, 3)).await.unwrap_err();
     assert_eq!(err.code(), Some(&ErrorCode::Quota));
+    assert!(
+        !server.home("alice").join("w").exists(),
+        "a refused write creates nothing"
+    );
     assert_eq!(c.info().await.unwrap(), before);
     assert_eq!(c.pwd().await.unwrap(), "/", "the session goes on");
 

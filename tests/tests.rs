@@ -19,6 +19,7 @@ mod login;
 mod openssh;
 mod paramiko_sftp;
 mod quota;
+mod quota_drift;
 mod reload;
 mod resume;
 mod scp;

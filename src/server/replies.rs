@@ -8,7 +8,7 @@ use crate::storage::StorageError;
 pub fn storage_error_reply(err: &StorageError) -> (ErrorCode, String) {
     let code = match err {
         StorageError::BadPath { .. } => ErrorCode::BadPath,
-        StorageError::NotFound { .. } => ErrorCode::NotFound,
+        StorageError::NotFound { .. } | StorageError::Deleted { .. } => ErrorCode::NotFound,
         StorageError::Exists { .. } => ErrorCode::Exists,
         StorageError::NotADirectory { .. } => ErrorCode::NotADirectory,
         StorageError::IsADirectory { .. } => ErrorCode::IsADirectory,
@@ -17,7 +17,9 @@ pub fn storage_error_reply(err: &StorageError) -> (ErrorCode, String) {
         StorageError::Quota(_) => ErrorCode::Quota,
         StorageError::Busy { .. } => ErrorCode::Busy,
         StorageError::Checksum { .. } => ErrorCode::Checksum,
-        StorageError::BadOffset { .. } | StorageError::SizeMismatch { .. } => ErrorCode::BadRequest,
+        StorageError::Invalid { .. }
+        | StorageError::BadOffset { .. }
+        | StorageError::SizeMismatch { .. } => ErrorCode::BadRequest,
         StorageError::Io { path, .. } => {
             // The io::Error may name things the user should not see; it goes to the log.
             return (ErrorCode::Io, format!("input/output error: {path}"));
@@ -32,13 +34,14 @@ pub fn storage_error_reply(err: &StorageError) -> (ErrorCode, String) {
 pub fn sftp_status(err: &StorageError) -> (super::sftp::StatusCode, String) {
     use super::sftp::StatusCode;
     let code = match err {
-        StorageError::NotFound { .. } => StatusCode::NoSuchFile,
+        StorageError::NotFound { .. } | StorageError::Deleted { .. } => StatusCode::NoSuchFile,
         StorageError::Denied { .. } => StatusCode::PermissionDenied,
         StorageError::BadPath { .. }
         | StorageError::Exists { .. }
         | StorageError::NotADirectory { .. }
         | StorageError::IsADirectory { .. }
         | StorageError::NotEmpty { .. }
+        | StorageError::Invalid { .. }
         | StorageError::Quota(_)
         | StorageError::Busy { .. }
         | StorageError::Checksum { .. }

@@ -21,7 +21,7 @@ use crate::protocol::{
 };
 use crate::storage::stream::{self, ChunkSink};
 use crate::storage::{
-    EntryKind, HomeDir, OpenFile, OpenOptions, StorageError, Upload, UploadStart, VirtualPath,
+    EntryKind, HomeDir, OpenFile, StorageError, Upload, UploadStart, VirtualPath,
 };
 
 const HELP: &[&str] = &[
@@ -448,28 +448,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         let opened = match self.resolve(path) {
             Ok(path) => {
                 let target = path.clone();
-                self.blocking(move |home| {
-                    let options = OpenOptions {
-                        write: true,
-                        create: true,
-                        ..OpenOptions::default()
-                    };
-                    let file = home.open(&target, options)?;
-                    // Refuse up front rather than write half and then run out.
-                    let growth = (offset + len).saturating_sub(file.stat()?.size);
-                    let usage = home.usage();
-                    if growth > usage.free() {
-                        return Err(crate::storage::QuotaExceeded {
-                            need: growth,
-                            used: usage.used + usage.reserved,
-                            limit: usage.limit,
-                        }
-                        .into());
-                    }
-                    Ok(file)
-                })
-                .await
-                .map(|file| (path, file))
+                // Refused up front if it cannot fit, rather than half written (and
+                // before the file is created).
+                self.blocking(move |home| home.open_for_write(&target, offset, len))
+                    .await
+                    .map(|file| (path, file))
             }
             Err(failure) => Err(failure),
         };

@@ -39,6 +39,18 @@ pub enum StorageError {
         reason: &'static str,
     },
 
+    /// Not something the filesystem can do, such as moving a folder into itself.
+    #[error("not possible for {path}: {reason}")]
+    Invalid {
+        path: VirtualPath,
+        reason: &'static str,
+    },
+
+    /// An open file lost its last name (it was deleted, or another file was renamed or
+    /// published over it), so its handle may no longer change it.
+    #[error("deleted or replaced since it was opened: {path}")]
+    Deleted { path: VirtualPath },
+
     #[error(transparent)]
     Quota(#[from] QuotaExceeded),
 
@@ -101,6 +113,12 @@ impl StorageError {
                 path,
                 reason: "not permitted",
             },
+            // EINVAL: a request the filesystem can never carry out, however often it is
+            // tried; the user's doing, not the server's, so not an I/O error for the log.
+            io::ErrorKind::InvalidInput => StorageError::Invalid {
+                path,
+                reason: "invalid argument",
+            },
             _ if is_symlink_loop(&err) => StorageError::Denied {
                 path,
                 reason: "too many levels of symbolic links",
@@ -135,6 +153,16 @@ mod tests {
         assert!(matches!(
             map(io::ErrorKind::DirectoryNotEmpty),
             StorageError::NotEmpty { .. }
+        ));
+        assert!(matches!(
+            map(io::ErrorKind::InvalidInput),
+            StorageError::Invalid { .. }
+        ));
+        // EINVAL, as rename(2) returns it for a folder moved into itself, is 22 on Linux.
+        #[cfg(target_os = "linux")]
+        assert!(matches!(
+            StorageError::from_io(&p, io::Error::from_raw_os_error(22)),
+            StorageError::Invalid { .. }
         ));
         assert!(matches!(
             map(io::ErrorKind::StorageFull),

@@ -7,7 +7,10 @@
 //!
 //! Quota: every operation that changes a regular file's length books the change in the
 //! user's [`QuotaLedger`], and takes the user's size lock while it reads the old length
-//! and changes it, so concurrent writers never count the same bytes twice.
+//! and changes it, so concurrent writers never count the same bytes twice. The ledger
+//! counts what the user's named files hold: a file's length is given back when its last
+//! name goes (a delete, or a rename or upload over it), so an [`OpenFile`] whose file has
+//! no name left refuses to change it, rather than book bytes nobody can see or delete.
 
 use std::collections::HashMap;
 use std::ffi::OsString;
@@ -418,10 +421,17 @@ impl HomeDir {
             Err(e) if e.kind() == io::ErrorKind::NotFound => 0,
             Err(e) => return Err(StorageError::from_io(to, e)),
         };
-        // `from` resolved a moment ago, so a failure now is about `to`.
+        // `from` resolved a moment ago, so a failure now is about `to`; except EINVAL,
+        // which rename(2) gives for a folder moved into itself or below itself.
         self.dir
             .rename(from_rel, &self.dir, to_rel)
-            .map_err(at(to))?;
+            .map_err(|e| match e.kind() {
+                io::ErrorKind::InvalidInput => StorageError::Invalid {
+                    path: from.clone(),
+                    reason: "a folder cannot be moved into itself",
+                },
+                _ => StorageError::from_io(to, e),
+            })?;
         self.state.ledger.release(replaced);
         Ok(())
     }
@@ -463,15 +473,37 @@ impl HomeDir {
         Ok(file)
     }
 
-    /// Writes `data` at `offset` in place, creating the file if needed (not atomic; see
-    /// [`HomeDir::begin_upload`] for that).
-    pub fn write_at(&self, path: &VirtualPath, offset: u64, data: &[u8]) -> Result<()> {
+    /// Opens `path` to write `len` bytes at `offset` in place, creating it if needed, but
+    /// only if what the file would grow by fits the quota now: a write refused for space
+    /// leaves no new empty file behind, and is refused before any of it lands. Each
+    /// write is still booked as it lands ([`OpenFile::write_at`]), so space that other
+    /// sessions take meanwhile can still stop it part way.
+    pub fn open_for_write(&self, path: &VirtualPath, offset: u64, len: u64) -> Result<OpenFile> {
+        let size = match self.dir.metadata(path.to_relative()) {
+            Ok(meta) => {
+                check_regular(path, &meta)?;
+                meta.len()
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => 0,
+            Err(e) => return Err(StorageError::from_io(path, e)),
+        };
+        let growth = offset.saturating_add(len).saturating_sub(size);
+        // The ledger's own check, and its numbers in a refusal; the space is taken for
+        // real, chunk by chunk, as the data lands.
+        drop(self.state.ledger.reserve(growth)?);
         let options = OpenOptions {
             write: true,
             create: true,
             ..OpenOptions::default()
         };
-        self.open(path, options)?.write_at(offset, data)
+        self.open(path, options)
+    }
+
+    /// Writes `data` at `offset` in place, creating the file if needed (not atomic; see
+    /// [`HomeDir::begin_upload`] for that).
+    pub fn write_at(&self, path: &VirtualPath, offset: u64, data: &[u8]) -> Result<()> {
+        self.open_for_write(path, offset, data.len() as u64)?
+            .write_at(offset, data)
     }
 
     /// Opens a regular file for a streaming download.
@@ -580,11 +612,12 @@ impl OpenFile {
     }
 
     /// Writes all of `data` at `offset` (at the end, if opened to append). Growth of the
-    /// file is reserved in the quota ledger first, and refused if it does not fit.
+    /// file is reserved in the quota ledger first, and refused if it does not fit. A file
+    /// deleted or replaced since it was opened is refused as [`StorageError::Deleted`].
     pub fn write_at(&self, offset: u64, data: &[u8]) -> Result<()> {
         self.check_writable()?;
-        let _sizes = self.state.lock_sizes();
-        let len = self.len()?;
+        let sizes = self.state.lock_sizes();
+        let len = self.named_len(&sizes)?;
         let offset = if self.append { len } else { offset };
         let end = offset
             .checked_add(data.len() as u64)
@@ -607,11 +640,11 @@ impl OpenFile {
     }
 
     /// Cuts or extends the file to `len` bytes; shrinking gives space back, growing
-    /// reserves it first.
+    /// reserves it first. Refused, as `write_at` is, once the file has lost its name.
     pub fn set_len(&self, len: u64) -> Result<()> {
         self.check_writable()?;
-        let _sizes = self.state.lock_sizes();
-        let old = self.len()?;
+        let sizes = self.state.lock_sizes();
+        let old = self.named_len(&sizes)?;
         if len <= old {
             self.file.set_len(len).map_err(at(&self.path))?;
             self.state.ledger.release(old - len);
@@ -640,6 +673,23 @@ impl OpenFile {
 
     fn len(&self) -> Result<u64> {
         Ok(self.file.metadata().map_err(at(&self.path))?.len())
+    }
+
+    /// The file's length, if it still has a name; `Deleted` once its last name is gone.
+    ///
+    /// Deletes, renames and published uploads give a file's length back as they take its
+    /// last name, under the size lock, which the caller proves it holds. Checked under
+    /// that same lock, a file with a name here keeps it until the caller's change is
+    /// booked, and one without was already given back: changing it would book bytes (or
+    /// give them back a second time) for a file the user can neither see nor delete.
+    fn named_len(&self, _sizes: &MutexGuard<'_, ()>) -> Result<u64> {
+        let meta = self.file.metadata().map_err(at(&self.path))?;
+        if meta.nlink() == 0 {
+            return Err(StorageError::Deleted {
+                path: self.path.clone(),
+            });
+        }
+        Ok(meta.len())
     }
 
     fn check_writable(&self) -> Result<()> {
@@ -941,6 +991,18 @@ mod tests {
             h.write_at(&vp("/b"), 0, b"abc"),
             Err(StorageError::Quota(_))
         ));
+        // Refused before the file was created, so nothing is left behind.
+        assert!(!f.real("b").exists());
+        assert!(matches!(
+            h.open_for_write(&vp("/b"), 1, 2),
+            Err(StorageError::Quota(_))
+        ));
+        assert!(!f.real("b").exists());
+        h.mkdir(&vp("/d")).unwrap();
+        assert!(matches!(
+            h.open_for_write(&vp("/d"), 0, 100),
+            Err(StorageError::IsADirectory { .. })
+        ));
         assert_eq!(std::fs::read(f.real("a")).unwrap(), b"12345678");
         assert_eq!(
             h.usage(),
@@ -950,7 +1012,10 @@ mod tests {
                 limit: 10
             }
         );
-        // Overwriting inside the file needs no new space.
+        // Overwriting inside the file needs no new space, nor does an empty new file.
+        h.open_for_write(&vp("/a"), 2, 6).unwrap();
+        h.open_for_write(&vp("/empty"), 0, 0).unwrap();
+        assert_eq!(h.stat(&vp("/empty")).unwrap().size, 0);
         h.write_at(&vp("/a"), 0, b"abcdefgh").unwrap();
         h.write_at(&vp("/a"), 8, b"ij").unwrap();
         assert_eq!(h.usage().used, 10);
@@ -996,6 +1061,134 @@ mod tests {
             h.rename(&vp("/gone"), &vp("/x")),
             Err(StorageError::NotFound { .. })
         ));
+    }
+
+    /// What a fresh scan of the disk finds, as after a restart: what the ledger must say.
+    fn on_disk(f: &Fixture) -> u64 {
+        f.restart(u64::MAX).usage().used
+    }
+
+    #[test]
+    fn a_handle_on_a_deleted_file_changes_nothing_and_books_nothing() {
+        let f = fixture(1000);
+        let h = &f.home;
+        let rw = OpenOptions {
+            read: true,
+            write: true,
+            ..Default::default()
+        };
+        // Each round once gave 500 bytes back twice: the delete freed them, then the
+        // truncate through the handle freed them again.
+        for i in 0..5 {
+            h.write_at(&vp(&format!("/keep{i}")), 0, &[1; 100]).unwrap();
+            h.write_at(&vp("/tmp"), 0, &[2; 500]).unwrap();
+            let file = h.open(&vp("/tmp"), rw).unwrap();
+            h.remove_file(&vp("/tmp")).unwrap();
+            assert!(matches!(file.set_len(0), Err(StorageError::Deleted { .. })));
+            let err = file.write_at(0, b"more").unwrap_err();
+            assert_eq!(
+                err.to_string(),
+                "deleted or replaced since it was opened: /tmp"
+            );
+            assert!(matches!(
+                file.set_len(10_000),
+                Err(StorageError::Deleted { .. })
+            ));
+            // What was written before the delete can still be read back.
+            let mut buf = [0u8; 4];
+            assert_eq!(file.read_at(0, &mut buf).unwrap(), 4);
+            assert_eq!(h.usage().used, 100 * (i + 1));
+        }
+        assert_eq!(h.usage().used, on_disk(&f));
+        assert_eq!(h.usage().reserved, 0);
+    }
+
+    #[test]
+    fn a_handle_on_a_replaced_file_changes_nothing_and_books_nothing() {
+        let f = fixture(1000);
+        let h = &f.home;
+        let write = OpenOptions {
+            write: true,
+            ..Default::default()
+        };
+        h.write_at(&vp("/old"), 0, &[1; 300]).unwrap();
+        h.write_at(&vp("/new"), 0, &[2; 200]).unwrap();
+        let old = h.open(&vp("/old"), write).unwrap();
+        h.rename(&vp("/new"), &vp("/old")).unwrap();
+        assert_eq!(h.usage().used, 200);
+        assert!(matches!(old.set_len(0), Err(StorageError::Deleted { .. })));
+        assert!(matches!(
+            old.write_at(0, &[3; 600]),
+            Err(StorageError::Deleted { .. })
+        ));
+        assert_eq!(std::fs::read(f.real("old")).unwrap(), [2; 200]);
+        assert_eq!(h.usage().used, 200);
+
+        // Renamed away, the file keeps a name, and its handle keeps working.
+        let moved = h.open(&vp("/old"), write).unwrap();
+        h.rename(&vp("/old"), &vp("/moved")).unwrap();
+        moved.write_at(200, &[4; 50]).unwrap();
+        moved.set_len(220).unwrap();
+        assert_eq!(h.usage().used, 220);
+        assert_eq!(h.usage().used, on_disk(&f));
+    }
+
+    #[test]
+    fn writes_racing_a_delete_leave_the_ledger_equal_to_the_disk() {
+        let f = fixture(1 << 30);
+        let h = &f.home;
+        let write = OpenOptions {
+            write: true,
+            create: true,
+            ..Default::default()
+        };
+        for round in 0..20 {
+            let file = h.open(&vp("/f"), write).unwrap();
+            let started = std::sync::Barrier::new(2);
+            std::thread::scope(|s| {
+                let writer = s.spawn(|| {
+                    started.wait();
+                    let mut offset = 0u64;
+                    while file.write_at(offset, &[0; 4096]).is_ok() {
+                        offset += 4096;
+                        if offset > 64 << 20 {
+                            panic!("the delete never stopped the writer");
+                        }
+                    }
+                });
+                started.wait();
+                std::thread::sleep(std::time::Duration::from_micros(200 * round));
+                h.remove_file(&vp("/f")).unwrap();
+                writer.join().unwrap();
+            });
+            assert_eq!(h.usage().used, 0, "round {round}");
+        }
+        assert_eq!(on_disk(&f), 0);
+    }
+
+    #[test]
+    fn a_folder_cannot_be_moved_into_itself() {
+        let f = fixture(100);
+        let h = &f.home;
+        h.mkdir(&vp("/a")).unwrap();
+        h.mkdir(&vp("/a/b")).unwrap();
+        h.write_at(&vp("/a/f"), 0, b"data").unwrap();
+        for to in ["/a/c", "/a/b/c"] {
+            let err = h.rename(&vp("/a"), &vp(to)).unwrap_err();
+            assert!(matches!(err, StorageError::Invalid { .. }), "{to}: {err:?}");
+            assert_eq!(
+                err.to_string(),
+                "not possible for /a: a folder cannot be moved into itself"
+            );
+        }
+        // Through a link that stays inside, too.
+        std::os::unix::fs::symlink("a", f.real("link")).unwrap();
+        assert!(matches!(
+            h.rename(&vp("/a"), &vp("/link/c")),
+            Err(StorageError::Invalid { .. })
+        ));
+        assert_eq!(names(&h.list(&vp("/a")).unwrap()), ["b", "f"]);
+        assert_eq!(h.usage().used, 4);
     }
 
     #[test]

@@ -2,7 +2,8 @@
 //!
 //! The data goes to a partial file in the home's hidden staging area, named after the
 //! target's path and size, so that a later upload of the same file finds what an earlier
-//! one left and can resume. The partial is renamed onto the target only once the MD5 of
+//! one left and can resume; an upload of the same path at another size deletes it, since
+//! it could never resume. The partial is renamed onto the target only once the MD5 of
 //! all its bytes matches, so nobody ever sees a half-written file under the final name.
 //! Each byte is hashed as it is written (or, for a resumed prefix, read once at the
 //! start): no file is read twice.
@@ -79,16 +80,22 @@ impl Drop for BusyMark {
 /// The partial's name: which file, and how long it will be. Another size is another
 /// upload, so it never resumes onto this one's bytes.
 fn partial_name(path: &VirtualPath, size: u64) -> String {
-    format!("{}-{size}", Md5Digest::of(path.as_str().as_bytes()))
+    format!("{}{size}", partial_prefix(path))
+}
+
+/// What the names of all partials of `path`, whatever their size, start with.
+fn partial_prefix(path: &VirtualPath) -> String {
+    format!("{}-", Md5Digest::of(path.as_str().as_bytes()))
 }
 
 impl HomeDir {
     /// Prepares to upload `size` bytes to `path`.
     ///
     /// With `expected`, a regular file already at `path` with that size and MD5 gives
-    /// [`UploadStart::UpToDate`]. Otherwise the path is marked busy, the partial left by
-    /// an earlier attempt (if any) is hashed, and the rest of the file is reserved in the
-    /// quota ledger before any data is sent.
+    /// [`UploadStart::UpToDate`]. Otherwise the path is marked busy, partials of the path
+    /// at other sizes are deleted, the partial left by an earlier attempt at this size
+    /// (if any) is hashed, and the rest of the file is reserved in the quota ledger
+    /// before any data is sent.
     pub fn begin_upload(
         &self,
         path: &VirtualPath,
@@ -125,6 +132,8 @@ impl HomeDir {
         let partial = partial_name(path, size);
         let busy = BusyMark::take(&self.state, path, &partial)?;
         let staging = self.staging_dir(path)?;
+        // Before reserving, so that their space is free for this upload.
+        self.discard_other_sizes(&staging, path, &partial)?;
         let mut options = OpenOptions::new();
         options.read(true).write(true);
         let existing = match staging.open_with(&partial, &options) {
@@ -210,6 +219,39 @@ impl HomeDir {
             freed += meta.len();
         }
         Ok(freed)
+    }
+
+    /// Deletes the partials of `path` other than `keep`, and gives their space back.
+    ///
+    /// They are earlier versions of the file, at another size, that can never resume
+    /// into this upload; left alone they would hold quota, hidden from the user, until
+    /// they aged out. The caller holds the path's busy mark, so no upload is writing them.
+    fn discard_other_sizes(&self, staging: &Dir, path: &VirtualPath, keep: &str) -> Result<()> {
+        let prefix = partial_prefix(path);
+        for entry in staging.entries().map_err(at(path))? {
+            let entry = entry.map_err(at(path))?;
+            let name = entry.file_name();
+            let Some(name) = name.to_str() else { continue };
+            let other_size = name
+                .strip_prefix(&prefix)
+                .is_some_and(|size| size.parse::<u64>().is_ok());
+            if !other_size || name == keep {
+                continue;
+            }
+            let meta = match entry.metadata() {
+                Ok(meta) if meta.is_file() => meta,
+                Ok(_) => continue,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(StorageError::from_io(path, e)),
+            };
+            match entry.remove_file() {
+                Ok(()) => self.state.ledger.release(meta.len()),
+                // The cleanup of stale partials took it first, and gave its space back.
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(StorageError::from_io(path, e)),
+            }
+        }
+        Ok(())
     }
 
     /// Opens the staging area, creating it (mode 0700) if needed. It must be a real
@@ -454,6 +496,25 @@ mod tests {
             }
         );
         assert_eq!(std::fs::read(f.real("f")).unwrap(), [2; 40]);
+    }
+
+    #[test]
+    fn a_handle_on_a_file_an_upload_replaced_books_nothing() {
+        let f = fixture(100);
+        upload(&f.home, "/f", &[1; 50]).unwrap();
+        let write = crate::storage::OpenOptions {
+            write: true,
+            ..Default::default()
+        };
+        let old = f.home.open(&vp("/f"), write).unwrap();
+        upload(&f.home, "/f", &[2; 40]).unwrap();
+        assert!(matches!(old.set_len(0), Err(StorageError::Deleted { .. })));
+        assert!(matches!(
+            old.write_at(50, &[3; 10]),
+            Err(StorageError::Deleted { .. })
+        ));
+        assert_eq!(f.home.usage().used, 40);
+        assert_eq!(f.restart(100).usage().used, 40);
     }
 
     #[test]
@@ -771,6 +832,49 @@ mod tests {
                 limit: 1000
             }
         );
+    }
+
+    #[test]
+    fn a_partial_at_another_size_is_discarded_when_the_path_is_uploaded_again() {
+        let f = fixture(1000);
+        let h = &f.home;
+        // The file was 900 bytes when the first upload broke off after 800.
+        let mut up = ready(h.begin_upload(&vp("/f"), 900, None));
+        up.write(&[1; 800]).unwrap();
+        drop(up);
+        // Another file's partial stays, whatever its size.
+        let mut other = ready(h.begin_upload(&vp("/g"), 100, None));
+        other.write(&[2; 50]).unwrap();
+        drop(other);
+        assert_eq!(h.usage().used, 850);
+
+        // Now 901 bytes: the 800 left at 900 can never resume into it, and must not keep
+        // holding quota where the user cannot see or delete them.
+        let up = ready(h.begin_upload(&vp("/f"), 901, None));
+        assert_eq!(up.held(), 0);
+        assert_eq!(
+            h.usage(),
+            Usage {
+                used: 50,
+                reserved: 901,
+                limit: 1000
+            }
+        );
+        let mut left = staged(&f);
+        left.sort();
+        let mut expected = vec![partial_name(&vp("/f"), 901), partial_name(&vp("/g"), 100)];
+        expected.sort();
+        assert_eq!(left, expected);
+        drop(up);
+
+        // The partial at the size asked for is still resumed.
+        let up = ready(h.begin_upload(&vp("/g"), 100, None));
+        assert_eq!(up.held(), 50);
+        drop(up);
+        upload(h, "/f", &[3; 901]).unwrap();
+        assert_eq!(staged(&f), [partial_name(&vp("/g"), 100)]);
+        assert_eq!(h.usage().used, 951);
+        assert_eq!(f.restart(1000).usage().used, 951);
     }
 
     #[test]
