@@ -101,6 +101,13 @@ async fn mkdir_rmdir_rm_mv() {
         code(c.mv("d/f", "h").await.unwrap_err()),
         ErrorCode::NotFound
     );
+    c.mkdir("d/sub").await.unwrap();
+    assert_eq!(
+        code(c.mv("d", "d/sub/d").await.unwrap_err()),
+        ErrorCode::BadRequest,
+        "a folder into itself"
+    );
+    c.rmdir("d/sub").await.unwrap();
     c.rm("g").await.unwrap();
     c.rmdir("d").await.unwrap();
     assert!(!home.join("d").exists() && !home.join("g").exists());
