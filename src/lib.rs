@@ -6,11 +6,16 @@
 //!
 //! # Layout
 //!
-//! - [`protocol`]: the rsftp/1 wire format: request lines, quoting, status lines. No I/O.
-//! - [`storage`]: the home jail, the quota ledger, partial uploads and hashing. No SSH.
-//! - [`auth`]: the `users.toml` model, password hashes, authorized keys, login throttling.
-//! - [`server`]: russh glue: configuration, the SSH handler, session limits, subsystems, logs.
-//! - [`client`]: the russh client: connection, host keys, the rsftp protocol, transfers.
+//! - [`protocol`]: the rsftp/1 wire format (request lines, quoting, status lines), and the
+//!   SSH transport settings both ends share. No I/O.
+//! - [`storage`]: the home jail, the quota ledger, partial uploads, and streaming file data
+//!   with MD5 in the same pass. No SSH.
+//! - [`auth`]: the `users.toml` model and its comment-keeping editor, password hashes,
+//!   authorized keys, login throttling.
+//! - [`server`]: russh glue: configuration, the SSH handler, connection and session limits,
+//!   the `rsftp` and `sftp` subsystems, the hash commands, live reload, logs.
+//! - [`client`]: the russh client: connection, host keys, the rsftp protocol, the transfer
+//!   engine, and the interactive shell behind the `rsftp` binary.
 //! - `bin/`: `rsftpd` and `rsftp`, argument parsing and wiring only.
 //!
 //! Dependencies point one way: `protocol` <- `storage` <- `server` / `client`.

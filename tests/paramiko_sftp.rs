@@ -23,7 +23,8 @@ def refused(what, f, *args):
         out(what, "refused", e.errno)
 "#;
 
-async fn paramiko(server: &TestServer, body: &str) -> Vec<String> {
+/// Runs `body` in paramiko as alice (see `PRELUDE`); returns the recorded lines.
+pub async fn paramiko(server: &TestServer, body: &str) -> Vec<String> {
     let script = format!("{PRELUDE}\n{body}\ns.close()\nt.close()\nprint('\\n'.join(lines))\n");
     let args = vec![
         "-c".to_owned(),

@@ -4,44 +4,8 @@
 use rsftp::client::{PutStart, Quiet, upload};
 use rsftp::protocol::ErrorCode;
 
-use crate::sshd::text;
-use crate::util::{Raw, TestServer, TestUser, data, key_path, run_with_input};
-
-/// Runs `body` in paramiko as alice, with `s` an SFTPClient, `out(...)` to record a line
-/// and `refused(what, f, *args)` to record whether a call was refused; returns the lines.
-async fn paramiko(server: &TestServer, body: &str) -> Vec<String> {
-    const PRELUDE: &str = r#"
-import sys, paramiko
-port, key = int(sys.argv[1]), sys.argv[2]
-t = paramiko.Transport(("127.0.0.1", port))
-t.connect(username="alice", pkey=paramiko.Ed25519Key.from_private_key_file(key))
-s = paramiko.SFTPClient.from_transport(t)
-lines = []
-def out(*args):
-    lines.append(" ".join(str(a) for a in args))
-def refused(what, f, *args):
-    try:
-        f(*args)
-        out(what, "ALLOWED")
-    except IOError as e:
-        out(what, "refused", e.errno)
-"#;
-    let script = format!("{PRELUDE}\n{body}\ns.close()\nt.close()\nprint('\\n'.join(lines))\n");
-    let args = vec![
-        "-c".to_owned(),
-        script,
-        server.addr.port().to_string(),
-        key_path(server.root(), "alice").display().to_string(),
-    ];
-    let output = run_with_input("python3", &args, b"").await;
-    assert!(
-        output.status.success(),
-        "paramiko failed:\n{}\n{}",
-        text(&output.stdout),
-        text(&output.stderr)
-    );
-    text(&output.stdout).lines().map(str::to_owned).collect()
-}
+use crate::paramiko_sftp::paramiko;
+use crate::util::{Raw, TestServer, TestUser, data};
 
 /// The lengths of all regular files under `dir`, the staging area included.
 fn disk_usage(dir: &std::path::Path) -> u64 {

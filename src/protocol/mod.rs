@@ -6,6 +6,7 @@
 mod digest;
 mod reply;
 mod request;
+pub mod time;
 pub mod transport;
 mod words;
 

@@ -4,6 +4,7 @@
 use std::borrow::Cow;
 
 use crate::auth::format_size;
+use crate::protocol::time::civil_from_days;
 use crate::protocol::{EntryLine, EntryType, quote};
 
 /// A name fit to print on one line: a name with control characters (a newline, an
@@ -27,20 +28,6 @@ pub fn iso_time(secs: i64) -> String {
         rem % 3600 / 60,
         rem % 60
     )
-}
-
-/// Days since 1970-01-01 to a proleptic Gregorian date (Howard Hinnant's algorithm).
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d)
 }
 
 /// One `ls -l` line: `f   1048576 2026-01-02T03:04:05Z name`. With `human`, sizes are

@@ -3,6 +3,7 @@
 //! as owner and group (the files belong to the server's account on disk, which is not
 //! the user's business) and dates in UTC.
 
+use crate::protocol::time::civil_from_days;
 use crate::storage::Entry;
 
 /// Six months, the age past which `ls` shows the year instead of the time.
@@ -78,21 +79,6 @@ pub fn date(mtime: i64, now: i64) -> String {
     } else {
         format!("{month} {day:>2}  {year}")
     }
-}
-
-/// Days since 1970-01-01 to (year, month 1..=12, day 1..=31), proleptic Gregorian
-/// (Howard Hinnant's algorithm).
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    (year, month, day)
 }
 
 #[cfg(test)]
