@@ -165,3 +165,20 @@ async fn sigterm_stops_the_server_cleanly() {
     let (_again, lines) = start(dir.path(), port);
     assert!(!lines.iter().any(|l| l.contains("password:")), "{lines:?}");
 }
+
+#[test]
+fn a_busy_port_stops_start_up_before_anything_is_created() {
+    let dir = tempfile::tempdir().unwrap();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let output = Command::new(env!("CARGO_BIN_EXE_rsftpd"))
+        .current_dir(dir.path())
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("cannot listen on"), "{stderr}");
+    assert!(!String::from_utf8_lossy(&output.stdout).contains("password"));
+    assert!(!dir.path().join("users.toml").exists());
+}

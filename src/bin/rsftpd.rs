@@ -251,11 +251,16 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     };
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     runtime.block_on(async move {
+        // Take the port first: if it is busy, nothing is created and no password is
+        // printed for a server that never ran.
+        let listener = tokio::net::TcpListener::bind(settings.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", settings.listen))?;
         let prepared = Server::prepare(settings.clone())?;
         if prepared.host_key_created {
             println!(
                 "Created host key {} ({})",
-                settings.keys_dir.display(),
+                settings.keys_dir.join("ssh_host_ed25519_key").display(),
                 prepared.fingerprint
             );
         }
@@ -267,9 +272,6 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
             );
         }
         let shutdown = shutdown_signal()?;
-        let listener = tokio::net::TcpListener::bind(settings.listen)
-            .await
-            .with_context(|| format!("cannot listen on {}", settings.listen))?;
         println!(
             "rsftpd listening on {} (host key {})",
             listener.local_addr()?,
