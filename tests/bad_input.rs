@@ -4,15 +4,7 @@ use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::util::{Raw, TestServer, TestUser, data};
-
-async fn two_users() -> TestServer {
-    TestServer::start(&[
-        TestUser::new("alice", "10MiB"),
-        TestUser::new("bob", "10MiB"),
-    ])
-    .await
-}
+use crate::util::{Raw, TestServer, TestUser, data, two_users};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_lines_get_an_error_and_the_session_goes_on() {

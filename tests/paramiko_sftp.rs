@@ -2,7 +2,7 @@
 //! transfers at offsets, stat, listdir, resume, confinement, and quota bookkeeping.
 
 use crate::sshd::text;
-use crate::util::{TestServer, TestUser, key_path, run_with_input};
+use crate::util::{TestServer, TestUser, disk_usage, key_path, run_with_input};
 
 /// Connects as alice with her key and runs `body` with `s` an SFTPClient; `out(...)`
 /// records a line, and what is recorded is printed at the end.
@@ -260,18 +260,4 @@ except IOError:
     server.launch(rsftp::server::Limits::default()).await;
     let (_conn, mut c) = server.client("alice").await;
     assert_eq!(c.info().await.unwrap(), before, "a fresh scan agrees");
-}
-
-fn disk_usage(dir: &std::path::Path) -> u64 {
-    let mut total = 0;
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let entry = entry.unwrap();
-        let kind = entry.file_type().unwrap();
-        if kind.is_dir() {
-            total += disk_usage(&entry.path());
-        } else if kind.is_file() {
-            total += entry.metadata().unwrap().len();
-        }
-    }
-    total
 }

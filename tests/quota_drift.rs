@@ -5,22 +5,7 @@ use rsftp::client::{PutStart, Quiet, upload};
 use rsftp::protocol::ErrorCode;
 
 use crate::paramiko_sftp::paramiko;
-use crate::util::{Raw, TestServer, TestUser, data};
-
-/// The lengths of all regular files under `dir`, the staging area included.
-fn disk_usage(dir: &std::path::Path) -> u64 {
-    let mut total = 0;
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let entry = entry.unwrap();
-        let kind = entry.file_type().unwrap();
-        if kind.is_dir() {
-            total += disk_usage(&entry.path());
-        } else if kind.is_file() {
-            total += entry.metadata().unwrap().len();
-        }
-    }
-    total
-}
+use crate::util::{Raw, TestServer, TestUser, data, disk_usage};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn truncating_a_deleted_file_through_its_handle_frees_nothing_twice() {

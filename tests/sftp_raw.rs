@@ -12,7 +12,7 @@ use russh::ChannelStream;
 use russh::client::Msg;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::util::{PASSWORD, TestServer, TestUser, data, run_with_input};
+use crate::util::{PASSWORD, TestServer, data, run_with_input, two_users};
 
 pub const STATUS: u8 = 101;
 pub const HANDLE: u8 = 102;
@@ -181,14 +181,6 @@ impl RawSftp {
 const FAILURE: u32 = 4;
 const BAD_MESSAGE: u32 = 5;
 const OP_UNSUPPORTED: u32 = 8;
-
-async fn two_users() -> TestServer {
-    TestServer::start(&[
-        TestUser::new("alice", "10MiB"),
-        TestUser::new("bob", "10MiB"),
-    ])
-    .await
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn init_comes_first_and_announces_the_extensions() {

@@ -329,3 +329,27 @@ impl Raw {
         self.line().await
     }
 }
+
+/// Alice and Bob, 10 MiB each: two users whose sessions must not affect each other.
+pub async fn two_users() -> TestServer {
+    TestServer::start(&[
+        TestUser::new("alice", "10MiB"),
+        TestUser::new("bob", "10MiB"),
+    ])
+    .await
+}
+
+/// The lengths of all regular files under `dir`, the staging area included.
+pub fn disk_usage(dir: &Path) -> u64 {
+    let mut total = 0;
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let entry = entry.unwrap();
+        let kind = entry.file_type().unwrap();
+        if kind.is_dir() {
+            total += disk_usage(&entry.path());
+        } else if kind.is_file() {
+            total += entry.metadata().unwrap().len();
+        }
+    }
+    total
+}
