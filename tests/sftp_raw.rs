@@ -246,11 +246,12 @@ async fn malformed_and_unknown_requests_get_errors_with_their_own_ids() {
     assert_eq!(code, BAD_MESSAGE, "{message}");
     alice.send(&frame(5, &body(15, &[&string(b"h")]))).await;
     assert_eq!(alice.status(15).await.0, BAD_MESSAGE);
-    // Trailing bytes after a complete request.
+    // Trailing bytes after a complete request are ignored, as OpenSSH does.
     alice
         .send(&frame(17, &body(16, &[&string(b"/"), b"extra"])))
         .await;
-    assert_eq!(alice.status(16).await.0, BAD_MESSAGE);
+    let reply = alice.reply().await;
+    assert_eq!((reply.kind, reply.id), (ATTRS, 16), "{reply:?}");
     // A handle that was never given out, and a name that is not UTF-8.
     alice.send(&frame(4, &body(17, &[&string(b"nope")]))).await;
     assert_eq!(alice.status(17).await.0, FAILURE);
@@ -271,6 +272,42 @@ async fn malformed_and_unknown_requests_get_errors_with_their_own_ids() {
     assert_eq!(alice.realpath(20, "a/../b/./c").await, "/b/c");
     assert_eq!(alice.realpath(21, "../../..").await, "/");
     alice.finish().await;
+}
+
+/// rclone 1.60 sends, for every file over 32 KiB, WRITE packets whose length runs
+/// past the data they declare; only the declared data is written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_with_bytes_after_their_data_write_only_the_declared_data() {
+    let server = two_users().await;
+    let content = data(3 * 32768 + 5, 9);
+    let mut alice = RawSftp::open(&server, "alice").await;
+    alice.init().await;
+    let handle = alice.open_file(1, "big", 0x02 | 0x08 | 0x10).await;
+    for (i, chunk) in content.chunks(32768).enumerate() {
+        let id = 2 + i as u32;
+        let offset = (i * 32768) as u64;
+        let junk = vec![0xee; 32767];
+        alice
+            .send(&frame(
+                6,
+                &body(
+                    id,
+                    &[
+                        &string(&handle),
+                        &offset.to_be_bytes(),
+                        &string(chunk),
+                        &junk,
+                    ],
+                ),
+            ))
+            .await;
+        let (code, message) = alice.status(id).await;
+        assert_eq!(code, 0, "write {id}: {message}");
+    }
+    alice.send(&frame(4, &body(20, &[&string(&handle)]))).await;
+    assert_eq!(alice.status(20).await.0, 0);
+    alice.finish().await;
+    assert!(std::fs::read(server.home("alice").join("big")).unwrap() == content);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

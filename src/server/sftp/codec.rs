@@ -2,10 +2,17 @@
 //! framing, request decoding and reply encoding. No I/O.
 //!
 //! Every length the peer sends is checked against what is actually there before
-//! anything is allocated, decoding rejects trailing bytes, and unknown packet types and
-//! extensions are kept as values so that they can be answered with their own id.
+//! anything is allocated, and unknown packet types and extensions are kept as values so
+//! that they can be answered with their own id.
+//!
+//! Bytes after the last field of a request are ignored (and logged at debug level), as
+//! OpenSSH's sftp-server does: widely deployed clients, rclone 1.60 among them, send
+//! WRITE packets that run past the data they declare. Only that is lenient: a field
+//! that claims more than the packet holds, and an over-long handle, are still refused.
 
 use std::ops::Range;
+
+use tracing::debug;
 
 /// The largest packet we accept or send, length field excluded: OpenSSH's own limit.
 pub const MAX_PACKET: usize = 256 * 1024;
@@ -85,8 +92,6 @@ mod attr_flags {
 pub enum DecodeError {
     #[error("packet too short: {0} missing")]
     Truncated(&'static str),
-    #[error("{0} unexpected bytes after the request")]
-    Trailing(usize),
     #[error("handle longer than {MAX_HANDLE} bytes")]
     HandleTooLong,
 }
@@ -151,11 +156,9 @@ impl<'a> Reader<'a> {
         Ok(self.string(what)?.to_vec())
     }
 
-    pub fn finish(&self) -> Result<(), DecodeError> {
-        match self.buf.len() - self.pos {
-            0 => Ok(()),
-            n => Err(DecodeError::Trailing(n)),
-        }
+    /// How many bytes are left after the fields read so far.
+    pub fn remaining(&self) -> usize {
+        self.buf.len() - self.pos
     }
 }
 
@@ -384,6 +387,7 @@ impl Incoming {
         if kind == kind::WRITE {
             // The data stays in its packet: it is the bulk of every upload.
             let (handle, offset, range) = decode_write(&mut r).map_err(|e| bad(Some(id), e))?;
+            note_trailing(kind, id, r.remaining());
             // +1: the reader works on the packet without its type byte.
             let range = range.start + 1..range.end + 1;
             let data = Payload { packet, range };
@@ -396,10 +400,19 @@ impl Incoming {
                 },
             });
         }
-        let request = decode_request(kind, &mut r)
-            .and_then(|request| r.finish().map(|()| request))
-            .map_err(|e| bad(Some(id), e))?;
+        let request = decode_request(kind, &mut r).map_err(|e| bad(Some(id), e))?;
+        note_trailing(kind, id, r.remaining());
         Ok(Incoming::Request { id, request })
+    }
+}
+
+/// Bytes after a request's fields carry nothing we read; they are dropped, not refused.
+fn note_trailing(kind: u8, id: u32, bytes: usize) {
+    if bytes > 0 {
+        debug!(
+            kind,
+            id, bytes, "ignoring bytes after the fields of an sftp request"
+        );
     }
 }
 
@@ -487,7 +500,6 @@ fn decode_write(r: &mut Reader<'_>) -> Result<(Vec<u8>, u64, Range<usize>), Deco
     let handle = r.handle()?;
     let offset = r.u64("offset")?;
     let range = r.string_range("data")?;
-    r.finish()?;
     Ok((handle, offset, range))
 }
 
@@ -788,7 +800,7 @@ mod tests {
         attrs.encode(&mut encoded);
         let mut r = Reader::new(&encoded);
         assert_eq!(Attrs::decode(&mut r).unwrap(), attrs);
-        r.finish().unwrap();
+        assert_eq!(r.remaining(), 0);
 
         let mut body = string(b"h");
         put_u64(&mut body, 1 << 40);
@@ -847,9 +859,118 @@ mod tests {
         );
     }
 
+    /// A well-formed body for every request type and extension we decode.
+    fn every_request() -> Vec<(u8, Vec<u8>)> {
+        let handle = string(b"h1");
+        let path = string(b"/p");
+        let mut attrs = Vec::new();
+        Attrs {
+            size: Some(1),
+            permissions: Some(0o600),
+            ..Attrs::default()
+        }
+        .encode(&mut attrs);
+        let mut read = handle.clone();
+        put_u64(&mut read, 7);
+        put_u32(&mut read, 100);
+        let mut write = handle.clone();
+        put_u64(&mut write, 7);
+        write.extend(string(b"data"));
+        let mut open = path.clone();
+        put_u32(&mut open, pflags::READ);
+        open.extend(&attrs);
+        let two_paths = [path.clone(), string(b"/q")].concat();
+        let ext = |name: &[u8], rest: &[u8]| [string(name), rest.to_vec()].concat();
+        vec![
+            (kind::OPEN, open),
+            (kind::CLOSE, handle.clone()),
+            (kind::READ, read),
+            (kind::WRITE, write),
+            (kind::LSTAT, path.clone()),
+            (kind::FSTAT, handle.clone()),
+            (kind::SETSTAT, [path.clone(), attrs.clone()].concat()),
+            (kind::FSETSTAT, [handle.clone(), attrs.clone()].concat()),
+            (kind::OPENDIR, path.clone()),
+            (kind::READDIR, handle.clone()),
+            (kind::REMOVE, path.clone()),
+            (kind::MKDIR, [path.clone(), attrs.clone()].concat()),
+            (kind::RMDIR, path.clone()),
+            (kind::REALPATH, path.clone()),
+            (kind::STAT, path.clone()),
+            (kind::RENAME, two_paths.clone()),
+            (kind::READLINK, path.clone()),
+            (kind::SYMLINK, two_paths.clone()),
+            (kind::EXTENDED, ext(b"posix-rename@openssh.com", &two_paths)),
+            (kind::EXTENDED, ext(b"statvfs@openssh.com", &path)),
+            (kind::EXTENDED, ext(b"fstatvfs@openssh.com", &handle)),
+            (kind::EXTENDED, ext(b"hardlink@openssh.com", &two_paths)),
+            (kind::EXTENDED, ext(b"fsync@openssh.com", &handle)),
+            (kind::EXTENDED, ext(b"limits@openssh.com", b"")),
+            (kind::EXTENDED, ext(b"expand-path@openssh.com", &path)),
+            (
+                kind::EXTENDED,
+                ext(
+                    b"users-groups-by-id@openssh.com",
+                    &[string(&[0, 0, 0, 1]), string(&[0, 0, 0, 2])].concat(),
+                ),
+            ),
+        ]
+    }
+
+    /// What a WRITE decodes to, with its data copied out so it compares.
+    fn decoded(packet: Vec<u8>) -> Result<(u32, String), BadPacket> {
+        Incoming::decode(packet).map(|incoming| match incoming {
+            Incoming::Request {
+                id,
+                request:
+                    Request::Write {
+                        handle,
+                        offset,
+                        data,
+                    },
+            } => (id, format!("write {handle:?} {offset} {:?}", data.bytes())),
+            Incoming::Request { id, request } => (id, format!("{request:?}")),
+            Incoming::Init { version } => (0, format!("init {version}")),
+        })
+    }
+
     #[test]
-    fn rejects_truncated_and_trailing_bytes_with_the_id() {
-        // A string that claims more than the packet holds: nothing is allocated.
+    fn ignores_trailing_bytes_after_every_request_type() {
+        for (kind, body) in every_request() {
+            let exact = decoded(packet(kind, 3, &body)).unwrap();
+            for junk in [&b"\0"[..], b"extra", &[0xff; 300]] {
+                let padded = [body.clone(), junk.to_vec()].concat();
+                assert_eq!(
+                    decoded(packet(kind, 3, &padded)),
+                    Ok(exact.clone()),
+                    "{exact:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_write_longer_than_its_data_keeps_only_the_declared_data() {
+        // What rclone 1.60 sends for files over 32 KiB: a data string of 32768 bytes
+        // in a packet that runs 32767 bytes further.
+        let declared = vec![7u8; 32768];
+        let mut body = string(b"h");
+        put_u64(&mut body, 32768);
+        body.extend(string(&declared));
+        body.extend(vec![9u8; 32767]);
+        let Ok(Incoming::Request {
+            id: 4,
+            request: Request::Write { offset, data, .. },
+        }) = Incoming::decode(packet(kind::WRITE, 4, &body))
+        else {
+            panic!("write refused");
+        };
+        assert_eq!((offset, data.bytes()), (32768, &declared[..]));
+    }
+
+    #[test]
+    fn rejects_a_string_longer_than_the_packet() {
+        // Nothing is allocated for the length it claims.
         let mut body = Vec::new();
         put_u32(&mut body, u32::MAX);
         body.extend_from_slice(b"abc");
@@ -858,23 +979,56 @@ mod tests {
             (err.id, err.error),
             (Some(7), DecodeError::Truncated("path"))
         );
+    }
 
-        let mut body = string(b"x");
-        body.push(0);
-        let err = Incoming::decode(packet(kind::STAT, 8, &body)).unwrap_err();
-        assert_eq!((err.id, err.error), (Some(8), DecodeError::Trailing(1)));
+    #[test]
+    fn rejects_write_data_longer_than_the_packet() {
+        let mut body = string(b"h");
+        put_u64(&mut body, 0);
+        put_u32(&mut body, 10);
+        body.extend_from_slice(b"short");
+        let err = Incoming::decode(packet(kind::WRITE, 8, &body)).unwrap_err();
+        assert_eq!(
+            (err.id, err.error),
+            (Some(8), DecodeError::Truncated("data"))
+        );
+    }
 
+    #[test]
+    fn rejects_every_request_cut_short_with_its_id() {
+        for (kind, body) in every_request() {
+            // limits@openssh.com has no fields after its name, so cut into the name.
+            for cut in [1, 4] {
+                let short = &body[..body.len() - cut];
+                let err = Incoming::decode(packet(kind, 11, short)).unwrap_err();
+                assert_eq!(err.id, Some(11), "type {kind}");
+                assert!(
+                    matches!(err.error, DecodeError::Truncated(_)),
+                    "type {kind}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn rejects_a_packet_too_short_for_an_id() {
         let err = Incoming::decode(vec![kind::READ, 0, 0]).unwrap_err();
         assert_eq!(err.id, None);
         assert!(Incoming::decode(Vec::new()).is_err());
+    }
 
+    #[test]
+    fn rejects_an_over_long_handle() {
         let mut body = string(&[b'h'; MAX_HANDLE + 1]);
         put_u64(&mut body, 0);
         put_u32(&mut body, 1);
         let err = Incoming::decode(packet(kind::READ, 9, &body)).unwrap_err();
         assert_eq!((err.id, err.error), (Some(9), DecodeError::HandleTooLong));
+    }
 
-        // Attributes whose extended count is huge but whose pairs are missing.
+    #[test]
+    fn rejects_attributes_missing_their_extended_pairs() {
+        // A huge count with no pairs behind it: nothing is allocated for the count.
         let mut body = string(b"p");
         put_u32(&mut body, attr_flags::EXTENDED);
         put_u32(&mut body, u32::MAX);
