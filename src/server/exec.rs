@@ -1,16 +1,20 @@
-//! The only commands `exec` runs: `md5sum` and `sha256sum` of files in the home, so
-//! that a script can check a transfer with nothing but `ssh`. No shell is ever run: the
-//! command line is split into words with simple shell-like quoting, and each word names
-//! a file, resolved in the user's view like every other path. The output matches GNU
-//! coreutils, so it can be compared with a local `md5sum` line for line.
+//! The only commands `exec` runs: `md5sum`, `sha1sum`, `sha256sum` and `sha512sum`,
+//! of files in the home or of standard input, so that a script can check a transfer
+//! with nothing but `ssh`, and so that rclone finds the hashes it probes for. No shell
+//! is ever run: the command line is split into words with simple shell-like quoting,
+//! and each word names a file, resolved in the user's view like every other path. The
+//! output matches GNU coreutils, so it can be compared with a local `md5sum` line for
+//! line.
 
 use std::io::Read as _;
 use std::time::Instant;
 
 use md5::Md5;
-use russh::Channel;
 use russh::server::Msg;
-use sha2::{Digest, Sha256};
+use russh::{Channel, ChannelMsg, ChannelReadHalf};
+use sha1::Sha1;
+use sha2::{Digest, Sha256, Sha512};
+use tokio::sync::oneshot;
 use tracing::{info, warn};
 
 use super::handler::LogText;
@@ -20,18 +24,72 @@ use crate::storage::{EntryKind, HomeDir, StorageError, VirtualPath};
 const CHUNK: usize = 256 * 1024;
 /// Files named by one command, at most.
 const MAX_FILES: usize = 1024;
+/// The name coreutils gives standard input, as an argument and in its output.
+const STDIN: &str = "-";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Algorithm {
     Md5,
+    Sha1,
     Sha256,
+    Sha512,
 }
 
 impl Algorithm {
+    /// The command that computes this hash.
+    fn from_program(program: &str) -> Option<Algorithm> {
+        Some(match program {
+            "md5sum" => Algorithm::Md5,
+            "sha1sum" => Algorithm::Sha1,
+            "sha256sum" => Algorithm::Sha256,
+            "sha512sum" => Algorithm::Sha512,
+            _ => return None,
+        })
+    }
+
     fn name(self) -> &'static str {
         match self {
             Algorithm::Md5 => "md5sum",
+            Algorithm::Sha1 => "sha1sum",
             Algorithm::Sha256 => "sha256sum",
+            Algorithm::Sha512 => "sha512sum",
+        }
+    }
+}
+
+/// One running hash of whichever algorithm was asked for.
+enum Hasher {
+    Md5(Md5),
+    Sha1(Sha1),
+    Sha256(Sha256),
+    Sha512(Sha512),
+}
+
+impl Hasher {
+    fn new(algorithm: Algorithm) -> Hasher {
+        match algorithm {
+            Algorithm::Md5 => Hasher::Md5(Md5::new()),
+            Algorithm::Sha1 => Hasher::Sha1(Sha1::new()),
+            Algorithm::Sha256 => Hasher::Sha256(Sha256::new()),
+            Algorithm::Sha512 => Hasher::Sha512(Sha512::new()),
+        }
+    }
+
+    fn update(&mut self, bytes: &[u8]) {
+        match self {
+            Hasher::Md5(h) => h.update(bytes),
+            Hasher::Sha1(h) => h.update(bytes),
+            Hasher::Sha256(h) => h.update(bytes),
+            Hasher::Sha512(h) => h.update(bytes),
+        }
+    }
+
+    fn hex(self) -> String {
+        match self {
+            Hasher::Md5(h) => hex(&h.finalize()),
+            Hasher::Sha1(h) => hex(&h.finalize()),
+            Hasher::Sha256(h) => hex(&h.finalize()),
+            Hasher::Sha512(h) => hex(&h.finalize()),
         }
     }
 }
@@ -40,7 +98,39 @@ impl Algorithm {
 #[derive(Debug, PartialEq, Eq)]
 pub struct HashCommand {
     pub algorithm: Algorithm,
+    /// In order; `-` is standard input, which an empty argument list also means.
     pub files: Vec<String>,
+}
+
+impl HashCommand {
+    /// Parses the arguments after the program name, as coreutils reads them.
+    fn parse(algorithm: Algorithm, args: &[String]) -> Parsed {
+        let name = algorithm.name();
+        let mut files = Vec::new();
+        let mut options_done = false;
+        for word in args {
+            if !options_done && word == "--" {
+                options_done = true;
+            } else if !options_done && word.starts_with('-') && word != STDIN {
+                return Parsed::Bad(format!(
+                    "{name}: option {word} is not supported here; give only file names"
+                ));
+            } else {
+                files.push(word.clone());
+            }
+        }
+        if files.is_empty() {
+            files.push(STDIN.to_owned());
+        }
+        if files.len() > MAX_FILES {
+            return Parsed::Bad(format!("{name}: at most {MAX_FILES} files at once"));
+        }
+        Parsed::Hash(HashCommand { algorithm, files })
+    }
+
+    fn reads_stdin(&self) -> bool {
+        self.files.iter().any(|f| f == STDIN)
+    }
 }
 
 /// What an exec request asked for.
@@ -72,40 +162,24 @@ impl Parsed {
             // Only say more than "no commands" if it was meant for us.
             Err(err) => {
                 let first = command.split_whitespace().next().unwrap_or("");
-                return match first {
-                    "md5sum" | "sha256sum" => Parsed::Bad(format!("{first}: {err}")),
-                    _ => Parsed::NotOurs,
+                return match Parsed::from_words(&[first.to_owned()]) {
+                    Parsed::NotOurs => Parsed::NotOurs,
+                    Parsed::Bad(_) | Parsed::Hash(_) => Parsed::Bad(format!("{first}: {err}")),
                 };
             }
         };
-        let algorithm = match words.first().map(String::as_str) {
-            Some("md5sum") => Algorithm::Md5,
-            Some("sha256sum") => Algorithm::Sha256,
-            _ => return Parsed::NotOurs,
+        Parsed::from_words(&words)
+    }
+
+    /// One arm per program we run; everything else is not ours.
+    fn from_words(words: &[String]) -> Parsed {
+        let Some((program, args)) = words.split_first() else {
+            return Parsed::NotOurs;
         };
-        let name = algorithm.name();
-        let mut files = Vec::new();
-        let mut options_done = false;
-        for word in &words[1..] {
-            if !options_done && word == "--" {
-                options_done = true;
-            } else if !options_done && word.starts_with('-') && word != "-" {
-                return Parsed::Bad(format!(
-                    "{name}: option {word} is not supported here; give only file names"
-                ));
-            } else {
-                files.push(word.clone());
-            }
+        if let Some(algorithm) = Algorithm::from_program(program) {
+            return HashCommand::parse(algorithm, args);
         }
-        if files.is_empty() {
-            return Parsed::Bad(format!(
-                "{name}: name at least one file (there is no standard input to hash here)"
-            ));
-        }
-        if files.len() > MAX_FILES {
-            return Parsed::Bad(format!("{name}: at most {MAX_FILES} files at once"));
-        }
-        Parsed::Hash(HashCommand { algorithm, files })
+        Parsed::NotOurs
     }
 }
 
@@ -185,7 +259,8 @@ pub fn hash_line(hex: &str, name: &str) -> String {
     }
 }
 
-/// A file name in an error message, quoted as coreutils does when it needs quoting.
+/// A file name in an error message, quoted as coreutils does when it needs quoting:
+/// control characters leave the quotes as `$'\n'`.
 fn quote_name(name: &str) -> String {
     let plain = !name.is_empty()
         && name
@@ -193,6 +268,41 @@ fn quote_name(name: &str) -> String {
             .all(|c| c.is_alphanumeric() || "_-./+,:@%^=".contains(c));
     if plain {
         name.to_owned()
+    } else if name.chars().any(char::is_control) {
+        // coreutils opens with an empty quote when the name starts with a control byte.
+        let mut out = if name.starts_with(char::is_control) {
+            String::from("''")
+        } else {
+            String::new()
+        };
+        let mut quoted = false;
+        for c in name.chars() {
+            if c.is_control() {
+                if quoted {
+                    out.push('\'');
+                    quoted = false;
+                }
+                match c {
+                    '\n' => out.push_str("$'\\n'"),
+                    '\t' => out.push_str("$'\\t'"),
+                    '\r' => out.push_str("$'\\r'"),
+                    c => out.push_str(&format!("$'\\{:03o}'", u32::from(c))),
+                }
+            } else {
+                if !quoted {
+                    out.push('\'');
+                    quoted = true;
+                }
+                match c {
+                    '\'' => out.push_str("'\\''"),
+                    c => out.push(c),
+                }
+            }
+        }
+        if quoted {
+            out.push('\'');
+        }
+        out
     } else if !name.contains('\'') {
         format!("'{name}'")
     } else if !name.contains(['"', '$', '`', '\\']) {
@@ -226,8 +336,7 @@ fn hash_file(
     }
     let (mut file, _) = home.open_read(path)?;
     let mut buf = vec![0u8; CHUNK];
-    let mut md5 = Md5::new();
-    let mut sha = Sha256::new();
+    let mut hasher = Hasher::new(algorithm);
     let mut total = 0u64;
     loop {
         let n = match file.read(&mut buf) {
@@ -236,17 +345,39 @@ fn hash_file(
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(StorageError::from_io(path, e)),
         };
-        match algorithm {
-            Algorithm::Md5 => md5.update(&buf[..n]),
-            Algorithm::Sha256 => sha.update(&buf[..n]),
-        }
+        hasher.update(&buf[..n]);
         total += n as u64;
     }
-    let hex = match algorithm {
-        Algorithm::Md5 => hex(&md5.finalize()),
-        Algorithm::Sha256 => hex(&sha.finalize()),
-    };
-    Ok((hex, total))
+    Ok((hasher.hex(), total))
+}
+
+/// Reads the channel to its end, so that it never fills and stalls the connection.
+/// When `algorithm` is given, what came before EOF is hashed and sent on `digest`, as
+/// soon as EOF arrives.
+async fn read_stdin(
+    mut reader: ChannelReadHalf,
+    algorithm: Option<Algorithm>,
+    digest: oneshot::Sender<(String, u64)>,
+) {
+    let mut hasher = algorithm.map(Hasher::new);
+    let mut digest = Some(digest);
+    let mut bytes = 0u64;
+    while let Some(msg) = reader.wait().await {
+        match msg {
+            ChannelMsg::Data { data } => {
+                if let Some(hasher) = hasher.as_mut() {
+                    hasher.update(&data);
+                    bytes += data.len() as u64;
+                }
+            }
+            ChannelMsg::Eof => {
+                if let (Some(hasher), Some(digest)) = (hasher.take(), digest.take()) {
+                    let _ = digest.send((hasher.hex(), bytes));
+                }
+            }
+            _ => {}
+        }
+    }
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -256,54 +387,72 @@ fn hex(bytes: &[u8]) -> String {
 /// Runs a hash command on `channel`: a line on stdout per file, a line on stderr per
 /// file that could not be hashed, then exit status 0, or 1 if any could not.
 pub async fn run(channel: Channel<Msg>, command: HashCommand, home: HomeDir, user: String) {
-    let (mut reader, writer) = channel.split();
-    // Whatever the client sends on stdin is read and dropped, so that the channel never
-    // fills and stalls the connection.
-    let drain = tokio::spawn(async move { while reader.wait().await.is_some() {} });
-    let name = command.algorithm.name();
+    let (reader, writer) = channel.split();
+    let algorithm = command.algorithm;
+    let (digest_tx, digest_rx) = oneshot::channel();
+    let stdin_algorithm = command.reads_stdin().then_some(algorithm);
+    let stdin = tokio::spawn(read_stdin(reader, stdin_algorithm, digest_tx));
+    // Standard input is read once; a second `-` finds it at its end, as in coreutils.
+    let mut stdin_digest = Some(digest_rx);
+    let name = algorithm.name();
     let mut failed = false;
     for file in command.files {
         let started = Instant::now();
-        let algorithm = command.algorithm;
-        let work_home = home.clone();
-        let arg = file.clone();
-        let result = tokio::task::spawn_blocking(move || {
-            let path = VirtualPath::resolve(&VirtualPath::root(), &arg)?;
-            let (hex, bytes) = hash_file(&work_home, &path, algorithm)?;
-            Ok::<_, StorageError>((path, hex, bytes))
-        })
-        .await;
-        let ms = started.elapsed().as_millis() as u64;
-        let sent = match result {
-            Ok(Ok((path, hex, bytes))) => {
-                info!(target: "rsftpd::op", user = %user, proto = "exec", op = name, path = path.as_str(), bytes, ms, result = "ok");
-                writer.data_bytes(hash_line(&hex, &file).into_bytes()).await
-            }
-            Ok(Err(err)) => {
-                failed = true;
-                if let StorageError::Io { source, .. } = &err {
-                    warn!(error = %source, "storage I/O error");
+        let sent = if file == STDIN {
+            let digest = match stdin_digest.take() {
+                Some(rx) => rx.await.ok(),
+                None => Some((Hasher::new(algorithm).hex(), 0)),
+            };
+            let ms = started.elapsed().as_millis() as u64;
+            match digest {
+                Some((hex, bytes)) => {
+                    info!(target: "rsftpd::op", user = %user, proto = "exec", op = name, path = STDIN, bytes, ms, result = "ok");
+                    writer.data_bytes(hash_line(&hex, STDIN).into_bytes()).await
                 }
-                info!(target: "rsftpd::op", user = %user, proto = "exec", op = name, path = %LogText(&file), bytes = 0u64, ms, result = "error", error = %err);
-                let line = format!("{name}: {}: {}\n", quote_name(&file), error_text(&err));
-                writer.extended_data_bytes(1, line.into_bytes()).await
+                // The channel ended before its EOF: there is nobody left to answer.
+                None => break,
             }
-            Err(_) => {
-                failed = true;
-                let line = format!("{name}: {}: internal error\n", quote_name(&file));
-                writer.extended_data_bytes(1, line.into_bytes()).await
+        } else {
+            let work_home = home.clone();
+            let arg = file.clone();
+            let result = tokio::task::spawn_blocking(move || {
+                let path = VirtualPath::resolve(&VirtualPath::root(), &arg)?;
+                let (hex, bytes) = hash_file(&work_home, &path, algorithm)?;
+                Ok::<_, StorageError>((path, hex, bytes))
+            })
+            .await;
+            let ms = started.elapsed().as_millis() as u64;
+            match result {
+                Ok(Ok((path, hex, bytes))) => {
+                    info!(target: "rsftpd::op", user = %user, proto = "exec", op = name, path = path.as_str(), bytes, ms, result = "ok");
+                    writer.data_bytes(hash_line(&hex, &file).into_bytes()).await
+                }
+                Ok(Err(err)) => {
+                    failed = true;
+                    if let StorageError::Io { source, .. } = &err {
+                        warn!(error = %source, "storage I/O error");
+                    }
+                    info!(target: "rsftpd::op", user = %user, proto = "exec", op = name, path = %LogText(&file), bytes = 0u64, ms, result = "error", error = %err);
+                    let line = format!("{name}: {}: {}\n", quote_name(&file), error_text(&err));
+                    writer.extended_data_bytes(1, line.into_bytes()).await
+                }
+                Err(_) => {
+                    failed = true;
+                    let line = format!("{name}: {}: internal error\n", quote_name(&file));
+                    writer.extended_data_bytes(1, line.into_bytes()).await
+                }
             }
         };
         if sent.is_err() {
-            drain.abort();
+            stdin.abort();
             return;
         }
     }
     let _ = writer.exit_status(u32::from(failed)).await;
     let _ = writer.eof().await;
     let _ = writer.close().await;
-    // The drain ends when the channel does.
-    let _ = tokio::time::timeout(std::time::Duration::from_secs(10), drain).await;
+    // The reader ends when the channel does.
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(10), stdin).await;
 }
 
 #[cfg(test)]
@@ -366,7 +515,33 @@ mod tests {
                 files: vec!["-f".into(), "a".into()]
             })
         );
-        assert!(matches!(Parsed::from_command(b"md5sum"), Parsed::Bad(_)));
+        for (command, algorithm) in [
+            (&b"md5sum"[..], Algorithm::Md5),
+            (b"sha1sum", Algorithm::Sha1),
+            (b"sha256sum -", Algorithm::Sha256),
+            (b"  sha512sum  ", Algorithm::Sha512),
+        ] {
+            assert_eq!(
+                Parsed::from_command(command),
+                Parsed::Hash(HashCommand {
+                    algorithm,
+                    files: vec!["-".into()]
+                })
+            );
+        }
+        assert_eq!(
+            Parsed::from_command(br#"sha1sum "/dir/a b.txt" - c\ d"#),
+            Parsed::Hash(HashCommand {
+                algorithm: Algorithm::Sha1,
+                files: vec!["/dir/a b.txt".into(), "-".into(), "c d".into()]
+            })
+        );
+        assert_eq!(Parsed::from_command(b"sha384sum f"), Parsed::NotOurs);
+        assert_eq!(Parsed::from_command(b""), Parsed::NotOurs);
+        assert!(matches!(
+            Parsed::from_command(b"sha512sum 'a"),
+            Parsed::Bad(_)
+        ));
         assert!(matches!(
             Parsed::from_command(b"md5sum -c sums"),
             Parsed::Bad(_)
@@ -385,5 +560,11 @@ mod tests {
         assert_eq!(quote_name("nosuch"), "nosuch");
         assert_eq!(quote_name("sp ace"), "'sp ace'");
         assert_eq!(quote_name("it's"), "\"it's\"");
+        assert_eq!(hash_line(hex, "a\nb"), format!("\\{hex}  a\\nb\n"));
+        assert_eq!(hash_line(hex, "a\rb"), format!("\\{hex}  a\\rb\n"));
+        // What coreutils 9.1 prints for these names.
+        assert_eq!(quote_name("n\nx"), "'n'$'\\n''x'");
+        assert_eq!(quote_name("\tit's"), "''$'\\t''it'\\''s'");
+        assert_eq!(quote_name("a\u{1}"), "'a'$'\\001'");
     }
 }
