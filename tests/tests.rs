@@ -1,5 +1,5 @@
 //! Integration tests: a real rsftpd on 127.0.0.1:0, spoken to over real SSH by our
-//! client library and by OpenSSH.
+//! client library, by OpenSSH, and by rclone, lftp, curl and PuTTY.
 
 mod util;
 
@@ -20,6 +20,8 @@ mod openssh;
 mod paramiko_sftp;
 mod quota;
 mod quota_drift;
+mod rclone;
+mod real_clients;
 mod reload;
 mod resume;
 mod scp;
