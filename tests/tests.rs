@@ -14,6 +14,7 @@ mod client_support;
 mod commands;
 mod confinement;
 mod exec;
+mod lftp;
 mod limits;
 mod login;
 mod openssh;
