@@ -13,6 +13,7 @@ mod client_shell;
 mod client_support;
 mod commands;
 mod confinement;
+mod curl;
 mod exec;
 mod lftp;
 mod limits;
