@@ -20,6 +20,7 @@ mod limits;
 mod login;
 mod openssh;
 mod paramiko_sftp;
+mod putty;
 mod quota;
 mod quota_drift;
 mod rclone;
