@@ -23,6 +23,7 @@ mod quota_drift;
 mod reload;
 mod resume;
 mod scp;
+mod scp_legacy;
 mod sftp;
 mod sftp_raw;
 mod sshd;

@@ -51,6 +51,8 @@ pub enum Parsed {
     /// One of ours, but not in a form we accept; the message says why.
     Bad(String),
     Hash(HashCommand),
+    /// Legacy SCP: see [`super::scp`].
+    Scp(super::scp::ScpCommand),
 }
 
 /// Why a command line could not be split into words.
@@ -73,11 +75,17 @@ impl Parsed {
             Err(err) => {
                 let first = command.split_whitespace().next().unwrap_or("");
                 return match first {
-                    "md5sum" | "sha256sum" => Parsed::Bad(format!("{first}: {err}")),
+                    "md5sum" | "sha256sum" | "scp" => Parsed::Bad(format!("{first}: {err}")),
                     _ => Parsed::NotOurs,
                 };
             }
         };
+        if words.first().is_some_and(|w| w == "scp") {
+            return match super::scp::ScpCommand::from_words(&words[1..]) {
+                Ok(scp) => Parsed::Scp(scp),
+                Err(message) => Parsed::Bad(message),
+            };
+        }
         let algorithm = match words.first().map(String::as_str) {
             Some("md5sum") => Algorithm::Md5,
             Some("sha256sum") => Algorithm::Sha256,
