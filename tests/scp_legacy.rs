@@ -506,3 +506,39 @@ async fn a_hand_driven_sink_follows_good_lines_and_refuses_bad_ones() {
     assert!(output.stdout.is_empty());
     assert!(partials(&server).is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scp_o_sends_the_whole_home_and_needs_a_folder_for_several_files() {
+    let server = TestServer::start(&[TestUser::new("alice", "10MiB")]).await;
+    let home = server.home("alice");
+    std::fs::create_dir(home.join("d")).unwrap();
+    std::fs::write(home.join("d/f"), b"f").unwrap();
+    std::fs::write(home.join("top"), b"top").unwrap();
+    let local = tempfile::tempdir().unwrap();
+    let l = local.path();
+
+    // Several files need a folder (the client sends -d): a new name is refused.
+    std::fs::write(l.join("a"), b"a").unwrap();
+    std::fs::write(l.join("b"), b"b").unwrap();
+    let output = scp(
+        &server,
+        &["-v", &s(&l.join("a")), &s(&l.join("b")), "127.0.0.1:nodir"],
+    )
+    .await;
+    assert!(!output.status.success());
+    assert!(
+        text(&output.stderr).contains("nodir: Not a directory"),
+        "{}",
+        text(&output.stderr)
+    );
+    assert!(!home.join("nodir").exists());
+
+    // The home itself, by the empty path or `/`: everything but the staging area, in a
+    // folder named after the user.
+    let output = scp(&server, &["-r", "127.0.0.1:", &s(&l.join("all"))]).await;
+    assert_ok(&output, "scp -O -r of the home");
+    assert_eq!(tree(&l.join("all")), tree(&home));
+    let output = scp(&server, &["-r", "127.0.0.1:/", &s(l)]).await;
+    assert_ok(&output, "scp -O -r of /");
+    assert_eq!(tree(&l.join("alice")), tree(&home));
+}

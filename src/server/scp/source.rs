@@ -47,8 +47,11 @@ where
                 continue;
             }
         };
-        // The home itself goes by the name the client gave it.
-        let name = path.file_name().unwrap_or(".").to_owned();
+        // The home itself has no name of its own in the user's view, and clients refuse
+        // `.`: it goes by the user's name, as a home folder would.
+        let name = path
+            .file_name()
+            .map_or_else(|| t.user.clone(), str::to_owned);
         walk(t, peer, path, name).await?;
     }
     Ok(())
