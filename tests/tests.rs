@@ -28,6 +28,7 @@ mod real_clients;
 mod reload;
 mod resume;
 mod scp;
+mod scp_legacy;
 mod sftp;
 mod sftp_raw;
 mod sshd;

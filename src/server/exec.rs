@@ -141,6 +141,8 @@ pub enum Parsed {
     /// One of ours, but not in a form we accept; the message says why.
     Bad(String),
     Hash(HashCommand),
+    /// Legacy SCP: see [`super::scp`].
+    Scp(super::scp::ScpCommand),
 }
 
 /// Why a command line could not be split into words.
@@ -164,7 +166,9 @@ impl Parsed {
                 let first = command.split_whitespace().next().unwrap_or("");
                 return match Parsed::from_words(&[first.to_owned()]) {
                     Parsed::NotOurs => Parsed::NotOurs,
-                    Parsed::Bad(_) | Parsed::Hash(_) => Parsed::Bad(format!("{first}: {err}")),
+                    Parsed::Bad(_) | Parsed::Hash(_) | Parsed::Scp(_) => {
+                        Parsed::Bad(format!("{first}: {err}"))
+                    }
                 };
             }
         };
@@ -176,6 +180,12 @@ impl Parsed {
         let Some((program, args)) = words.split_first() else {
             return Parsed::NotOurs;
         };
+        if program == "scp" {
+            return match super::scp::ScpCommand::from_words(args) {
+                Ok(scp) => Parsed::Scp(scp),
+                Err(message) => Parsed::Bad(message),
+            };
+        }
         if let Some(algorithm) = Algorithm::from_program(program) {
             return HashCommand::parse(algorithm, args);
         }

@@ -456,6 +456,23 @@ impl russh::server::Handler for SshHandler {
                     );
                     return Ok(());
                 }
+                super::exec::Parsed::Scp(scp) => {
+                    let Some((channel, running)) = self.claim(id) else {
+                        session.channel_failure(id)?;
+                        return Ok(());
+                    };
+                    session.channel_success(id)?;
+                    let span = tracing::info_span!("session", user = %user, peer = %self.peer, exec = %LogText(&command));
+                    let run = super::scp::run(channel, scp, home, user);
+                    tokio::spawn(
+                        async move {
+                            run.await;
+                            drop(running);
+                        }
+                        .instrument(span),
+                    );
+                    return Ok(());
+                }
                 super::exec::Parsed::Bad(message) => {
                     info!(target: "rsftpd::op", user = %user, op = "exec", command = %LogText(&command), result = "refused");
                     return self.refuse_command(id, session, format!("{message}\n"));
@@ -468,7 +485,7 @@ impl russh::server::Handler for SshHandler {
         self.refuse_command(
             id,
             session,
-            "rsftpd runs no commands but md5sum and sha256sum. Use: ssh -s HOST rsftp, sftp, scp, or the rsftp client.\n",
+            "rsftpd runs no commands but md5sum, sha1sum, sha256sum, sha512sum and scp. Use: ssh -s HOST rsftp, sftp, scp, or the rsftp client.\n",
         )
     }
 }

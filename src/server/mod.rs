@@ -11,6 +11,7 @@ mod handler;
 pub mod logging;
 mod replies;
 mod rsftp;
+pub mod scp;
 mod sessions;
 mod sftp;
 

@@ -388,6 +388,23 @@ impl Upload {
         ledger.release(replaced);
         Ok(actual)
     }
+
+    /// Publishes the upload without comparing a checksum, for protocols that carry none
+    /// (SCP): all announced bytes must have arrived. Otherwise as [`Upload::finish`].
+    pub fn publish_unverified(self) -> Result<()> {
+        let actual = Md5Digest::from_hasher(*self.hasher.clone());
+        self.finish(actual).map(drop)
+    }
+
+    /// Deletes the partial and gives its space back: for an upload that can never resume
+    /// (SCP has no resume), so that a failure leaves nothing behind.
+    pub fn abandon(self) -> Result<()> {
+        self.staging
+            .remove_file(&self.partial)
+            .map_err(at(&self.path))?;
+        self.home.state.ledger.release(self.written);
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -472,6 +489,39 @@ mod tests {
         // Same size, other content: a real upload.
         let other = Md5Digest::of(b"HELLO\n");
         ready(h.begin_upload(&vp("/hello.txt"), 6, Some(other)));
+    }
+
+    #[test]
+    fn an_unverified_upload_publishes_and_an_abandoned_one_leaves_nothing() {
+        let f = fixture(100);
+        let mut up = ready(f.home.begin_upload(&vp("/f"), 5, None));
+        up.write(b"hello").unwrap();
+        up.publish_unverified().unwrap();
+        assert_eq!(std::fs::read(f.real("f")).unwrap(), b"hello");
+
+        let mut up = ready(f.home.begin_upload(&vp("/g"), 50, None));
+        up.write(&[1; 20]).unwrap();
+        up.abandon().unwrap();
+        assert!(staged(&f).is_empty());
+        assert_eq!(
+            f.home.usage(),
+            Usage {
+                used: 5,
+                reserved: 0,
+                limit: 100
+            }
+        );
+        // Short of its size, nothing is published.
+        let mut up = ready(f.home.begin_upload(&vp("/h"), 5, None));
+        up.write(b"hel").unwrap();
+        assert!(matches!(
+            up.publish_unverified(),
+            Err(StorageError::SizeMismatch { .. })
+        ));
+        assert!(matches!(
+            f.home.stat(&vp("/h")),
+            Err(StorageError::NotFound { .. })
+        ));
     }
 
     #[test]

@@ -1,0 +1,291 @@
+//! `scp -f`: the server sends files, and with `-r` folders, to the client.
+//!
+//! Folders are walked with an explicit stack, one listing at a time. A symbolic link
+//! inside a tree is sent if it leads to a file in the home, but a link to a folder is
+//! not followed, so that a link such as `self -> .` cannot make the walk endless.
+
+use std::time::Instant;
+
+use tokio::io::{AsyncRead, AsyncWrite};
+
+use super::{Answer, Control, Peer, Stop, Transfer, error_text};
+use crate::server::handler::LogText;
+use crate::storage::stream::{self, CHUNK};
+use crate::storage::{Entry, EntryKind, VirtualPath};
+
+/// What is left to do while walking what was asked for.
+enum Work {
+    /// Send this file or folder. `listed_as_link`: it came from a listing, as a link.
+    Visit {
+        path: VirtualPath,
+        name: String,
+        listed_as_link: bool,
+    },
+    /// The folder's contents are sent: close it with `E`.
+    Leave,
+}
+
+/// Sends every path named, as the client asked.
+pub(super) async fn send<R, W>(
+    t: &mut Transfer,
+    peer: &mut Peer<R, W>,
+    paths: &[String],
+) -> Result<(), Stop>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    // The receiving side speaks first, to say it is ready.
+    note_answer(t, peer).await?;
+    for arg in paths {
+        let path = match VirtualPath::resolve(&VirtualPath::root(), arg) {
+            Ok(path) => path,
+            Err(err) => {
+                t.errors += 1;
+                t.log("get", arg, 0, Instant::now(), Some(&err.to_string()));
+                peer.warn(&format!("{arg}: {}", error_text(&err))).await?;
+                continue;
+            }
+        };
+        // The home itself has no name of its own in the user's view, and clients refuse
+        // `.`: it goes by the user's name, as a home folder would.
+        let name = path
+            .file_name()
+            .map_or_else(|| t.user.clone(), str::to_owned);
+        walk(t, peer, path, name).await?;
+    }
+    Ok(())
+}
+
+async fn walk<R, W>(
+    t: &mut Transfer,
+    peer: &mut Peer<R, W>,
+    path: VirtualPath,
+    name: String,
+) -> Result<(), Stop>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let mut work = vec![Work::Visit {
+        path,
+        name,
+        listed_as_link: false,
+    }];
+    while let Some(next) = work.pop() {
+        let (path, name, listed_as_link) = match next {
+            Work::Leave => {
+                peer.send(&Control::End.encode()).await?;
+                note_answer(t, peer).await?;
+                continue;
+            }
+            Work::Visit {
+                path,
+                name,
+                listed_as_link,
+            } => (path, name, listed_as_link),
+        };
+        let started = Instant::now();
+        let probe = path.clone();
+        let entry = match t.blocking(move |home| home.stat(&probe)).await {
+            Ok(entry) => entry,
+            Err(err) => {
+                refuse(t, peer, &path, started, &error_text(&err)).await?;
+                continue;
+            }
+        };
+        match entry.kind {
+            EntryKind::File => send_file(t, peer, &path, &name).await?,
+            EntryKind::Dir if !t.recursive => {
+                refuse(t, peer, &path, started, "not a regular file").await?;
+            }
+            EntryKind::Dir if listed_as_link => {
+                let why = "a symbolic link to a folder, not followed";
+                refuse(t, peer, &path, started, why).await?;
+            }
+            EntryKind::Dir => {
+                let listed = path.clone();
+                let entries = match t.blocking(move |home| home.list(&listed)).await {
+                    Ok(entries) => entries,
+                    Err(err) => {
+                        refuse(t, peer, &path, started, &error_text(&err)).await?;
+                        continue;
+                    }
+                };
+                if !send_times(t, peer, &entry).await? {
+                    continue;
+                }
+                let mode = entry.mode & 0o777;
+                peer.send(&Control::Dir { mode, name }.encode()).await?;
+                if !note_answer(t, peer).await? {
+                    // The receiver refused the folder: skip its contents.
+                    continue;
+                }
+                t.log("get", path.as_str(), 0, started, None);
+                work.push(Work::Leave);
+                for child in entries.into_iter().rev() {
+                    push_child(t, peer, &mut work, &path, child).await?;
+                }
+            }
+            EntryKind::Symlink | EntryKind::Other => {
+                refuse(t, peer, &path, started, "not a regular file").await?;
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn push_child<R, W>(
+    t: &mut Transfer,
+    peer: &mut Peer<R, W>,
+    work: &mut Vec<Work>,
+    dir: &VirtualPath,
+    child: Entry,
+) -> Result<(), Stop>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let Some(name) = child.name.to_str() else {
+        let why = "a name that is not UTF-8 was skipped";
+        return refuse(t, peer, dir, Instant::now(), why).await;
+    };
+    match dir.join(name) {
+        Ok(path) => {
+            work.push(Work::Visit {
+                path,
+                name: name.to_owned(),
+                listed_as_link: child.kind == EntryKind::Symlink,
+            });
+            Ok(())
+        }
+        Err(err) => refuse(t, peer, dir, Instant::now(), &error_text(&err)).await,
+    }
+}
+
+/// Tells the client that `path` is not sent, and why; the transfer goes on.
+async fn refuse<R, W>(
+    t: &mut Transfer,
+    peer: &mut Peer<R, W>,
+    path: &VirtualPath,
+    started: Instant,
+    why: &str,
+) -> Result<(), Stop>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    t.errors += 1;
+    t.log("get", path.as_str(), 0, started, Some(why));
+    let message = if why.contains(path.as_str()) {
+        why.to_owned()
+    } else {
+        format!("{}: {why}", path.as_str())
+    };
+    peer.warn(&message).await
+}
+
+/// Reads the receiver's answer; a warning counts as an error. Whether it was OK.
+async fn note_answer<R, W>(t: &mut Transfer, peer: &mut Peer<R, W>) -> Result<bool, Stop>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    match peer.answer().await? {
+        Answer::Ok => Ok(true),
+        Answer::Warning(message) => {
+            t.errors += 1;
+            tracing::info!(message = %LogText(&message), "scp receiver reported a problem");
+            Ok(false)
+        }
+    }
+}
+
+/// With `-p`, the `T` line before a `C` or `D`. Whether the receiver took it.
+async fn send_times<R, W>(
+    t: &mut Transfer,
+    peer: &mut Peer<R, W>,
+    entry: &Entry,
+) -> Result<bool, Stop>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    if !t.preserve {
+        return Ok(true);
+    }
+    let times = Control::Times {
+        mtime: u64::try_from(entry.mtime).unwrap_or(0),
+        atime: u64::try_from(entry.atime).unwrap_or(0),
+    };
+    peer.send(&times.encode()).await?;
+    note_answer(t, peer).await
+}
+
+async fn send_file<R, W>(
+    t: &mut Transfer,
+    peer: &mut Peer<R, W>,
+    path: &VirtualPath,
+    name: &str,
+) -> Result<(), Stop>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let started = Instant::now();
+    let target = path.clone();
+    let (file, entry) = match t.blocking(move |home| home.open_read(&target)).await {
+        Ok(opened) => opened,
+        Err(err) => return refuse(t, peer, path, started, &error_text(&err)).await,
+    };
+    if !send_times(t, peer, &entry).await? {
+        return Ok(());
+    }
+    let size = entry.size;
+    let record = Control::File {
+        mode: entry.mode & 0o777,
+        size,
+        name: name.to_owned(),
+    };
+    peer.send(&record.encode()).await?;
+    if !note_answer(t, peer).await? {
+        t.log(
+            "get",
+            path.as_str(),
+            0,
+            started,
+            Some("refused by the receiver"),
+        );
+        return Ok(());
+    }
+    let mut sent = 0u64;
+    let streamed = stream::send_file(&mut peer.writer, file, 0, size, None, |n| sent += n).await;
+    if streamed.is_err() {
+        // The receiver expects `size` bytes whatever happens: make them up, then say
+        // they are not to be trusted, as OpenSSH does.
+        let zeros = vec![0u8; CHUNK];
+        while sent < size {
+            let n = CHUNK.min(usize::try_from(size - sent).unwrap_or(CHUNK));
+            peer.send(&zeros[..n]).await?;
+            sent += n as u64;
+        }
+        t.errors += 1;
+        t.log("get", path.as_str(), 0, started, Some("read error"));
+        peer.warn(&format!("{}: read error", path.as_str())).await?;
+        note_answer(t, peer).await?;
+        return Ok(());
+    }
+    peer.ok().await?;
+    if note_answer(t, peer).await? {
+        t.log("get", path.as_str(), size, started, None);
+    } else {
+        t.log(
+            "get",
+            path.as_str(),
+            0,
+            started,
+            Some("refused by the receiver"),
+        );
+    }
+    Ok(())
+}
