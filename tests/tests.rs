@@ -16,6 +16,7 @@ mod confinement;
 mod exec;
 mod limits;
 mod login;
+mod memory;
 mod openssh;
 mod paramiko_sftp;
 mod quota;

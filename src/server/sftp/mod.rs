@@ -44,6 +44,7 @@ use tracing::{Instrument, Span, debug, info};
 
 pub use codec::StatusCode;
 use codec::{BadPacket, Incoming, MAX_PACKET, Request};
+pub use ops::ConnectionHandles;
 use ops::Session;
 use order::{Access, Sequencer};
 
@@ -73,12 +74,12 @@ const EXTENSIONS: &[(&str, &str)] = &[
 
 /// Serves one SFTP session on `channel` until the client closes it, then sends EOF, an
 /// exit status and closes the channel.
-pub async fn serve(channel: Channel<Msg>, home: HomeDir, user: String) {
+pub async fn serve(channel: Channel<Msg>, home: HomeDir, user: String, handles: ConnectionHandles) {
     let (mut reader, writer) = channel.split();
     let (queue, replies) = mpsc::unbounded_channel();
     let writer_task = tokio::spawn(write_replies(writer, replies).in_current_span());
     let mut dispatch = Dispatch {
-        session: Arc::new(Session::new(home, user)),
+        session: Arc::new(Session::new(home, user, handles)),
         queue,
         count: Arc::new(Semaphore::new(MAX_IN_FLIGHT)),
         bytes: Arc::new(Semaphore::new(MAX_IN_FLIGHT_BYTES)),

@@ -3,10 +3,9 @@
 //! [`VirtualPath::resolve`] and the storage core; nothing here touches the filesystem
 //! on its own.
 
-use std::collections::HashMap;
-use std::ffi::OsString;
+use std::collections::{HashMap, VecDeque};
 use std::os::unix::ffi::OsStrExt;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -15,10 +14,13 @@ use tracing::{info, warn};
 use super::codec::{self, Attrs, MAX_DATA, MAX_PACKET, NameEntry, Request, StatusCode, pflags};
 use super::longname::longname;
 use crate::server::replies::sftp_status;
-use crate::storage::{Entry, EntryKind, HomeDir, OpenFile, OpenOptions, StorageError, VirtualPath};
+use crate::storage::{DirStream, Entry, HomeDir, OpenFile, OpenOptions, StorageError, VirtualPath};
 
-/// Handles one session may hold open at once.
+/// Handles one SFTP channel may hold open at once.
 pub const MAX_HANDLES: usize = 256;
+/// Handles all the SFTP channels of one connection may hold open at once. A directory
+/// handle holds two descriptors, a file one.
+pub const MAX_HANDLES_PER_CONNECTION: usize = 256;
 /// Entries in one READDIR reply, as OpenSSH's server sends.
 const READDIR_BATCH: usize = 100;
 
@@ -67,11 +69,33 @@ struct FileHandle {
     written: AtomicU64,
 }
 
-/// An open directory: a listing taken at OPENDIR, handed out in batches.
+/// An open directory, read from the directory itself in READDIR-sized batches, so that
+/// a handle costs one read buffer however large the directory is.
 struct DirHandle {
     path: VirtualPath,
-    entries: Vec<(OsString, Entry)>,
-    next: usize,
+    /// `.` and `..` at first; later, the entry that did not fit in the last reply.
+    held: VecDeque<Entry>,
+    /// `None` once the directory has been read to its end.
+    stream: Option<DirStream>,
+}
+
+impl DirHandle {
+    fn next_entry(&mut self) -> Result<Option<Entry>, StorageError> {
+        if let Some(entry) = self.held.pop_front() {
+            return Ok(Some(entry));
+        }
+        let Some(stream) = &mut self.stream else {
+            return Ok(None);
+        };
+        match stream.next() {
+            Some(entry) => entry.map(Some),
+            None => {
+                // Give the descriptor back now rather than at CLOSE.
+                self.stream = None;
+                Ok(None)
+            }
+        }
+    }
 }
 
 enum Handle {
@@ -79,10 +103,42 @@ enum Handle {
     Dir(Arc<Mutex<DirHandle>>),
 }
 
+/// An open handle, with the connection-wide slot it takes.
+struct Held {
+    handle: Handle,
+    _slot: HandleSlot,
+}
+
 #[derive(Default)]
 struct Handles {
     next: u32,
-    open: HashMap<Vec<u8>, Handle>,
+    open: HashMap<Vec<u8>, Held>,
+}
+
+/// Handles open on all the SFTP channels of one connection, so that a client cannot
+/// multiply [`MAX_HANDLES`] (and the descriptors behind it) by opening more channels.
+#[derive(Clone, Debug, Default)]
+pub struct ConnectionHandles(Arc<AtomicUsize>);
+
+/// One handle counted in [`ConnectionHandles`], until dropped.
+struct HandleSlot(Arc<AtomicUsize>);
+
+impl ConnectionHandles {
+    fn take(&self) -> Option<HandleSlot> {
+        let taken = self
+            .0
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < MAX_HANDLES_PER_CONNECTION).then_some(n + 1)
+            })
+            .is_ok();
+        taken.then(|| HandleSlot(Arc::clone(&self.0)))
+    }
+}
+
+impl Drop for HandleSlot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 /// One SFTP session's state: the home, the user, the open handles.
@@ -90,6 +146,7 @@ pub struct Session {
     home: HomeDir,
     user: String,
     handles: Mutex<Handles>,
+    connection: ConnectionHandles,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -98,11 +155,12 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Session {
-    pub fn new(home: HomeDir, user: String) -> Session {
+    pub fn new(home: HomeDir, user: String, connection: ConnectionHandles) -> Session {
         Session {
             home,
             user,
             handles: Mutex::default(),
+            connection,
         }
     }
 
@@ -147,18 +205,22 @@ impl Session {
             } => {
                 let path = resolve(&path)?;
                 let options = open_options(flags);
+                let slot = self.slot()?;
                 let file = self.home.open(&path, options)?;
-                let handle = self.insert(Handle::File(Arc::new(FileHandle {
-                    file,
-                    opened: Instant::now(),
-                    read: AtomicU64::new(0),
-                    written: AtomicU64::new(0),
-                })))?;
+                let handle = self.insert(
+                    Handle::File(Arc::new(FileHandle {
+                        file,
+                        opened: Instant::now(),
+                        read: AtomicU64::new(0),
+                        written: AtomicU64::new(0),
+                    })),
+                    slot,
+                )?;
                 Ok(Done::reply(codec::handle(id, &handle), &path))
             }
             Request::Close { handle } => {
                 let removed = lock(&self.handles).open.remove(&handle);
-                match removed {
+                match removed.map(|held| held.handle) {
                     Some(Handle::File(file)) => {
                         let written = file.written.load(Ordering::Relaxed);
                         let read = file.read.load(Ordering::Relaxed);
@@ -275,12 +337,9 @@ impl Session {
             }
             Request::Opendir { path } => {
                 let path = resolve(&path)?;
-                let entries = self.listing(&path)?;
-                let handle = self.insert(Handle::Dir(Arc::new(Mutex::new(DirHandle {
-                    path: path.clone(),
-                    entries,
-                    next: 0,
-                }))))?;
+                let slot = self.slot()?;
+                let dir = self.open_dir(&path)?;
+                let handle = self.insert(Handle::Dir(Arc::new(Mutex::new(dir))), slot)?;
                 Ok(Done::reply(codec::handle(id, &handle), &path))
             }
             Request::Readdir { handle } => {
@@ -289,18 +348,21 @@ impl Session {
                 };
                 let mut dir = lock(&dir);
                 let now = unix_now();
-                let start = dir.next;
-                let mut lines = Vec::new();
+                let mut batch = Vec::new();
                 let mut size = 0;
-                for (name, entry) in dir.entries.iter().skip(start).take(READDIR_BATCH) {
-                    let line = longname(name.as_bytes(), entry, &self.user, now);
-                    size += name.len() + line.len() + 64;
-                    if size > MAX_PACKET / 2 {
+                while batch.len() < READDIR_BATCH {
+                    let Some(entry) = dir.next_entry()? else {
+                        break;
+                    };
+                    let line = longname(entry.name.as_bytes(), &entry, &self.user, now);
+                    size += entry.name.len() + line.len() + 64;
+                    if size > MAX_PACKET / 2 && !batch.is_empty() {
+                        dir.held.push_front(entry);
                         break;
                     }
-                    lines.push(line);
+                    batch.push((entry, line));
                 }
-                if lines.is_empty() {
+                if batch.is_empty() {
                     return Ok(Done {
                         reply: codec::status(id, StatusCode::Eof, "End of file"),
                         path: None,
@@ -308,19 +370,16 @@ impl Session {
                         log: false,
                     });
                 }
-                let names: Vec<NameEntry<'_>> = dir.entries[start..start + lines.len()]
+                let names: Vec<NameEntry<'_>> = batch
                     .iter()
-                    .zip(&lines)
-                    .map(|((name, entry), line)| NameEntry {
-                        filename: name.as_bytes(),
+                    .map(|(entry, line)| NameEntry {
+                        filename: entry.name.as_bytes(),
                         longname: line,
                         attrs: attrs_of(entry),
                     })
                     .collect();
-                let reply = codec::names(id, &names);
-                dir.next = start + lines.len();
                 Ok(Done {
-                    reply,
+                    reply: codec::names(id, &names),
                     path: None,
                     bytes: 0,
                     log: false,
@@ -462,7 +521,22 @@ impl Session {
         }
     }
 
-    fn insert(&self, handle: Handle) -> Result<Vec<u8>, Failed> {
+    /// A connection-wide slot for a handle about to be opened; taken before opening, so
+    /// a refused request opens nothing.
+    fn slot(&self) -> Result<HandleSlot, Failed> {
+        if lock(&self.handles).open.len() >= MAX_HANDLES {
+            return Err(failure(format!(
+                "too many open handles ({MAX_HANDLES}); close some"
+            )));
+        }
+        self.connection.take().ok_or_else(|| {
+            failure(format!(
+                "too many open handles on this connection ({MAX_HANDLES_PER_CONNECTION}); close some"
+            ))
+        })
+    }
+
+    fn insert(&self, handle: Handle, slot: HandleSlot) -> Result<Vec<u8>, Failed> {
         let mut handles = lock(&self.handles);
         if handles.open.len() >= MAX_HANDLES {
             return Err(failure(format!(
@@ -472,12 +546,22 @@ impl Session {
         // Never reused within a session, so a stale handle can't reach a new file.
         handles.next = handles.next.wrapping_add(1);
         let name = handles.next.to_be_bytes().to_vec();
-        handles.open.insert(name.clone(), handle);
+        handles.open.insert(
+            name.clone(),
+            Held {
+                handle,
+                _slot: slot,
+            },
+        );
         Ok(name)
     }
 
     fn handle(&self, handle: &[u8]) -> Result<Handle, Failed> {
-        match lock(&self.handles).open.get(handle) {
+        match lock(&self.handles)
+            .open
+            .get(handle)
+            .map(|held| &held.handle)
+        {
             Some(Handle::File(f)) => Ok(Handle::File(Arc::clone(f))),
             Some(Handle::Dir(d)) => Ok(Handle::Dir(Arc::clone(d))),
             None => Err(bad_handle()),
@@ -491,22 +575,22 @@ impl Session {
         }
     }
 
-    /// A directory's entries for READDIR, `.` and `..` first, as `ls -a` expects.
-    fn listing(&self, path: &VirtualPath) -> Result<Vec<(OsString, Entry)>, Failed> {
-        let this = self.home.stat(path)?;
-        if this.kind != EntryKind::Dir {
-            return Err(StorageError::NotADirectory { path: path.clone() }.into());
-        }
+    /// An open directory for READDIR, `.` and `..` first, as `ls -a` expects.
+    fn open_dir(&self, path: &VirtualPath) -> Result<DirHandle, Failed> {
+        let stream = self.home.open_dir(path)?;
+        let mut this = self.home.stat(path)?;
         // Above the home is the home again, as in a chroot.
-        let parent = match path.parent() {
+        let mut parent = match path.parent() {
             Some(parent) => self.home.stat(&parent)?,
             None => this.clone(),
         };
-        let mut entries = vec![(".".into(), this), ("..".into(), parent)];
-        for entry in self.home.list(path)? {
-            entries.push((entry.name.clone(), entry));
-        }
-        Ok(entries)
+        this.name = ".".into();
+        parent.name = "..".into();
+        Ok(DirHandle {
+            path: path.clone(),
+            held: VecDeque::from([this, parent]),
+            stream: Some(stream),
+        })
     }
 
     fn set_attrs(
