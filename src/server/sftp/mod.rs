@@ -5,6 +5,7 @@
 //!
 //! - `codec`: the wire format, framing and decoding; no I/O.
 //! - `ops`: what each request does to the home, through the storage core (blocking).
+//! - `handles`: open files and directories, and the per-connection cap on them.
 //! - `order`: which requests may run at the same time, and which wait.
 //! - `longname`: the `ls -l` line beside each name.
 //! - here: the loop that reads the channel, dispatches requests, and writes replies.
@@ -30,6 +31,7 @@
 //!   one channel packet.
 
 mod codec;
+mod handles;
 mod longname;
 mod ops;
 mod order;
@@ -44,7 +46,7 @@ use tracing::{Instrument, Span, debug, info};
 
 pub use codec::StatusCode;
 use codec::{BadPacket, Incoming, MAX_PACKET, Request};
-pub use ops::ConnectionHandles;
+pub use handles::ConnectionHandles;
 use ops::Session;
 use order::{Access, Sequencer};
 

@@ -3,26 +3,19 @@
 //! [`VirtualPath::resolve`] and the storage core; nothing here touches the filesystem
 //! on its own.
 
-use std::collections::{HashMap, VecDeque};
-use std::os::unix::ffi::OsStrExt;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
 use tracing::{info, warn};
 
 use super::codec::{self, Attrs, MAX_DATA, MAX_PACKET, NameEntry, Request, StatusCode, pflags};
-use super::longname::longname;
+use super::handles::{
+    ConnectionHandles, DirHandle, FileHandle, Handle, HandleSlot, Handles, Held, MAX_HANDLES,
+    MAX_HANDLES_PER_CONNECTION,
+};
 use crate::server::replies::sftp_status;
-use crate::storage::{DirStream, Entry, HomeDir, OpenFile, OpenOptions, StorageError, VirtualPath};
-
-/// Handles one SFTP channel may hold open at once.
-pub const MAX_HANDLES: usize = 256;
-/// Handles all the SFTP channels of one connection may hold open at once. A directory
-/// handle holds two descriptors, a file one.
-pub const MAX_HANDLES_PER_CONNECTION: usize = 256;
-/// Entries in one READDIR reply, as OpenSSH's server sends.
-const READDIR_BATCH: usize = 100;
+use crate::storage::{Entry, HomeDir, OpenOptions, StorageError, VirtualPath};
 
 /// Why a request failed, before it becomes a STATUS.
 enum Failed {
@@ -58,86 +51,6 @@ impl Done {
             bytes: 0,
             log: true,
         }
-    }
-}
-
-/// An open file, shared by the requests running on it.
-struct FileHandle {
-    file: OpenFile,
-    opened: Instant,
-    read: AtomicU64,
-    written: AtomicU64,
-}
-
-/// An open directory, read from the directory itself in READDIR-sized batches, so that
-/// a handle costs one read buffer however large the directory is.
-struct DirHandle {
-    path: VirtualPath,
-    /// `.` and `..` at first; later, the entry that did not fit in the last reply.
-    held: VecDeque<Entry>,
-    /// `None` once the directory has been read to its end.
-    stream: Option<DirStream>,
-}
-
-impl DirHandle {
-    fn next_entry(&mut self) -> Result<Option<Entry>, StorageError> {
-        if let Some(entry) = self.held.pop_front() {
-            return Ok(Some(entry));
-        }
-        let Some(stream) = &mut self.stream else {
-            return Ok(None);
-        };
-        match stream.next() {
-            Some(entry) => entry.map(Some),
-            None => {
-                // Give the descriptor back now rather than at CLOSE.
-                self.stream = None;
-                Ok(None)
-            }
-        }
-    }
-}
-
-enum Handle {
-    File(Arc<FileHandle>),
-    Dir(Arc<Mutex<DirHandle>>),
-}
-
-/// An open handle, with the connection-wide slot it takes.
-struct Held {
-    handle: Handle,
-    _slot: HandleSlot,
-}
-
-#[derive(Default)]
-struct Handles {
-    next: u32,
-    open: HashMap<Vec<u8>, Held>,
-}
-
-/// Handles open on all the SFTP channels of one connection, so that a client cannot
-/// multiply [`MAX_HANDLES`] (and the descriptors behind it) by opening more channels.
-#[derive(Clone, Debug, Default)]
-pub struct ConnectionHandles(Arc<AtomicUsize>);
-
-/// One handle counted in [`ConnectionHandles`], until dropped.
-struct HandleSlot(Arc<AtomicUsize>);
-
-impl ConnectionHandles {
-    fn take(&self) -> Option<HandleSlot> {
-        let taken = self
-            .0
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
-                (n < MAX_HANDLES_PER_CONNECTION).then_some(n + 1)
-            })
-            .is_ok();
-        taken.then(|| HandleSlot(Arc::clone(&self.0)))
-    }
-}
-
-impl Drop for HandleSlot {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -338,7 +251,7 @@ impl Session {
             Request::Opendir { path } => {
                 let path = resolve(&path)?;
                 let slot = self.slot()?;
-                let dir = self.open_dir(&path)?;
+                let dir = DirHandle::open(&self.home, &path)?;
                 let handle = self.insert(Handle::Dir(Arc::new(Mutex::new(dir))), slot)?;
                 Ok(Done::reply(codec::handle(id, &handle), &path))
             }
@@ -346,40 +259,9 @@ impl Session {
                 let Handle::Dir(dir) = self.handle(&handle)? else {
                     return Err(bad_handle());
                 };
-                let mut dir = lock(&dir);
-                let now = unix_now();
-                let mut batch = Vec::new();
-                let mut size = 0;
-                while batch.len() < READDIR_BATCH {
-                    let Some(entry) = dir.next_entry()? else {
-                        break;
-                    };
-                    let line = longname(entry.name.as_bytes(), &entry, &self.user, now);
-                    size += entry.name.len() + line.len() + 64;
-                    if size > MAX_PACKET / 2 && !batch.is_empty() {
-                        dir.held.push_front(entry);
-                        break;
-                    }
-                    batch.push((entry, line));
-                }
-                if batch.is_empty() {
-                    return Ok(Done {
-                        reply: codec::status(id, StatusCode::Eof, "End of file"),
-                        path: None,
-                        bytes: 0,
-                        log: false,
-                    });
-                }
-                let names: Vec<NameEntry<'_>> = batch
-                    .iter()
-                    .map(|(entry, line)| NameEntry {
-                        filename: entry.name.as_bytes(),
-                        longname: line,
-                        attrs: attrs_of(entry),
-                    })
-                    .collect();
+                let reply = lock(&dir).read_batch(id, &self.user, unix_now())?;
                 Ok(Done {
-                    reply: codec::names(id, &names),
+                    reply,
                     path: None,
                     bytes: 0,
                     log: false,
@@ -575,24 +457,6 @@ impl Session {
         }
     }
 
-    /// An open directory for READDIR, `.` and `..` first, as `ls -a` expects.
-    fn open_dir(&self, path: &VirtualPath) -> Result<DirHandle, Failed> {
-        let stream = self.home.open_dir(path)?;
-        let mut this = self.home.stat(path)?;
-        // Above the home is the home again, as in a chroot.
-        let mut parent = match path.parent() {
-            Some(parent) => self.home.stat(&parent)?,
-            None => this.clone(),
-        };
-        this.name = ".".into();
-        parent.name = "..".into();
-        Ok(DirHandle {
-            path: path.clone(),
-            held: VecDeque::from([this, parent]),
-            stream: Some(stream),
-        })
-    }
-
     fn set_attrs(
         &self,
         path: &VirtualPath,
@@ -689,7 +553,7 @@ fn open_options(flags: u32) -> OpenOptions {
     }
 }
 
-fn attrs_of(entry: &Entry) -> Attrs {
+pub(super) fn attrs_of(entry: &Entry) -> Attrs {
     let clamp = |t: i64| u32::try_from(t.max(0)).unwrap_or(u32::MAX);
     Attrs {
         size: Some(entry.size),
