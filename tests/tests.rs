@@ -18,6 +18,7 @@ mod exec;
 mod lftp;
 mod limits;
 mod login;
+mod memory;
 mod openssh;
 mod paramiko_sftp;
 mod putty;

@@ -58,6 +58,8 @@ pub struct SshHandler {
     pending: Pending,
     /// Channels whose subsystem or command is running.
     running: Arc<AtomicUsize>,
+    /// SFTP handles open on all of this connection's channels.
+    sftp_handles: super::sftp::ConnectionHandles,
 }
 
 impl SshHandler {
@@ -73,6 +75,7 @@ impl SshHandler {
             refused_password: false,
             pending: Arc::default(),
             running: Arc::default(),
+            sftp_handles: super::sftp::ConnectionHandles::default(),
         }
     }
 
@@ -390,9 +393,10 @@ impl russh::server::Handler for SshHandler {
                 .instrument(span),
             );
         } else {
+            let handles = self.sftp_handles.clone();
             tokio::spawn(
                 async move {
-                    super::sftp::serve(channel, home, user).await;
+                    super::sftp::serve(channel, home, user, handles).await;
                     drop(running);
                 }
                 .instrument(span),

@@ -24,6 +24,9 @@ use crate::storage::{
     EntryKind, HomeDir, OpenFile, StorageError, Upload, UploadStart, VirtualPath,
 };
 
+/// An `ls` reply goes out in pieces of about this size.
+const LS_CHUNK: usize = 64 * 1024;
+
 const HELP: &[&str] = &[
     "pwd                              print the current directory",
     "cd [PATH]                        change directory (no PATH: /)",
@@ -310,16 +313,23 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             Request::Ls(path) => {
                 let path = self.resolve(path.as_deref().unwrap_or(""))?;
                 let target = path.clone();
-                let entries = self.blocking(move |home| home.list(&target)).await?;
-                let mut text = format!("OK {}\n", entries.len());
-                for entry in &entries {
+                let listing = self
+                    .blocking(move |home| home.sorted_listing(&target))
+                    .await?;
+                // Written as it is encoded, never as one reply of the whole directory.
+                let mut text = format!("OK {}\n", listing.len());
+                for entry in listing.iter() {
                     text.push_str(&EntryLine::encode(
                         entry_type(entry.kind),
                         entry.size,
                         entry.mtime,
-                        entry.name.as_encoded_bytes(),
+                        entry.name,
                     ));
                     text.push('\n');
+                    if text.len() >= LS_CHUNK {
+                        self.conn.send(&text).await?;
+                        text.clear();
+                    }
                 }
                 self.conn.send(&text).await?;
                 Ok(Done::path(path))

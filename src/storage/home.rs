@@ -207,7 +207,7 @@ pub enum EntryKind {
 }
 
 impl Entry {
-    fn new(name: impl Into<OsString>, meta: &Metadata) -> Entry {
+    pub(super) fn new(name: impl Into<OsString>, meta: &Metadata) -> Entry {
         let kind = meta.file_type();
         let kind = if kind.is_dir() {
             EntryKind::Dir

@@ -9,6 +9,7 @@
 
 mod error;
 mod home;
+mod listing;
 mod path;
 mod quota;
 pub mod stream;
@@ -18,6 +19,7 @@ mod upload;
 
 pub use error::StorageError;
 pub use home::{Entry, EntryKind, HomeDir, OpenFile, OpenOptions, Storage};
+pub use listing::{DirStream, ListedEntry, SortedListing};
 pub use path::VirtualPath;
 pub use quota::{QuotaExceeded, QuotaLedger, Reservation, Usage};
 pub use upload::{Upload, UploadStart};

@@ -5,6 +5,7 @@
 //!
 //! - `codec`: the wire format, framing and decoding; no I/O.
 //! - `ops`: what each request does to the home, through the storage core (blocking).
+//! - `handles`: open files and directories, and the per-connection cap on them.
 //! - `order`: which requests may run at the same time, and which wait.
 //! - `longname`: the `ls -l` line beside each name.
 //! - here: the loop that reads the channel, dispatches requests, and writes replies.
@@ -30,6 +31,7 @@
 //!   one channel packet.
 
 mod codec;
+mod handles;
 mod longname;
 mod ops;
 mod order;
@@ -44,6 +46,7 @@ use tracing::{Instrument, Span, debug, info};
 
 pub use codec::StatusCode;
 use codec::{BadPacket, Incoming, MAX_PACKET, Request};
+pub use handles::ConnectionHandles;
 use ops::Session;
 use order::{Access, Sequencer};
 
@@ -73,12 +76,12 @@ const EXTENSIONS: &[(&str, &str)] = &[
 
 /// Serves one SFTP session on `channel` until the client closes it, then sends EOF, an
 /// exit status and closes the channel.
-pub async fn serve(channel: Channel<Msg>, home: HomeDir, user: String) {
+pub async fn serve(channel: Channel<Msg>, home: HomeDir, user: String, handles: ConnectionHandles) {
     let (mut reader, writer) = channel.split();
     let (queue, replies) = mpsc::unbounded_channel();
     let writer_task = tokio::spawn(write_replies(writer, replies).in_current_span());
     let mut dispatch = Dispatch {
-        session: Arc::new(Session::new(home, user)),
+        session: Arc::new(Session::new(home, user, handles)),
         queue,
         count: Arc::new(Semaphore::new(MAX_IN_FLIGHT)),
         bytes: Arc::new(Semaphore::new(MAX_IN_FLIGHT_BYTES)),

@@ -3,9 +3,6 @@
 //! [`VirtualPath::resolve`] and the storage core; nothing here touches the filesystem
 //! on its own.
 
-use std::collections::HashMap;
-use std::ffi::OsString;
-use std::os::unix::ffi::OsStrExt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
@@ -13,14 +10,12 @@ use std::time::{Duration, Instant, SystemTime};
 use tracing::{info, warn};
 
 use super::codec::{self, Attrs, MAX_DATA, MAX_PACKET, NameEntry, Request, StatusCode, pflags};
-use super::longname::longname;
+use super::handles::{
+    ConnectionHandles, DirHandle, FileHandle, Handle, HandleSlot, Handles, Held, MAX_HANDLES,
+    MAX_HANDLES_PER_CONNECTION,
+};
 use crate::server::replies::sftp_status;
-use crate::storage::{Entry, EntryKind, HomeDir, OpenFile, OpenOptions, StorageError, VirtualPath};
-
-/// Handles one session may hold open at once.
-pub const MAX_HANDLES: usize = 256;
-/// Entries in one READDIR reply, as OpenSSH's server sends.
-const READDIR_BATCH: usize = 100;
+use crate::storage::{Entry, HomeDir, OpenOptions, StorageError, VirtualPath};
 
 /// Why a request failed, before it becomes a STATUS.
 enum Failed {
@@ -59,37 +54,12 @@ impl Done {
     }
 }
 
-/// An open file, shared by the requests running on it.
-struct FileHandle {
-    file: OpenFile,
-    opened: Instant,
-    read: AtomicU64,
-    written: AtomicU64,
-}
-
-/// An open directory: a listing taken at OPENDIR, handed out in batches.
-struct DirHandle {
-    path: VirtualPath,
-    entries: Vec<(OsString, Entry)>,
-    next: usize,
-}
-
-enum Handle {
-    File(Arc<FileHandle>),
-    Dir(Arc<Mutex<DirHandle>>),
-}
-
-#[derive(Default)]
-struct Handles {
-    next: u32,
-    open: HashMap<Vec<u8>, Handle>,
-}
-
 /// One SFTP session's state: the home, the user, the open handles.
 pub struct Session {
     home: HomeDir,
     user: String,
     handles: Mutex<Handles>,
+    connection: ConnectionHandles,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -98,11 +68,12 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Session {
-    pub fn new(home: HomeDir, user: String) -> Session {
+    pub fn new(home: HomeDir, user: String, connection: ConnectionHandles) -> Session {
         Session {
             home,
             user,
             handles: Mutex::default(),
+            connection,
         }
     }
 
@@ -147,18 +118,22 @@ impl Session {
             } => {
                 let path = resolve(&path)?;
                 let options = open_options(flags);
+                let slot = self.slot()?;
                 let file = self.home.open(&path, options)?;
-                let handle = self.insert(Handle::File(Arc::new(FileHandle {
-                    file,
-                    opened: Instant::now(),
-                    read: AtomicU64::new(0),
-                    written: AtomicU64::new(0),
-                })))?;
+                let handle = self.insert(
+                    Handle::File(Arc::new(FileHandle {
+                        file,
+                        opened: Instant::now(),
+                        read: AtomicU64::new(0),
+                        written: AtomicU64::new(0),
+                    })),
+                    slot,
+                )?;
                 Ok(Done::reply(codec::handle(id, &handle), &path))
             }
             Request::Close { handle } => {
                 let removed = lock(&self.handles).open.remove(&handle);
-                match removed {
+                match removed.map(|held| held.handle) {
                     Some(Handle::File(file)) => {
                         let written = file.written.load(Ordering::Relaxed);
                         let read = file.read.load(Ordering::Relaxed);
@@ -275,50 +250,16 @@ impl Session {
             }
             Request::Opendir { path } => {
                 let path = resolve(&path)?;
-                let entries = self.listing(&path)?;
-                let handle = self.insert(Handle::Dir(Arc::new(Mutex::new(DirHandle {
-                    path: path.clone(),
-                    entries,
-                    next: 0,
-                }))))?;
+                let slot = self.slot()?;
+                let dir = DirHandle::open(&self.home, &path)?;
+                let handle = self.insert(Handle::Dir(Arc::new(Mutex::new(dir))), slot)?;
                 Ok(Done::reply(codec::handle(id, &handle), &path))
             }
             Request::Readdir { handle } => {
                 let Handle::Dir(dir) = self.handle(&handle)? else {
                     return Err(bad_handle());
                 };
-                let mut dir = lock(&dir);
-                let now = unix_now();
-                let start = dir.next;
-                let mut lines = Vec::new();
-                let mut size = 0;
-                for (name, entry) in dir.entries.iter().skip(start).take(READDIR_BATCH) {
-                    let line = longname(name.as_bytes(), entry, &self.user, now);
-                    size += name.len() + line.len() + 64;
-                    if size > MAX_PACKET / 2 {
-                        break;
-                    }
-                    lines.push(line);
-                }
-                if lines.is_empty() {
-                    return Ok(Done {
-                        reply: codec::status(id, StatusCode::Eof, "End of file"),
-                        path: None,
-                        bytes: 0,
-                        log: false,
-                    });
-                }
-                let names: Vec<NameEntry<'_>> = dir.entries[start..start + lines.len()]
-                    .iter()
-                    .zip(&lines)
-                    .map(|((name, entry), line)| NameEntry {
-                        filename: name.as_bytes(),
-                        longname: line,
-                        attrs: attrs_of(entry),
-                    })
-                    .collect();
-                let reply = codec::names(id, &names);
-                dir.next = start + lines.len();
+                let reply = lock(&dir).read_batch(id, &self.user, unix_now())?;
                 Ok(Done {
                     reply,
                     path: None,
@@ -462,7 +403,22 @@ impl Session {
         }
     }
 
-    fn insert(&self, handle: Handle) -> Result<Vec<u8>, Failed> {
+    /// A connection-wide slot for a handle about to be opened; taken before opening, so
+    /// a refused request opens nothing.
+    fn slot(&self) -> Result<HandleSlot, Failed> {
+        if lock(&self.handles).open.len() >= MAX_HANDLES {
+            return Err(failure(format!(
+                "too many open handles ({MAX_HANDLES}); close some"
+            )));
+        }
+        self.connection.take().ok_or_else(|| {
+            failure(format!(
+                "too many open handles on this connection ({MAX_HANDLES_PER_CONNECTION}); close some"
+            ))
+        })
+    }
+
+    fn insert(&self, handle: Handle, slot: HandleSlot) -> Result<Vec<u8>, Failed> {
         let mut handles = lock(&self.handles);
         if handles.open.len() >= MAX_HANDLES {
             return Err(failure(format!(
@@ -472,12 +428,22 @@ impl Session {
         // Never reused within a session, so a stale handle can't reach a new file.
         handles.next = handles.next.wrapping_add(1);
         let name = handles.next.to_be_bytes().to_vec();
-        handles.open.insert(name.clone(), handle);
+        handles.open.insert(
+            name.clone(),
+            Held {
+                handle,
+                _slot: slot,
+            },
+        );
         Ok(name)
     }
 
     fn handle(&self, handle: &[u8]) -> Result<Handle, Failed> {
-        match lock(&self.handles).open.get(handle) {
+        match lock(&self.handles)
+            .open
+            .get(handle)
+            .map(|held| &held.handle)
+        {
             Some(Handle::File(f)) => Ok(Handle::File(Arc::clone(f))),
             Some(Handle::Dir(d)) => Ok(Handle::Dir(Arc::clone(d))),
             None => Err(bad_handle()),
@@ -489,24 +455,6 @@ impl Session {
             Handle::File(file) => Ok(file),
             Handle::Dir(_) => Err(failure("that handle is a directory")),
         }
-    }
-
-    /// A directory's entries for READDIR, `.` and `..` first, as `ls -a` expects.
-    fn listing(&self, path: &VirtualPath) -> Result<Vec<(OsString, Entry)>, Failed> {
-        let this = self.home.stat(path)?;
-        if this.kind != EntryKind::Dir {
-            return Err(StorageError::NotADirectory { path: path.clone() }.into());
-        }
-        // Above the home is the home again, as in a chroot.
-        let parent = match path.parent() {
-            Some(parent) => self.home.stat(&parent)?,
-            None => this.clone(),
-        };
-        let mut entries = vec![(".".into(), this), ("..".into(), parent)];
-        for entry in self.home.list(path)? {
-            entries.push((entry.name.clone(), entry));
-        }
-        Ok(entries)
     }
 
     fn set_attrs(
@@ -605,7 +553,7 @@ fn open_options(flags: u32) -> OpenOptions {
     }
 }
 
-fn attrs_of(entry: &Entry) -> Attrs {
+pub(super) fn attrs_of(entry: &Entry) -> Attrs {
     let clamp = |t: i64| u32::try_from(t.max(0)).unwrap_or(u32::MAX);
     Attrs {
         size: Some(entry.size),
