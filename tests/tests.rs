@@ -26,3 +26,4 @@ mod scp;
 mod sftp;
 mod sftp_raw;
 mod sshd;
+mod storage_safety;

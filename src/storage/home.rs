@@ -26,16 +26,12 @@ use cap_std::fs::{Dir, File, FileExt as _, Metadata, MetadataExt as _, Permissio
 use cap_std::fs::{OpenOptions as CapOpenOptions, PermissionsExt as _};
 use md5::{Digest, Md5};
 
+use super::scan::{self, MAX_DEPTH, ScanFailure};
 use super::{QuotaLedger, Result, STAGING_DIR, StorageError, Usage, VirtualPath};
 use crate::protocol::Md5Digest;
 
 /// Files are hashed in chunks of this size.
 const HASH_CHUNK: usize = 256 * 1024;
-
-/// The deepest directory the usage scan descends into. Paths are at most 4096 bytes, so
-/// a user cannot build a tree deeper than 2048 levels; the bound only stops a tree that
-/// loops through a bind mount.
-const MAX_SCAN_DEPTH: usize = 2048;
 
 /// Where all homes live: `<root>/<user>/`, and the per-user state of those in use.
 #[derive(Clone, Debug)]
@@ -51,13 +47,59 @@ pub(super) struct UserState {
     /// Paths with an upload in progress, each with the name of its partial file.
     pub(super) uploads: Mutex<HashMap<VirtualPath, String>>,
     /// Held while reading a file's length and then changing it (in-place writes,
-    /// truncates, deletes, renames over a file, publishing an upload).
+    /// truncates, deletes, renames over a file, publishing an upload), and while
+    /// changing how deep folders nest (mkdir, renames), so that two of those cannot
+    /// together pass the depth bound.
     sizes: Mutex<()>,
+    /// Why the last usage scan failed, while it has: the ledger then knows nothing, so
+    /// the user's writes are refused until a scan succeeds.
+    unmeasured: Mutex<Option<ScanFailure>>,
 }
 
 impl UserState {
+    fn new(quota: u64, scanned: std::result::Result<u64, ScanFailure>) -> UserState {
+        let (used, unmeasured) = match scanned {
+            Ok(used) => (used, None),
+            Err(failure) => (0, Some(failure)),
+        };
+        UserState {
+            ledger: QuotaLedger::new(quota, used),
+            uploads: Mutex::default(),
+            sizes: Mutex::default(),
+            unmeasured: Mutex::new(unmeasured),
+        }
+    }
+
     pub(super) fn lock_sizes(&self) -> MutexGuard<'_, ()> {
         lock(&self.sizes)
+    }
+
+    /// Refuses a write while the home could not be measured.
+    pub(super) fn check_measured(&self) -> Result<()> {
+        if lock(&self.unmeasured).is_some() {
+            return Err(StorageError::Denied {
+                path: VirtualPath::root(),
+                reason: "the home could not be measured for the quota, so writes are \
+                         refused until an administrator fixes it",
+            });
+        }
+        Ok(())
+    }
+
+    /// Measures the home again after a failed scan; a success puts the ledger right.
+    fn rescan(&self, user: &str, dir: &Dir) {
+        let _sizes = self.lock_sizes();
+        match scan::usage(dir) {
+            Ok(used) => {
+                self.ledger.set_used(used);
+                *lock(&self.unmeasured) = None;
+                tracing::info!(user, used, "home measured again; writes allowed");
+            }
+            Err(failure) => {
+                tracing::warn!(user, error = %failure, "home still cannot be measured; writes refused");
+                *lock(&self.unmeasured) = Some(failure);
+            }
+        }
     }
 }
 
@@ -81,6 +123,10 @@ impl Storage {
     /// computes their usage from disk; later calls share that state. Every call sets the
     /// quota to `quota`, so a reloaded configuration applies to sessions already open.
     ///
+    /// A home whose tree cannot be measured still opens: the failure is logged, reported
+    /// by [`HomeDir::unmeasured`], and the user's writes are refused until a later call
+    /// (their next login, a reload) measures it.
+    ///
     /// `user` must already be a validated account name.
     pub fn home(&self, user: &str, quota: u64) -> Result<HomeDir> {
         // The caller validates names; this only keeps a bad one from naming another place.
@@ -101,17 +147,21 @@ impl Storage {
 
         let cached = lock(&self.users).get(user).cloned();
         let state = match cached {
-            Some(state) => state,
+            Some(state) => {
+                if lock(&state.unmeasured).is_some() {
+                    state.rescan(user, &dir);
+                }
+                state
+            }
             None => {
                 // Scan without holding the map, so other users' logins don't wait. Two
                 // first logins of one user may both scan; the first to insert wins, and
                 // no write can happen before a state exists.
-                let used = scan_usage(&dir).map_err(at(&VirtualPath::root()))?;
-                let fresh = Arc::new(UserState {
-                    ledger: QuotaLedger::new(quota, used),
-                    uploads: Mutex::default(),
-                    sizes: Mutex::default(),
-                });
+                let scanned = scan::usage(&dir);
+                if let Err(failure) = &scanned {
+                    tracing::warn!(user, error = %failure, "home cannot be measured; writes refused");
+                }
+                let fresh = Arc::new(UserState::new(quota, scanned));
                 Arc::clone(lock(&self.users).entry(user.to_owned()).or_insert(fresh))
             }
         };
@@ -133,41 +183,6 @@ impl Storage {
     pub fn forget(&self, user: &str) {
         lock(&self.users).remove(user);
     }
-}
-
-/// Sums the lengths of all regular files under `home`, without following symbolic links.
-///
-/// Iterative, keeping only relative paths on the stack: a deep tree costs neither stack
-/// frames nor open file descriptors. cap-std resolves each path beneath `home` again.
-fn scan_usage(home: &Dir) -> io::Result<u64> {
-    let mut total = 0u64;
-    let mut pending = vec![(PathBuf::from("."), 0usize)];
-    while let Some((rel, depth)) = pending.pop() {
-        let dir = match home.open_dir_nofollow(&rel) {
-            Ok(dir) => dir,
-            // Removed since we listed its parent.
-            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-            Err(e) => return Err(e),
-        };
-        for entry in dir.entries()? {
-            let entry = entry?;
-            let kind = entry.file_type()?;
-            if kind.is_dir() {
-                if depth < MAX_SCAN_DEPTH {
-                    pending.push((rel.join(entry.file_name()), depth + 1));
-                } else {
-                    tracing::warn!(depth, "usage scan: directory tree too deep; not counted");
-                }
-            } else if kind.is_file() {
-                match entry.metadata() {
-                    Ok(meta) => total = total.saturating_add(meta.len()),
-                    Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                    Err(e) => return Err(e),
-                }
-            }
-        }
-    }
-    Ok(total)
 }
 
 /// One user's home, for one session. Cheap to clone; clones share everything.
@@ -281,6 +296,13 @@ fn check_regular(path: &VirtualPath, meta: &Metadata) -> Result<()> {
     }
 }
 
+fn too_deep(path: &VirtualPath) -> StorageError {
+    StorageError::Invalid {
+        path: path.clone(),
+        reason: "folders may nest at most 128 levels deep",
+    }
+}
+
 fn refuse_root(path: &VirtualPath) -> Result<()> {
     if path.is_root() {
         return Err(StorageError::Denied {
@@ -331,6 +353,12 @@ impl HomeDir {
         self.state.ledger.usage()
     }
 
+    /// Why the home could not be measured, if its last scan failed (writes are refused
+    /// meanwhile).
+    pub fn unmeasured(&self) -> Option<ScanFailure> {
+        lock(&self.state.unmeasured).clone()
+    }
+
     /// Describes `path`, following symbolic links (as long as they stay inside the home).
     pub fn stat(&self, path: &VirtualPath) -> Result<Entry> {
         let meta = self.dir.metadata(path.to_relative()).map_err(at(path))?;
@@ -379,8 +407,18 @@ impl HomeDir {
         Ok(entries)
     }
 
-    /// Creates a directory; its parent must exist.
+    /// Creates a directory; its parent must exist, and be less than [`MAX_DEPTH`] levels
+    /// deep on disk.
     pub fn mkdir(&self, path: &VirtualPath) -> Result<()> {
+        self.state.check_measured()?;
+        let parent = path
+            .parent()
+            .ok_or_else(|| StorageError::Exists { path: path.clone() })?;
+        let _sizes = self.state.lock_sizes();
+        let depth = scan::depth_of(&self.dir, parent.to_relative()).map_err(at(&parent))?;
+        if depth >= MAX_DEPTH {
+            return Err(too_deep(path));
+        }
         self.dir.create_dir(path.to_relative()).map_err(at(path))
     }
 
@@ -411,9 +449,13 @@ impl HomeDir {
     pub fn rename(&self, from: &VirtualPath, to: &VirtualPath) -> Result<()> {
         refuse_root(from)?;
         refuse_root(to)?;
+        self.state.check_measured()?;
         let (from_rel, to_rel) = (from.to_relative(), to.to_relative());
         let _sizes = self.state.lock_sizes();
         let source = self.dir.symlink_metadata(from_rel).map_err(at(from))?;
+        if source.is_dir() {
+            self.check_move_depth(from, to)?;
+        }
         let replaced = match self.dir.symlink_metadata(to_rel) {
             // Renaming a file onto another link to itself changes nothing.
             Ok(meta) if meta.is_file() && !same_file(&meta, &source) => meta.len(),
@@ -436,6 +478,30 @@ impl HomeDir {
         Ok(())
     }
 
+    /// Refuses to move the folder `from` to `to` if it, or a folder it holds, would then
+    /// nest deeper than [`MAX_DEPTH`]. The caller holds the size lock.
+    fn check_move_depth(&self, from: &VirtualPath, to: &VirtualPath) -> Result<()> {
+        let Some(parent) = to.parent() else {
+            return Ok(());
+        };
+        let depth = match scan::depth_of(&self.dir, parent.to_relative()) {
+            Ok(depth) => depth,
+            // The rename itself reports a missing or odd destination better.
+            Err(_) => return Ok(()),
+        };
+        let room = MAX_DEPTH
+            .checked_sub(depth + 1)
+            .ok_or_else(|| too_deep(to))?;
+        let moved = self
+            .dir
+            .open_dir_nofollow(from.to_relative())
+            .map_err(at(from))?;
+        match scan::levels_below(&moved, room) {
+            Some(_) => Ok(()),
+            None => Err(too_deep(to)),
+        }
+    }
+
     /// Opens a regular file, for SFTP handles and in-place writes.
     pub fn open(&self, path: &VirtualPath, options: OpenOptions) -> Result<OpenFile> {
         let rel = path.to_relative();
@@ -448,6 +514,9 @@ impl HomeDir {
             Err(e) => return Err(StorageError::from_io(path, e)),
         }
         let writable = options.write || options.truncate || options.append;
+        if writable || options.create || options.exclusive {
+            self.state.check_measured()?;
+        }
         let mut cap = CapOpenOptions::new();
         // Creating needs write access from the OS even when the user only reads;
         // `writable` is what the user asked for, and what `write_at` checks.
@@ -580,6 +649,7 @@ impl HomeDir {
 
     /// Sets the modification time of `path` (following links inside the home).
     pub fn set_mtime(&self, path: &VirtualPath, mtime: SystemTime) -> Result<()> {
+        self.state.check_measured()?;
         let mtime = SystemTimeSpec::Absolute(cap_std::time::SystemTime::from_std(mtime));
         self.dir
             .set_mtime(path.to_relative(), mtime)
@@ -590,6 +660,7 @@ impl HomeDir {
     /// setgid or sticky. A directory keeps `0o700` for its owner, the server, so that it
     /// can always scan usage, clean up and delete inside the home.
     pub fn set_permissions(&self, path: &VirtualPath, mode: u32) -> Result<()> {
+        self.state.check_measured()?;
         let rel = path.to_relative();
         let mut mode = mode & 0o777;
         if self.dir.metadata(rel).map_err(at(path))?.is_dir() {

@@ -11,6 +11,7 @@ mod error;
 mod home;
 mod path;
 mod quota;
+mod scan;
 pub mod stream;
 #[cfg(test)]
 mod test_support;
@@ -20,6 +21,7 @@ pub use error::StorageError;
 pub use home::{Entry, EntryKind, HomeDir, OpenFile, OpenOptions, Storage};
 pub use path::VirtualPath;
 pub use quota::{QuotaExceeded, QuotaLedger, Reservation, Usage};
+pub use scan::{MAX_DEPTH, ScanFailure};
 pub use upload::{Upload, UploadStart};
 
 /// The result of a storage operation.
