@@ -167,3 +167,113 @@ async fn a_reload_measures_a_failed_home_again() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+mod race {
+    use crate::sftp_raw::{ATTRS, RawSftp, STATUS, body, frame, string};
+
+    const STAT: u8 = 17;
+    const PERMISSIONS: u32 = 0x4;
+
+    /// The permission bits STAT reports for `path`, or the status code it failed with.
+    pub async fn mode(sftp: &mut RawSftp, id: u32, path: &str) -> Result<u32, u32> {
+        sftp.send(&frame(STAT, &body(id, &[&string(path.as_bytes())])))
+            .await;
+        let reply = sftp.reply().await;
+        assert_eq!(reply.id, id);
+        if reply.kind == STATUS {
+            return Err(reply.code());
+        }
+        assert_eq!(reply.kind, ATTRS, "{reply:?}");
+        let word = |at: usize| u32::from_be_bytes(reply.rest[at..at + 4].try_into().unwrap());
+        let flags = word(0);
+        let mut at = 4;
+        if flags & 0x1 != 0 {
+            at += 8;
+        }
+        if flags & 0x2 != 0 {
+            at += 8;
+        }
+        assert!(flags & PERMISSIONS != 0, "{reply:?}");
+        Ok(word(at))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_setstat_racing_renames_never_leaves_a_folder_unusable() {
+    use crate::sftp_raw::{body, frame, string};
+    use race::mode;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    let server = TestServer::start(&[TestUser::new("alice", "1MiB")]).await;
+    std::fs::create_dir(server.home("alice").join("D")).unwrap();
+    std::fs::write(server.home("alice").join("D/inside"), b"kept").unwrap();
+    std::fs::write(server.home("alice").join("X"), b"file").unwrap();
+    const CHMODDERS: usize = 6;
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let done = Arc::new(AtomicBool::new(false));
+
+    let mut chmodders = Vec::new();
+    for _ in 0..CHMODDERS {
+        let mut sftp = crate::sftp_raw::RawSftp::open(&server, "alice").await;
+        sftp.init().await;
+        let done = Arc::clone(&done);
+        chmodders.push(tokio::spawn(async move {
+            // Many requests in flight, so the server always has one about to run.
+            const BATCH: u32 = 32;
+            let attrs = [0x4u32.to_be_bytes(), 0u32.to_be_bytes()].concat();
+            let mut id = 0;
+            while !done.load(Ordering::Relaxed) && id < 1_000_000 {
+                let mut batch = Vec::new();
+                for n in 1..=BATCH {
+                    batch.extend(frame(9, &body(id + n, &[&string(b"/X"), &attrs])));
+                }
+                sftp.send(&batch).await;
+                for n in 1..=BATCH {
+                    sftp.status(id + n).await;
+                }
+                id += BATCH;
+            }
+        }));
+    }
+    let mut renamer = crate::sftp_raw::RawSftp::open(&server, "alice").await;
+    renamer.init().await;
+    let mut id = 0;
+    let mut rounds = 0;
+    let mut worst = None;
+    while Instant::now() < deadline && rounds < 20_000 {
+        rounds += 1;
+        // One round in flight at once: the renames run back to back on the server.
+        let mut batch = Vec::new();
+        let steps = [("/X", "/F"), ("/D", "/X"), ("/X", "/D"), ("/F", "/X")];
+        for (n, (from, to)) in (1..).zip(steps) {
+            let request = body(id + n, &[&string(from.as_bytes()), &string(to.as_bytes())]);
+            batch.extend(frame(18, &request));
+        }
+        renamer.send(&batch).await;
+        for (n, (from, to)) in (1..).zip(steps) {
+            assert_eq!(renamer.status(id + n).await.0, 0, "{from} -> {to}");
+        }
+        id += 5;
+        let folder = mode(&mut renamer, id, "/D").await.expect("stat /D");
+        if folder & 0o700 != 0o700 {
+            worst = Some(folder);
+            break;
+        }
+    }
+    done.store(true, Ordering::Relaxed);
+    for task in chmodders {
+        task.await.unwrap();
+    }
+    assert_eq!(
+        worst, None,
+        "the folder lost its owner's rights after {rounds} rounds"
+    );
+    // Both channels raced for real: the file did get mode 000.
+    id += 1;
+    assert_eq!(mode(&mut renamer, id, "/X").await.map(|m| m & 0o777), Ok(0));
+    assert_eq!(
+        std::fs::read(server.home("alice").join("D/inside")).unwrap(),
+        b"kept"
+    );
+}

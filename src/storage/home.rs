@@ -22,10 +22,11 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::SystemTime;
 
 use cap_fs_ext::{DirExt as _, SystemTimeSpec};
-use cap_std::fs::{Dir, File, FileExt as _, Metadata, MetadataExt as _, Permissions};
-use cap_std::fs::{OpenOptions as CapOpenOptions, PermissionsExt as _};
+use cap_std::fs::{Dir, File, FileExt as _, Metadata, MetadataExt as _};
+use cap_std::fs::{DirBuilderExt as _, OpenOptions as CapOpenOptions};
 use md5::{Digest, Md5};
 
+use super::beneath::PathHandle;
 use super::scan::{self, MAX_DEPTH, ScanFailure};
 use super::{QuotaLedger, Result, STAGING_DIR, StorageError, Usage, VirtualPath};
 use crate::protocol::Md5Digest;
@@ -410,6 +411,13 @@ impl HomeDir {
     /// Creates a directory; its parent must exist, and be less than [`MAX_DEPTH`] levels
     /// deep on disk.
     pub fn mkdir(&self, path: &VirtualPath) -> Result<()> {
+        self.mkdir_with_mode(path, 0o777)
+    }
+
+    /// Creates a directory with the permission bits `mode` (less the umask, and always
+    /// with `0o700` for the server), set as it is made: a later chmod by path could
+    /// change whatever was renamed into its place meanwhile.
+    pub fn mkdir_with_mode(&self, path: &VirtualPath, mode: u32) -> Result<()> {
         self.state.check_measured()?;
         let parent = path
             .parent()
@@ -419,7 +427,11 @@ impl HomeDir {
         if depth >= MAX_DEPTH {
             return Err(too_deep(path));
         }
-        self.dir.create_dir(path.to_relative()).map_err(at(path))
+        let mut builder = cap_std::fs::DirBuilder::new();
+        builder.mode((mode & 0o777) | 0o700);
+        self.dir
+            .create_dir_with(path.to_relative(), &builder)
+            .map_err(at(path))
     }
 
     /// Removes an empty directory.
@@ -661,14 +673,14 @@ impl HomeDir {
     /// can always scan usage, clean up and delete inside the home.
     pub fn set_permissions(&self, path: &VirtualPath, mode: u32) -> Result<()> {
         self.state.check_measured()?;
-        let rel = path.to_relative();
+        // Checked and changed through one descriptor: by path twice, a folder renamed
+        // in between could get a file's mode, even 000.
+        let target = PathHandle::open(&self.dir, path.to_relative()).map_err(at(path))?;
         let mut mode = mode & 0o777;
-        if self.dir.metadata(rel).map_err(at(path))?.is_dir() {
+        if target.is_dir().map_err(at(path))? {
             mode |= 0o700;
         }
-        self.dir
-            .set_permissions(rel, Permissions::from_mode(mode))
-            .map_err(at(path))
+        target.set_mode(mode).map_err(at(path))
     }
 }
 
@@ -1352,6 +1364,55 @@ mod tests {
         let when = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_000_000_000);
         h.set_mtime(&vp("/f"), when).unwrap();
         assert_eq!(h.stat(&vp("/f")).unwrap().mtime, 1_000_000_000);
+    }
+
+    /// Two threads set `/X` to mode 0 while a third swaps a folder in and out of that
+    /// name: checked by path and changed by path again, the folder once got mode 000.
+    #[test]
+    fn a_chmod_racing_renames_never_leaves_a_folder_unusable() {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        use std::time::{Duration, Instant};
+        let f = fixture(1000);
+        let h = &f.home;
+        h.mkdir(&vp("/D")).unwrap();
+        h.write_at(&vp("/X"), 0, b"file").unwrap();
+        let done = AtomicBool::new(false);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mode = |p: &str| {
+            use std::os::unix::fs::PermissionsExt as _;
+            std::fs::metadata(f.real(p)).unwrap().permissions().mode() & 0o777
+        };
+        let (rounds, worst) = std::thread::scope(|s| {
+            for _ in 0..2 {
+                s.spawn(|| {
+                    for _ in 0..5_000_000 {
+                        if done.load(Ordering::Relaxed) {
+                            break;
+                        }
+                        let _ = h.set_permissions(&vp("/X"), 0);
+                    }
+                });
+            }
+            let mut rounds = 0;
+            let mut worst = None;
+            while Instant::now() < deadline && rounds < 200_000 {
+                rounds += 1;
+                // Renamed directly, as fast as the kernel can: the window is small.
+                for (from, to) in [("X", "F"), ("D", "X"), ("X", "D"), ("F", "X")] {
+                    std::fs::rename(f.real(from), f.real(to)).unwrap();
+                }
+                if mode("D") & 0o700 != 0o700 {
+                    worst = Some(mode("D"));
+                    break;
+                }
+            }
+            done.store(true, Ordering::Relaxed);
+            (rounds, worst)
+        });
+        assert_eq!(
+            worst, None,
+            "the folder lost its rights after {rounds} rounds"
+        );
     }
 
     #[test]

@@ -7,6 +7,7 @@
 //! directory handle opened on that home, so the kernel resolves paths *beneath* it and
 //! symbolic links that lead out are refused.
 
+mod beneath;
 mod error;
 mod home;
 mod path;
