@@ -9,7 +9,8 @@
 //! - [`protocol`]: the rsftp/1 wire format (request lines, quoting, status lines), and the
 //!   SSH transport settings both ends share. No I/O.
 //! - [`storage`]: the home jail, the quota ledger, partial uploads, streaming file data
-//!   with MD5 in the same pass, and directory listings read as they go out. No SSH.
+//!   with MD5 in the same pass, directory listings read as they go out, and the usage
+//!   scan (walked by handle). No SSH.
 //! - [`auth`]: the `users.toml` model and its comment-keeping editor, password hashes,
 //!   authorized keys, login throttling.
 //! - [`server`]: russh glue: configuration, the SSH handler, connection and session limits,

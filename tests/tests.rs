@@ -33,3 +33,4 @@ mod scp_legacy;
 mod sftp;
 mod sftp_raw;
 mod sshd;
+mod storage_safety;

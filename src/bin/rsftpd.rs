@@ -14,7 +14,7 @@ use rsftp::auth::{
     format_size, hash_password, parse_keys,
 };
 use rsftp::server::{Limits, Server, Settings};
-use rsftp::storage::Storage;
+use rsftp::storage::{ScanFailure, Storage};
 
 /// The longest password read from standard input or a prompt.
 const MAX_PASSWORD_LEN: usize = 4096;
@@ -534,8 +534,16 @@ fn show(
     let name = account.name.as_str();
     let home = storage.join(name);
     writeln!(out, "user       {name}")?;
-    match usage(storage, name, account.quota)? {
-        Some(used) => {
+    match measure(storage, name, account.quota)? {
+        Some(Err(failure)) => {
+            writeln!(out, "home       {}", home.display())?;
+            writeln!(
+                out,
+                "usage      UNKNOWN: the home cannot be measured ({failure}); \
+                 writes are refused until it can"
+            )?;
+        }
+        Some(Ok(used)) => {
             writeln!(out, "home       {}", home.display())?;
             let quota = account.quota;
             let state = if used > quota {
@@ -590,13 +598,26 @@ fn show(
 /// The bytes `user`'s files take, measured on disk by the storage core; `None` if
 /// they have no home yet (nothing is created to find out).
 fn usage(storage: &Path, user: &str, quota: u64) -> anyhow::Result<Option<u64>> {
+    Ok(measure(storage, user, quota)?.and_then(Result::ok))
+}
+
+/// What the storage core measures of `user`'s home: `None` if they have none yet, or
+/// why it cannot be measured (the server then refuses their writes).
+fn measure(
+    storage: &Path,
+    user: &str,
+    quota: u64,
+) -> anyhow::Result<Option<Result<u64, ScanFailure>>> {
     if !storage.join(user).is_dir() {
         return Ok(None);
     }
     let home = Storage::open(storage)
         .and_then(|storage| storage.home(user, quota))
         .with_context(|| format!("cannot measure the home of {user}"))?;
-    Ok(Some(home.usage().used))
+    Ok(Some(match home.unmeasured() {
+        Some(failure) => Err(failure),
+        None => Ok(home.usage().used),
+    }))
 }
 
 /// Creates the user's home (mode 0700) as the server would, owned like the storage

@@ -100,8 +100,12 @@ impl Server {
         };
         let accounts = Accounts::load(&settings.users_file)?;
         let storage = Arc::new(Storage::open(&settings.storage_dir)?);
+        // One home that cannot be opened must not keep everyone else out: it is logged,
+        // and that user's logins try again.
         for account in accounts.current().iter() {
-            storage.home(account.name.as_str(), account.quota)?;
+            if let Err(err) = storage.home(account.name.as_str(), account.quota) {
+                warn!(user = %account.name, error = %error_chain(&err), "cannot open home");
+            }
         }
         let limits = settings.limits.clone();
         let shared = Arc::new(Shared {

@@ -22,20 +22,17 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::SystemTime;
 
 use cap_fs_ext::{DirExt as _, SystemTimeSpec};
-use cap_std::fs::{Dir, File, FileExt as _, Metadata, MetadataExt as _, Permissions};
-use cap_std::fs::{OpenOptions as CapOpenOptions, PermissionsExt as _};
+use cap_std::fs::{Dir, File, FileExt as _, Metadata, MetadataExt as _};
+use cap_std::fs::{DirBuilderExt as _, OpenOptions as CapOpenOptions};
 use md5::{Digest, Md5};
 
+use super::beneath::PathHandle;
+use super::scan::{self, MAX_DEPTH, ScanFailure};
 use super::{QuotaLedger, Result, STAGING_DIR, StorageError, Usage, VirtualPath};
 use crate::protocol::Md5Digest;
 
 /// Files are hashed in chunks of this size.
 const HASH_CHUNK: usize = 256 * 1024;
-
-/// The deepest directory the usage scan descends into. Paths are at most 4096 bytes, so
-/// a user cannot build a tree deeper than 2048 levels; the bound only stops a tree that
-/// loops through a bind mount.
-const MAX_SCAN_DEPTH: usize = 2048;
 
 /// Where all homes live: `<root>/<user>/`, and the per-user state of those in use.
 #[derive(Clone, Debug)]
@@ -51,13 +48,59 @@ pub(super) struct UserState {
     /// Paths with an upload in progress, each with the name of its partial file.
     pub(super) uploads: Mutex<HashMap<VirtualPath, String>>,
     /// Held while reading a file's length and then changing it (in-place writes,
-    /// truncates, deletes, renames over a file, publishing an upload).
+    /// truncates, deletes, renames over a file, publishing an upload), and while
+    /// changing how deep folders nest (mkdir, renames), so that two of those cannot
+    /// together pass the depth bound.
     sizes: Mutex<()>,
+    /// Why the last usage scan failed, while it has: the ledger then knows nothing, so
+    /// the user's writes are refused until a scan succeeds.
+    unmeasured: Mutex<Option<ScanFailure>>,
 }
 
 impl UserState {
+    fn new(quota: u64, scanned: std::result::Result<u64, ScanFailure>) -> UserState {
+        let (used, unmeasured) = match scanned {
+            Ok(used) => (used, None),
+            Err(failure) => (0, Some(failure)),
+        };
+        UserState {
+            ledger: QuotaLedger::new(quota, used),
+            uploads: Mutex::default(),
+            sizes: Mutex::default(),
+            unmeasured: Mutex::new(unmeasured),
+        }
+    }
+
     pub(super) fn lock_sizes(&self) -> MutexGuard<'_, ()> {
         lock(&self.sizes)
+    }
+
+    /// Refuses a write while the home could not be measured.
+    pub(super) fn check_measured(&self) -> Result<()> {
+        if lock(&self.unmeasured).is_some() {
+            return Err(StorageError::Denied {
+                path: VirtualPath::root(),
+                reason: "the home could not be measured for the quota, so writes are \
+                         refused until an administrator fixes it",
+            });
+        }
+        Ok(())
+    }
+
+    /// Measures the home again after a failed scan; a success puts the ledger right.
+    fn rescan(&self, user: &str, dir: &Dir) {
+        let _sizes = self.lock_sizes();
+        match scan::usage(dir) {
+            Ok(used) => {
+                self.ledger.set_used(used);
+                *lock(&self.unmeasured) = None;
+                tracing::info!(user, used, "home measured again; writes allowed");
+            }
+            Err(failure) => {
+                tracing::warn!(user, error = %failure, "home still cannot be measured; writes refused");
+                *lock(&self.unmeasured) = Some(failure);
+            }
+        }
     }
 }
 
@@ -81,6 +124,10 @@ impl Storage {
     /// computes their usage from disk; later calls share that state. Every call sets the
     /// quota to `quota`, so a reloaded configuration applies to sessions already open.
     ///
+    /// A home whose tree cannot be measured still opens: the failure is logged, reported
+    /// by [`HomeDir::unmeasured`], and the user's writes are refused until a later call
+    /// (their next login, a reload) measures it.
+    ///
     /// `user` must already be a validated account name.
     pub fn home(&self, user: &str, quota: u64) -> Result<HomeDir> {
         // The caller validates names; this only keeps a bad one from naming another place.
@@ -101,17 +148,21 @@ impl Storage {
 
         let cached = lock(&self.users).get(user).cloned();
         let state = match cached {
-            Some(state) => state,
+            Some(state) => {
+                if lock(&state.unmeasured).is_some() {
+                    state.rescan(user, &dir);
+                }
+                state
+            }
             None => {
                 // Scan without holding the map, so other users' logins don't wait. Two
                 // first logins of one user may both scan; the first to insert wins, and
                 // no write can happen before a state exists.
-                let used = scan_usage(&dir).map_err(at(&VirtualPath::root()))?;
-                let fresh = Arc::new(UserState {
-                    ledger: QuotaLedger::new(quota, used),
-                    uploads: Mutex::default(),
-                    sizes: Mutex::default(),
-                });
+                let scanned = scan::usage(&dir);
+                if let Err(failure) = &scanned {
+                    tracing::warn!(user, error = %failure, "home cannot be measured; writes refused");
+                }
+                let fresh = Arc::new(UserState::new(quota, scanned));
                 Arc::clone(lock(&self.users).entry(user.to_owned()).or_insert(fresh))
             }
         };
@@ -133,41 +184,6 @@ impl Storage {
     pub fn forget(&self, user: &str) {
         lock(&self.users).remove(user);
     }
-}
-
-/// Sums the lengths of all regular files under `home`, without following symbolic links.
-///
-/// Iterative, keeping only relative paths on the stack: a deep tree costs neither stack
-/// frames nor open file descriptors. cap-std resolves each path beneath `home` again.
-fn scan_usage(home: &Dir) -> io::Result<u64> {
-    let mut total = 0u64;
-    let mut pending = vec![(PathBuf::from("."), 0usize)];
-    while let Some((rel, depth)) = pending.pop() {
-        let dir = match home.open_dir_nofollow(&rel) {
-            Ok(dir) => dir,
-            // Removed since we listed its parent.
-            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-            Err(e) => return Err(e),
-        };
-        for entry in dir.entries()? {
-            let entry = entry?;
-            let kind = entry.file_type()?;
-            if kind.is_dir() {
-                if depth < MAX_SCAN_DEPTH {
-                    pending.push((rel.join(entry.file_name()), depth + 1));
-                } else {
-                    tracing::warn!(depth, "usage scan: directory tree too deep; not counted");
-                }
-            } else if kind.is_file() {
-                match entry.metadata() {
-                    Ok(meta) => total = total.saturating_add(meta.len()),
-                    Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                    Err(e) => return Err(e),
-                }
-            }
-        }
-    }
-    Ok(total)
 }
 
 /// One user's home, for one session. Cheap to clone; clones share everything.
@@ -281,6 +297,13 @@ fn check_regular(path: &VirtualPath, meta: &Metadata) -> Result<()> {
     }
 }
 
+fn too_deep(path: &VirtualPath) -> StorageError {
+    StorageError::Invalid {
+        path: path.clone(),
+        reason: "folders may nest at most 128 levels deep",
+    }
+}
+
 fn refuse_root(path: &VirtualPath) -> Result<()> {
     if path.is_root() {
         return Err(StorageError::Denied {
@@ -331,6 +354,12 @@ impl HomeDir {
         self.state.ledger.usage()
     }
 
+    /// Why the home could not be measured, if its last scan failed (writes are refused
+    /// meanwhile).
+    pub fn unmeasured(&self) -> Option<ScanFailure> {
+        lock(&self.state.unmeasured).clone()
+    }
+
     /// Describes `path`, following symbolic links (as long as they stay inside the home).
     pub fn stat(&self, path: &VirtualPath) -> Result<Entry> {
         let meta = self.dir.metadata(path.to_relative()).map_err(at(path))?;
@@ -379,9 +408,30 @@ impl HomeDir {
         Ok(entries)
     }
 
-    /// Creates a directory; its parent must exist.
+    /// Creates a directory; its parent must exist, and be less than [`MAX_DEPTH`] levels
+    /// deep on disk.
     pub fn mkdir(&self, path: &VirtualPath) -> Result<()> {
-        self.dir.create_dir(path.to_relative()).map_err(at(path))
+        self.mkdir_with_mode(path, 0o777)
+    }
+
+    /// Creates a directory with the permission bits `mode` (less the umask, and always
+    /// with `0o700` for the server), set as it is made: a later chmod by path could
+    /// change whatever was renamed into its place meanwhile.
+    pub fn mkdir_with_mode(&self, path: &VirtualPath, mode: u32) -> Result<()> {
+        self.state.check_measured()?;
+        let parent = path
+            .parent()
+            .ok_or_else(|| StorageError::Exists { path: path.clone() })?;
+        let _sizes = self.state.lock_sizes();
+        let depth = scan::depth_of(&self.dir, parent.to_relative()).map_err(at(&parent))?;
+        if depth >= MAX_DEPTH {
+            return Err(too_deep(path));
+        }
+        let mut builder = cap_std::fs::DirBuilder::new();
+        builder.mode((mode & 0o777) | 0o700);
+        self.dir
+            .create_dir_with(path.to_relative(), &builder)
+            .map_err(at(path))
     }
 
     /// Removes an empty directory.
@@ -411,9 +461,13 @@ impl HomeDir {
     pub fn rename(&self, from: &VirtualPath, to: &VirtualPath) -> Result<()> {
         refuse_root(from)?;
         refuse_root(to)?;
+        self.state.check_measured()?;
         let (from_rel, to_rel) = (from.to_relative(), to.to_relative());
         let _sizes = self.state.lock_sizes();
         let source = self.dir.symlink_metadata(from_rel).map_err(at(from))?;
+        if source.is_dir() {
+            self.check_move_depth(from, to)?;
+        }
         let replaced = match self.dir.symlink_metadata(to_rel) {
             // Renaming a file onto another link to itself changes nothing.
             Ok(meta) if meta.is_file() && !same_file(&meta, &source) => meta.len(),
@@ -436,6 +490,30 @@ impl HomeDir {
         Ok(())
     }
 
+    /// Refuses to move the folder `from` to `to` if it, or a folder it holds, would then
+    /// nest deeper than [`MAX_DEPTH`]. The caller holds the size lock.
+    fn check_move_depth(&self, from: &VirtualPath, to: &VirtualPath) -> Result<()> {
+        let Some(parent) = to.parent() else {
+            return Ok(());
+        };
+        let depth = match scan::depth_of(&self.dir, parent.to_relative()) {
+            Ok(depth) => depth,
+            // The rename itself reports a missing or odd destination better.
+            Err(_) => return Ok(()),
+        };
+        let room = MAX_DEPTH
+            .checked_sub(depth + 1)
+            .ok_or_else(|| too_deep(to))?;
+        let moved = self
+            .dir
+            .open_dir_nofollow(from.to_relative())
+            .map_err(at(from))?;
+        match scan::levels_below(&moved, room) {
+            Some(_) => Ok(()),
+            None => Err(too_deep(to)),
+        }
+    }
+
     /// Opens a regular file, for SFTP handles and in-place writes.
     pub fn open(&self, path: &VirtualPath, options: OpenOptions) -> Result<OpenFile> {
         let rel = path.to_relative();
@@ -448,6 +526,9 @@ impl HomeDir {
             Err(e) => return Err(StorageError::from_io(path, e)),
         }
         let writable = options.write || options.truncate || options.append;
+        if writable || options.create || options.exclusive {
+            self.state.check_measured()?;
+        }
         let mut cap = CapOpenOptions::new();
         // Creating needs write access from the OS even when the user only reads;
         // `writable` is what the user asked for, and what `write_at` checks.
@@ -580,6 +661,7 @@ impl HomeDir {
 
     /// Sets the modification time of `path` (following links inside the home).
     pub fn set_mtime(&self, path: &VirtualPath, mtime: SystemTime) -> Result<()> {
+        self.state.check_measured()?;
         let mtime = SystemTimeSpec::Absolute(cap_std::time::SystemTime::from_std(mtime));
         self.dir
             .set_mtime(path.to_relative(), mtime)
@@ -590,14 +672,15 @@ impl HomeDir {
     /// setgid or sticky. A directory keeps `0o700` for its owner, the server, so that it
     /// can always scan usage, clean up and delete inside the home.
     pub fn set_permissions(&self, path: &VirtualPath, mode: u32) -> Result<()> {
-        let rel = path.to_relative();
+        self.state.check_measured()?;
+        // Checked and changed through one descriptor: by path twice, a folder renamed
+        // in between could get a file's mode, even 000.
+        let target = PathHandle::open(&self.dir, path.to_relative()).map_err(at(path))?;
         let mut mode = mode & 0o777;
-        if self.dir.metadata(rel).map_err(at(path))?.is_dir() {
+        if target.is_dir().map_err(at(path))? {
             mode |= 0o700;
         }
-        self.dir
-            .set_permissions(rel, Permissions::from_mode(mode))
-            .map_err(at(path))
+        target.set_mode(mode).map_err(at(path))
     }
 }
 
@@ -1281,6 +1364,55 @@ mod tests {
         let when = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_000_000_000);
         h.set_mtime(&vp("/f"), when).unwrap();
         assert_eq!(h.stat(&vp("/f")).unwrap().mtime, 1_000_000_000);
+    }
+
+    /// Two threads set `/X` to mode 0 while a third swaps a folder in and out of that
+    /// name: checked by path and changed by path again, the folder once got mode 000.
+    #[test]
+    fn a_chmod_racing_renames_never_leaves_a_folder_unusable() {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        use std::time::{Duration, Instant};
+        let f = fixture(1000);
+        let h = &f.home;
+        h.mkdir(&vp("/D")).unwrap();
+        h.write_at(&vp("/X"), 0, b"file").unwrap();
+        let done = AtomicBool::new(false);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mode = |p: &str| {
+            use std::os::unix::fs::PermissionsExt as _;
+            std::fs::metadata(f.real(p)).unwrap().permissions().mode() & 0o777
+        };
+        let (rounds, worst) = std::thread::scope(|s| {
+            for _ in 0..2 {
+                s.spawn(|| {
+                    for _ in 0..5_000_000 {
+                        if done.load(Ordering::Relaxed) {
+                            break;
+                        }
+                        let _ = h.set_permissions(&vp("/X"), 0);
+                    }
+                });
+            }
+            let mut rounds = 0;
+            let mut worst = None;
+            while Instant::now() < deadline && rounds < 200_000 {
+                rounds += 1;
+                // Renamed directly, as fast as the kernel can: the window is small.
+                for (from, to) in [("X", "F"), ("D", "X"), ("X", "D"), ("F", "X")] {
+                    std::fs::rename(f.real(from), f.real(to)).unwrap();
+                }
+                if mode("D") & 0o700 != 0o700 {
+                    worst = Some(mode("D"));
+                    break;
+                }
+            }
+            done.store(true, Ordering::Relaxed);
+            (rounds, worst)
+        });
+        assert_eq!(
+            worst, None,
+            "the folder lost its rights after {rounds} rounds"
+        );
     }
 
     #[test]

@@ -7,11 +7,13 @@
 //! directory handle opened on that home, so the kernel resolves paths *beneath* it and
 //! symbolic links that lead out are refused.
 
+mod beneath;
 mod error;
 mod home;
 mod listing;
 mod path;
 mod quota;
+mod scan;
 pub mod stream;
 #[cfg(test)]
 mod test_support;
@@ -22,6 +24,7 @@ pub use home::{Entry, EntryKind, HomeDir, OpenFile, OpenOptions, Storage};
 pub use listing::{DirStream, ListedEntry, SortedListing};
 pub use path::VirtualPath;
 pub use quota::{QuotaExceeded, QuotaLedger, Reservation, Usage};
+pub use scan::{MAX_DEPTH, ScanFailure};
 pub use upload::{Upload, UploadStart};
 
 /// The result of a storage operation.

@@ -90,6 +90,11 @@ impl QuotaLedger {
         })
     }
 
+    /// Replaces what the ledger counts as used with `used`, as a fresh scan measured it.
+    pub(crate) fn set_used(&self, used: u64) {
+        self.lock().used = used;
+    }
+
     /// `n` bytes were freed on disk (a delete, a truncate, an overwrite).
     pub fn release(&self, n: u64) {
         let mut state = self.lock();

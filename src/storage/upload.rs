@@ -102,6 +102,7 @@ impl HomeDir {
         size: u64,
         expected: Option<Md5Digest>,
     ) -> Result<UploadStart> {
+        self.state.check_measured()?;
         let Some(parent) = path.parent() else {
             return Err(StorageError::IsADirectory { path: path.clone() });
         };

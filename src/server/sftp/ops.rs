@@ -274,11 +274,9 @@ impl Session {
             }
             Request::Mkdir { path, attrs } => {
                 let path = resolve(&path)?;
-                self.home.mkdir(&path)?;
-                if let Some(mode) = attrs.permissions {
-                    // As under the usual umask of 022: never writable by others.
-                    self.home.set_permissions(&path, mode & 0o755)?;
-                }
+                // As under the usual umask of 022: never writable by others.
+                let mode = attrs.permissions.map_or(0o777, |mode| mode & 0o755);
+                self.home.mkdir_with_mode(&path, mode)?;
                 Ok(Done::reply(ok(id), &path))
             }
             Request::Rmdir { path } => {
