@@ -4,11 +4,11 @@
 //! [`auth`]: crate::auth
 //! [`storage`]: crate::storage
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use russh::keys::PublicKey;
@@ -36,8 +36,40 @@ const MAX_CHANNELS: usize = 8;
 /// reads it, and over SSH a channel nobody reads can stall the whole connection.
 const CHANNEL_CLAIM_TIME: Duration = Duration::from_secs(10);
 
-/// Channels opened but not yet given a subsystem or command.
-type Pending = Arc<Mutex<HashMap<ChannelId, Channel<Msg>>>>;
+/// The channels of one connection: every one still open, and those of them not yet
+/// given a subsystem or command.
+#[derive(Default)]
+struct Channels {
+    /// Accepted and not yet closed (by the peer, or by us once its work is done).
+    open: HashSet<ChannelId>,
+    /// Open, but nobody reads them yet.
+    pending: HashMap<ChannelId, Channel<Msg>>,
+}
+
+type SharedChannels = Arc<Mutex<Channels>>;
+
+fn lock_channels(channels: &SharedChannels) -> std::sync::MutexGuard<'_, Channels> {
+    // Only ids and handles inside; a panic elsewhere cannot leave them inconsistent.
+    channels.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Closes a channel nobody will read, so that it stops counting against the peer and
+/// its data is no longer accepted.
+fn close_unclaimed(channels: &SharedChannels, id: ChannelId) {
+    let channel = {
+        let mut channels = lock_channels(channels);
+        let channel = channels.pending.remove(&id);
+        if channel.is_some() {
+            channels.open.remove(&id);
+        }
+        channel
+    };
+    if let Some(channel) = channel {
+        tokio::spawn(async move {
+            let _ = channel.close().await;
+        });
+    }
+}
 
 pub struct SshHandler {
     shared: Arc<Shared>,
@@ -55,9 +87,7 @@ pub struct SshHandler {
     declined_key: Option<String>,
     /// A password was refused on this connection (each one is counted as it happens).
     refused_password: bool,
-    pending: Pending,
-    /// Channels whose subsystem or command is running.
-    running: Arc<AtomicUsize>,
+    channels: SharedChannels,
 }
 
 impl SshHandler {
@@ -71,8 +101,7 @@ impl SshHandler {
             login: None,
             declined_key: None,
             refused_password: false,
-            pending: Arc::default(),
-            running: Arc::default(),
+            channels: Arc::default(),
         }
     }
 
@@ -81,16 +110,17 @@ impl SshHandler {
         Arc::clone(&self.logged_in)
     }
 
-    fn pending(&self) -> std::sync::MutexGuard<'_, HashMap<ChannelId, Channel<Msg>>> {
-        self.pending.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// Takes a pending channel to run something on it; the returned guard counts it as
-    /// running until dropped.
+    /// Takes a pending channel to run something on it; the returned guard keeps it
+    /// counted as open until dropped, after the work on it is done.
     fn claim(&self, id: ChannelId) -> Option<(Channel<Msg>, Running)> {
-        let channel = self.pending().remove(&id)?;
-        self.running.fetch_add(1, Ordering::AcqRel);
-        Some((channel, Running(Arc::clone(&self.running))))
+        let channel = lock_channels(&self.channels).pending.remove(&id)?;
+        Some((
+            channel,
+            Running {
+                channels: Arc::clone(&self.channels),
+                id,
+            },
+        ))
     }
 
     fn log_attempt(&self, user: &str, method: &'static str, result: &'static str) {
@@ -184,12 +214,16 @@ impl Drop for SshHandler {
     }
 }
 
-/// One running channel; dropping it frees the place.
-struct Running(Arc<AtomicUsize>);
+/// One running channel; dropping it, once the work on the channel is over and the
+/// channel closed with it, frees the place.
+struct Running {
+    channels: SharedChannels,
+    id: ChannelId,
+}
 
 impl Drop for Running {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::AcqRel);
+        lock_channels(&self.channels).open.remove(&self.id);
     }
 }
 
@@ -320,23 +354,23 @@ impl russh::server::Handler for SshHandler {
         reply: ChannelOpenHandle,
         _session: &mut Session,
     ) -> Result<(), Self::Error> {
-        let open = self.pending().len() + self.running.load(Ordering::Acquire);
-        if self.login.is_none() || open >= MAX_CHANNELS {
-            // Dropping `reply` refuses the channel.
-            return Ok(());
-        }
         let id = channel.id();
-        self.pending().insert(id, channel);
+        {
+            let mut channels = lock_channels(&self.channels);
+            if self.login.is_none() || channels.open.len() >= MAX_CHANNELS {
+                // Dropping `reply` refuses the channel.
+                return Ok(());
+            }
+            channels.open.insert(id);
+            channels.pending.insert(id, channel);
+        }
         reply.accept().await;
-        // A channel still unclaimed after a while is dropped, which also frees the
+        // A channel still unclaimed after a while is closed, which also frees the
         // connection if the peer has been filling it.
-        let pending = Arc::clone(&self.pending);
+        let channels = Arc::clone(&self.channels);
         tokio::spawn(async move {
             tokio::time::sleep(CHANNEL_CLAIM_TIME).await;
-            pending
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .remove(&id);
+            close_unclaimed(&channels, id);
         });
         Ok(())
     }
@@ -346,7 +380,11 @@ impl russh::server::Handler for SshHandler {
         channel: ChannelId,
         _session: &mut Session,
     ) -> Result<(), Self::Error> {
-        self.pending().remove(&channel);
+        // A running channel stays counted until its task has finished with it.
+        let mut channels = lock_channels(&self.channels);
+        if channels.pending.remove(&channel).is_some() {
+            channels.open.remove(&channel);
+        }
         Ok(())
     }
 
@@ -364,9 +402,9 @@ impl russh::server::Handler for SshHandler {
         let home = login.home.clone();
         if name != "rsftp" && name != "sftp" {
             info!(user = %user, subsystem = %LogText(name), "unknown subsystem refused");
-            // Dropping the channel closes it; nobody would read it.
-            self.pending().remove(&id);
+            // Nobody would read it.
             session.channel_failure(id)?;
+            close_unclaimed(&self.channels, id);
             return Ok(());
         }
         let Some((channel, running)) = self.claim(id) else {
