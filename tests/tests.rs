@@ -15,6 +15,7 @@ mod commands;
 mod confinement;
 mod exec;
 mod limits;
+mod limits_burst;
 mod login;
 mod openssh;
 mod paramiko_sftp;

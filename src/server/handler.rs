@@ -17,7 +17,8 @@ use russh::{Channel, ChannelId, Disconnect, MethodKind, MethodSet};
 use tracing::{Instrument, info, warn};
 
 use super::Shared;
-use super::sessions::{SessionGuard, StartupGuard};
+use super::sessions::SessionGuard;
+use super::startups::StartupGuard;
 use crate::auth::Secret;
 use crate::storage::HomeDir;
 
@@ -26,6 +27,14 @@ struct Login {
     user: String,
     home: HomeDir,
     _session: SessionGuard,
+}
+
+/// How far a connection got with logging in.
+#[derive(Default)]
+pub(super) struct LoginProgress {
+    /// It sent credentials (a password, a key offer or a signature).
+    pub tried: AtomicBool,
+    pub logged_in: AtomicBool,
 }
 
 /// Channels open on one connection at once; each runs a task, so a peer may not open
@@ -76,8 +85,8 @@ pub struct SshHandler {
     peer: SocketAddr,
     /// Held while the connection has not logged in, to cap unauthenticated connections.
     startup: Option<StartupGuard>,
-    /// Set at login; the connection's grace timer looks at it.
-    logged_in: Arc<AtomicBool>,
+    /// What the connection's grace timer looks at.
+    progress: Arc<LoginProgress>,
     /// The user whose credentials were accepted, until `auth_succeeded` admits them.
     accepted: Option<String>,
     login: Option<Login>,
@@ -96,7 +105,7 @@ impl SshHandler {
             shared,
             peer,
             startup: Some(startup),
-            logged_in: Arc::new(AtomicBool::new(false)),
+            progress: Arc::default(),
             accepted: None,
             login: None,
             declined_key: None,
@@ -105,9 +114,9 @@ impl SshHandler {
         }
     }
 
-    /// Whether this connection has logged in, for its grace timer.
-    pub(super) fn logged_in_flag(&self) -> Arc<AtomicBool> {
-        Arc::clone(&self.logged_in)
+    /// How far this connection got with logging in, for its grace timer.
+    pub(super) fn progress(&self) -> Arc<LoginProgress> {
+        Arc::clone(&self.progress)
     }
 
     /// Takes a pending channel to run something on it; the returned guard keeps it
@@ -134,8 +143,10 @@ impl SshHandler {
         );
     }
 
-    /// A banned peer is refused without looking at its credentials.
+    /// A banned peer is refused without looking at its credentials. Every real login
+    /// attempt passes here first, so this also marks the connection as having tried.
     fn banned(&self, user: &str, method: &'static str) -> bool {
+        self.progress.tried.store(true, Ordering::Release);
         let banned = self
             .shared
             .throttle
@@ -292,7 +303,7 @@ impl russh::server::Handler for SshHandler {
 
     async fn auth_succeeded(&mut self, session: &mut Session) -> Result<(), Self::Error> {
         self.startup = None;
-        self.logged_in.store(true, Ordering::Release);
+        self.progress.logged_in.store(true, Ordering::Release);
         let Some(user) = self.accepted.take() else {
             session.disconnect(Disconnect::ByApplication, "internal error", "en")?;
             return Ok(());
@@ -303,7 +314,9 @@ impl russh::server::Handler for SshHandler {
         };
         let max_for_user = account
             .max_sessions
-            .map_or(self.shared.limits.max_sessions_per_user, |n| n as usize);
+            .map(|n| n as usize)
+            .or(self.shared.limits.max_sessions_per_user)
+            .unwrap_or(usize::MAX);
         let guard = match self
             .shared
             .sessions
