@@ -118,3 +118,93 @@ async fn channels_per_connection_are_capped_and_unclaimed_ones_closed() {
         .expect("the refused channel freed its place");
     assert_eq!(again.pwd().await.unwrap(), "/");
 }
+
+/// A bare russh client, for opening channels that never ask for anything.
+struct BareClient {
+    host_key: russh::keys::PublicKey,
+}
+
+impl russh::client::Handler for BareClient {
+    type Error = russh::Error;
+
+    async fn check_server_key(
+        &mut self,
+        key: &russh::keys::PublicKeyOrCertificate,
+    ) -> Result<bool, Self::Error> {
+        Ok(match key {
+            russh::keys::PublicKeyOrCertificate::PublicKey { key, .. } => {
+                key.key_data() == self.host_key.key_data()
+            }
+            russh::keys::PublicKeyOrCertificate::Certificate(_) => false,
+        })
+    }
+}
+
+async fn bare_login(server: &TestServer, user: &str) -> russh::client::Handle<BareClient> {
+    let public = std::fs::read_to_string(server.root().join("keys/ssh_host_ed25519_key.pub"))
+        .expect("host key");
+    let host_key = russh::keys::PublicKey::from_openssh(public.trim()).expect("host key");
+    let config = std::sync::Arc::new(russh::client::Config::default());
+    let mut handle = russh::client::connect(config, server.addr, BareClient { host_key })
+        .await
+        .expect("connect");
+    let auth = handle
+        .authenticate_password(user, crate::util::PASSWORD)
+        .await
+        .expect("login");
+    assert!(auth.success(), "password login of {user}");
+    handle
+}
+
+/// Whether the server closed `channel` within `limit`.
+async fn closed_within(
+    channel: &mut russh::Channel<russh::client::Msg>,
+    limit: std::time::Duration,
+) -> bool {
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        match tokio::time::timeout_at(deadline, channel.wait()).await {
+            Err(_) => return false,
+            Ok(None) | Ok(Some(russh::ChannelMsg::Close)) => return true,
+            Ok(Some(_)) => {}
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unclaimed_channels_are_closed_so_rounds_of_them_cannot_pass_the_cap() {
+    let server = TestServer::start(&[TestUser::new("alice", "10MiB")]).await;
+    let handle = bare_login(&server, "alice").await;
+    let mut earlier: Vec<russh::Channel<russh::client::Msg>> = Vec::new();
+    for round in 0..3 {
+        let mut this_round = Vec::new();
+        for _ in 0..8 {
+            match handle.channel_open_session().await {
+                Ok(channel) => this_round.push(channel),
+                Err(err) => panic!("round {round}: a channel within the cap refused: {err}"),
+            }
+        }
+        assert!(
+            handle.channel_open_session().await.is_err(),
+            "round {round}: a ninth channel was opened"
+        );
+        // The earlier rounds' channels must all have been closed by now.
+        for (n, channel) in earlier.iter_mut().enumerate() {
+            assert!(
+                closed_within(channel, std::time::Duration::from_secs(1)).await,
+                "round {round}: an earlier unclaimed channel ({n}) is still open"
+            );
+        }
+        earlier = this_round;
+        if round < 2 {
+            // Past the claim time, with room for a slow machine.
+            tokio::time::sleep(std::time::Duration::from_secs(11)).await;
+            for channel in &mut earlier {
+                assert!(
+                    closed_within(channel, std::time::Duration::from_secs(10)).await,
+                    "round {round}: an unclaimed channel was not closed"
+                );
+            }
+        }
+    }
+}

@@ -131,9 +131,12 @@ async fn logging_in_as_one_user_does_not_wipe_failures_against_another() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn silent_connections_are_dropped_and_capped_per_peer() {
+async fn silent_connections_are_dropped_and_one_over_the_peer_cap_waits() {
     let limits = Limits {
-        max_startups_per_peer: 2,
+        startups: rsftp::server::StartupLimits {
+            per_peer: 2,
+            ..Default::default()
+        },
         login_grace: Duration::from_secs(2),
         ..Limits::default()
     };
@@ -142,33 +145,37 @@ async fn silent_connections_are_dropped_and_capped_per_peer() {
     let mut first = tokio::net::TcpStream::connect(server.addr).await.unwrap();
     let mut second = tokio::net::TcpStream::connect(server.addr).await.unwrap();
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let blocked = rsftp::client::Connection::connect(
-        "127.0.0.1",
-        server.addr.port(),
-        "alice",
-        server.host_key_check(),
-    )
-    .await;
+    // ...so a third from it waits: no banner yet.
+    let mut third = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    use tokio::io::AsyncReadExt;
+    let mut byte = [0u8; 1];
     assert!(
-        blocked.is_err(),
-        "a third connection from the same address got in"
+        tokio::time::timeout(Duration::from_millis(500), third.read(&mut byte))
+            .await
+            .is_err(),
+        "a third connection from the same address got a slot"
     );
-    // ...but another address on this machine still gets in.
+    drop(third);
+    // Another address on this machine still gets in.
     let socket = tokio::net::TcpSocket::new_v4().unwrap();
     socket.bind("127.0.0.2:0".parse().unwrap()).unwrap();
-    let other = socket.connect(server.addr).await.unwrap();
+    let mut other = socket.connect(server.addr).await.unwrap();
+    let banner = tokio::time::timeout(Duration::from_secs(10), other.read(&mut byte)).await;
+    assert!(matches!(banner, Ok(Ok(1))), "127.0.0.2 got no banner");
     drop(other);
-    // After the login grace time, the silent ones are gone, and the slots with them.
-    use tokio::io::AsyncReadExt;
-    let mut buf = Vec::new();
+    // A real client over the cap waits, and gets in once the silent ones are gone after
+    // the grace time.
     let started = Instant::now();
+    let (_conn, mut c) = tokio::time::timeout(Duration::from_secs(30), server.client("alice"))
+        .await
+        .expect("the waiting client got in");
+    assert!(started.elapsed() >= Duration::from_millis(1000));
+    assert_eq!(c.pwd().await.unwrap(), "/");
+    let mut buf = Vec::new();
     let closed = tokio::time::timeout(Duration::from_secs(10), first.read_to_end(&mut buf)).await;
     assert!(
         closed.is_ok(),
         "a silent connection outlived the grace time"
     );
-    assert!(started.elapsed() >= Duration::from_millis(1000));
     let _ = tokio::time::timeout(Duration::from_secs(10), second.read_to_end(&mut buf)).await;
-    let (_conn, mut c) = server.client("alice").await;
-    assert_eq!(c.pwd().await.unwrap(), "/");
 }

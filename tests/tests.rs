@@ -17,6 +17,7 @@ mod curl;
 mod exec;
 mod lftp;
 mod limits;
+mod limits_burst;
 mod login;
 mod memory;
 mod openssh;

@@ -95,6 +95,12 @@ impl LoginThrottle {
         }
     }
 
+    /// The group a peer is counted in: IPv4 addresses one by one, IPv6 by /64. Other
+    /// per-address limits use the same grouping.
+    pub fn peer_group(ip: IpAddr) -> IpAddr {
+        peer_key(ip)
+    }
+
     /// The policy this throttle applies.
     pub fn policy(&self) -> &ThrottlePolicy {
         &self.policy

@@ -13,7 +13,7 @@ use rsftp::auth::{
     AuthorizedKey, DEFAULT_QUOTA, KeySource, NewAccount, Secret, UserAccount, UsersFile,
     format_size, hash_password, parse_keys,
 };
-use rsftp::server::{Limits, Server, Settings};
+use rsftp::server::{Limits, Server, Settings, StartupLimits};
 use rsftp::storage::{ScanFailure, Storage};
 
 /// The longest password read from standard input or a prompt.
@@ -81,16 +81,29 @@ struct ServeArgs {
     /// Most logged-in sessions on the whole server.
     #[arg(long, default_value_t = Limits::default().max_sessions, value_name = "N")]
     max_sessions: usize,
-    /// Most sessions per user, unless users.toml sets max_sessions for that user.
-    #[arg(long, default_value_t = Limits::default().max_sessions_per_user, value_name = "N")]
-    max_sessions_per_user: usize,
-    /// Most connections that have not logged in yet.
-    #[arg(long, default_value_t = Limits::default().max_startups, value_name = "N")]
-    max_startups: usize,
-    /// Most connections that have not logged in yet from one address.
-    #[arg(long, default_value_t = Limits::default().max_startups_per_peer, value_name = "N")]
+    /// Most sessions per user, unless users.toml sets max_sessions for that user
+    /// [default: no limit].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    max_sessions_per_user: Option<u32>,
+    /// Connections not logged in yet, as OpenSSH's MaxStartups: from BEGIN on, new ones
+    /// are dropped with RATE% probability, growing to 100% at FULL. A single N is a hard
+    /// cap.
+    #[arg(long, default_value_t = Limits::default().startups.spec(), value_name = "BEGIN:RATE:FULL")]
+    max_startups: String,
+    /// Connections not logged in yet from one address (IPv6: one /64); more wait.
+    #[arg(long, default_value_t = Limits::default().startups.per_peer, value_name = "N")]
     max_startups_per_peer: usize,
-    /// Drop connections that have not logged in after this many seconds.
+    /// Connections waiting for a slot of their address, in all; more are closed.
+    #[arg(long, default_value_t = Limits::default().startups.max_waiting, value_name = "N")]
+    max_waiting: usize,
+    /// Connections waiting for a slot, from one address.
+    #[arg(long, default_value_t = Limits::default().startups.max_waiting_per_peer, value_name = "N")]
+    max_waiting_per_peer: usize,
+    /// Drop connections that have not sent their SSH version line this many seconds
+    /// after getting a slot.
+    #[arg(long, default_value_t = Limits::default().version_grace.as_secs(), value_name = "SECONDS")]
+    version_grace: u64,
+    /// Drop connections that have not logged in this many seconds after getting a slot.
     #[arg(long, default_value_t = Limits::default().login_grace.as_secs(), value_name = "SECONDS")]
     login_grace: u64,
     /// Close sessions idle for this many seconds.
@@ -240,9 +253,17 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         keys_dir: args.keys_dir,
         limits: Limits {
             max_sessions: args.max_sessions,
-            max_sessions_per_user: args.max_sessions_per_user,
-            max_startups: args.max_startups,
-            max_startups_per_peer: args.max_startups_per_peer,
+            max_sessions_per_user: args.max_sessions_per_user.map(|n| n as usize),
+            startups: StartupLimits {
+                per_peer: args.max_startups_per_peer,
+                max_waiting: args.max_waiting,
+                max_waiting_per_peer: args.max_waiting_per_peer,
+                ..args
+                    .max_startups
+                    .parse::<StartupLimits>()
+                    .context("--max-startups")?
+            },
+            version_grace: Duration::from_secs(args.version_grace),
             login_grace: Duration::from_secs(args.login_grace),
             ..Limits::default()
         },

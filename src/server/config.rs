@@ -46,14 +46,17 @@ impl Default for Settings {
 pub struct Limits {
     /// Logged-in sessions on the whole server.
     pub max_sessions: usize,
-    /// Logged-in sessions of one user, unless `users.toml` says otherwise for that user.
-    pub max_sessions_per_user: usize,
-    /// Connections that have not logged in yet.
-    pub max_startups: usize,
-    /// Connections that have not logged in yet, from one address.
-    pub max_startups_per_peer: usize,
-    /// How long a connection may take to log in before it is dropped.
+    /// Logged-in sessions of one user, unless `users.toml` says otherwise for that user;
+    /// `None` for no limit.
+    pub max_sessions_per_user: Option<usize>,
+    /// Connections that have not logged in yet, and those waiting for a slot.
+    pub startups: StartupLimits,
+    /// How long a connection with a slot may take to send its SSH version line.
+    pub version_grace: Duration,
+    /// How long a connection with a slot may take to log in before it is dropped.
     pub login_grace: Duration,
+    /// How long a connection may wait for a slot before it is closed.
+    pub max_wait: Duration,
     /// Password checks running at once (each takes a core for ~30 ms).
     pub max_password_checks: usize,
     pub throttle: ThrottlePolicy,
@@ -63,13 +66,99 @@ impl Default for Limits {
     fn default() -> Self {
         Limits {
             max_sessions: 100,
-            max_sessions_per_user: 10,
-            max_startups: 32,
-            max_startups_per_peer: 8,
+            max_sessions_per_user: None,
+            startups: StartupLimits::default(),
+            version_grace: Duration::from_secs(10),
             login_grace: Duration::from_secs(60),
+            max_wait: Duration::from_secs(60),
             max_password_checks: 4,
             throttle: ThrottlePolicy::default(),
         }
+    }
+}
+
+/// Caps on connections that have not logged in, after OpenSSH's `MaxStartups
+/// begin:rate:full`: below `begin` all are let in; from `begin`, a new one is dropped
+/// with probability `rate`%, growing linearly to 100% at `full`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StartupLimits {
+    pub begin: usize,
+    /// Percent, 0 to 100.
+    pub rate: u8,
+    pub full: usize,
+    /// Slots one address (IPv6: one /64) may hold; more connections wait.
+    pub per_peer: usize,
+    /// Connections waiting for a slot, in all and per address; more are closed.
+    pub max_waiting: usize,
+    pub max_waiting_per_peer: usize,
+}
+
+impl Default for StartupLimits {
+    fn default() -> Self {
+        StartupLimits {
+            begin: 10,
+            rate: 30,
+            full: 100,
+            per_peer: 8,
+            max_waiting: 256,
+            max_waiting_per_peer: 64,
+        }
+    }
+}
+
+impl StartupLimits {
+    /// The chance that a new connection is dropped while `total` hold slots.
+    pub fn drop_probability(&self, total: usize) -> f64 {
+        if total < self.begin {
+            return 0.0;
+        }
+        if total >= self.full {
+            return 1.0;
+        }
+        let rate = f64::from(self.rate) / 100.0;
+        let span = (self.full - self.begin) as f64;
+        rate + (1.0 - rate) * (total - self.begin) as f64 / span
+    }
+
+    /// The `begin:rate:full` part, as the flag takes it.
+    pub fn spec(&self) -> String {
+        format!("{}:{}:{}", self.begin, self.rate, self.full)
+    }
+}
+
+/// A `--max-startups` value that does not parse.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("expected N or BEGIN:RATE:FULL with BEGIN <= FULL and RATE a percentage, got {0:?}")]
+pub struct BadStartupLimits(String);
+
+impl std::str::FromStr for StartupLimits {
+    type Err = BadStartupLimits;
+
+    /// `N` (a hard cap of N) or `begin:rate:full`; the other fields keep their defaults.
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let bad = || BadStartupLimits(text.to_owned());
+        let numbers: Vec<&str> = text.split(':').collect();
+        let (begin, rate, full) = match numbers[..] {
+            [n] => {
+                let n = n.parse().map_err(|_| bad())?;
+                (n, 100, n)
+            }
+            [begin, rate, full] => (
+                begin.parse().map_err(|_| bad())?,
+                rate.parse().map_err(|_| bad())?,
+                full.parse().map_err(|_| bad())?,
+            ),
+            _ => return Err(bad()),
+        };
+        if begin > full || rate > 100 || full == 0 {
+            return Err(bad());
+        }
+        Ok(StartupLimits {
+            begin,
+            rate,
+            full,
+            ..StartupLimits::default()
+        })
     }
 }
 

@@ -4,11 +4,11 @@
 //! [`auth`]: crate::auth
 //! [`storage`]: crate::storage
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use russh::keys::PublicKey;
@@ -17,7 +17,8 @@ use russh::{Channel, ChannelId, Disconnect, MethodKind, MethodSet};
 use tracing::{Instrument, info, warn};
 
 use super::Shared;
-use super::sessions::{SessionGuard, StartupGuard};
+use super::sessions::SessionGuard;
+use super::startups::StartupGuard;
 use crate::auth::Secret;
 use crate::storage::HomeDir;
 
@@ -28,6 +29,14 @@ struct Login {
     _session: SessionGuard,
 }
 
+/// How far a connection got with logging in.
+#[derive(Default)]
+pub(super) struct LoginProgress {
+    /// It sent credentials (a password, a key offer or a signature).
+    pub tried: AtomicBool,
+    pub logged_in: AtomicBool,
+}
+
 /// Channels open on one connection at once; each runs a task, so a peer may not open
 /// thousands.
 const MAX_CHANNELS: usize = 8;
@@ -36,16 +45,48 @@ const MAX_CHANNELS: usize = 8;
 /// reads it, and over SSH a channel nobody reads can stall the whole connection.
 const CHANNEL_CLAIM_TIME: Duration = Duration::from_secs(10);
 
-/// Channels opened but not yet given a subsystem or command.
-type Pending = Arc<Mutex<HashMap<ChannelId, Channel<Msg>>>>;
+/// The channels of one connection: every one still open, and those of them not yet
+/// given a subsystem or command.
+#[derive(Default)]
+struct Channels {
+    /// Accepted and not yet closed (by the peer, or by us once its work is done).
+    open: HashSet<ChannelId>,
+    /// Open, but nobody reads them yet.
+    pending: HashMap<ChannelId, Channel<Msg>>,
+}
+
+type SharedChannels = Arc<Mutex<Channels>>;
+
+fn lock_channels(channels: &SharedChannels) -> std::sync::MutexGuard<'_, Channels> {
+    // Only ids and handles inside; a panic elsewhere cannot leave them inconsistent.
+    channels.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Closes a channel nobody will read, so that it stops counting against the peer and
+/// its data is no longer accepted.
+fn close_unclaimed(channels: &SharedChannels, id: ChannelId) {
+    let channel = {
+        let mut channels = lock_channels(channels);
+        let channel = channels.pending.remove(&id);
+        if channel.is_some() {
+            channels.open.remove(&id);
+        }
+        channel
+    };
+    if let Some(channel) = channel {
+        tokio::spawn(async move {
+            let _ = channel.close().await;
+        });
+    }
+}
 
 pub struct SshHandler {
     shared: Arc<Shared>,
     peer: SocketAddr,
     /// Held while the connection has not logged in, to cap unauthenticated connections.
     startup: Option<StartupGuard>,
-    /// Set at login; the connection's grace timer looks at it.
-    logged_in: Arc<AtomicBool>,
+    /// What the connection's grace timer looks at.
+    progress: Arc<LoginProgress>,
     /// The user whose credentials were accepted, until `auth_succeeded` admits them.
     accepted: Option<String>,
     login: Option<Login>,
@@ -55,9 +96,7 @@ pub struct SshHandler {
     declined_key: Option<String>,
     /// A password was refused on this connection (each one is counted as it happens).
     refused_password: bool,
-    pending: Pending,
-    /// Channels whose subsystem or command is running.
-    running: Arc<AtomicUsize>,
+    channels: SharedChannels,
     /// SFTP handles open on all of this connection's channels.
     sftp_handles: super::sftp::ConnectionHandles,
 }
@@ -68,32 +107,32 @@ impl SshHandler {
             shared,
             peer,
             startup: Some(startup),
-            logged_in: Arc::new(AtomicBool::new(false)),
+            progress: Arc::default(),
             accepted: None,
             login: None,
             declined_key: None,
             refused_password: false,
-            pending: Arc::default(),
-            running: Arc::default(),
+            channels: Arc::default(),
             sftp_handles: super::sftp::ConnectionHandles::default(),
         }
     }
 
-    /// Whether this connection has logged in, for its grace timer.
-    pub(super) fn logged_in_flag(&self) -> Arc<AtomicBool> {
-        Arc::clone(&self.logged_in)
+    /// How far this connection got with logging in, for its grace timer.
+    pub(super) fn progress(&self) -> Arc<LoginProgress> {
+        Arc::clone(&self.progress)
     }
 
-    fn pending(&self) -> std::sync::MutexGuard<'_, HashMap<ChannelId, Channel<Msg>>> {
-        self.pending.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// Takes a pending channel to run something on it; the returned guard counts it as
-    /// running until dropped.
+    /// Takes a pending channel to run something on it; the returned guard keeps it
+    /// counted as open until dropped, after the work on it is done.
     fn claim(&self, id: ChannelId) -> Option<(Channel<Msg>, Running)> {
-        let channel = self.pending().remove(&id)?;
-        self.running.fetch_add(1, Ordering::AcqRel);
-        Some((channel, Running(Arc::clone(&self.running))))
+        let channel = lock_channels(&self.channels).pending.remove(&id)?;
+        Some((
+            channel,
+            Running {
+                channels: Arc::clone(&self.channels),
+                id,
+            },
+        ))
     }
 
     fn log_attempt(&self, user: &str, method: &'static str, result: &'static str) {
@@ -107,8 +146,10 @@ impl SshHandler {
         );
     }
 
-    /// A banned peer is refused without looking at its credentials.
+    /// A banned peer is refused without looking at its credentials. Every real login
+    /// attempt passes here first, so this also marks the connection as having tried.
     fn banned(&self, user: &str, method: &'static str) -> bool {
+        self.progress.tried.store(true, Ordering::Release);
         let banned = self
             .shared
             .throttle
@@ -187,12 +228,16 @@ impl Drop for SshHandler {
     }
 }
 
-/// One running channel; dropping it frees the place.
-struct Running(Arc<AtomicUsize>);
+/// One running channel; dropping it, once the work on the channel is over and the
+/// channel closed with it, frees the place.
+struct Running {
+    channels: SharedChannels,
+    id: ChannelId,
+}
 
 impl Drop for Running {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::AcqRel);
+        lock_channels(&self.channels).open.remove(&self.id);
     }
 }
 
@@ -261,7 +306,7 @@ impl russh::server::Handler for SshHandler {
 
     async fn auth_succeeded(&mut self, session: &mut Session) -> Result<(), Self::Error> {
         self.startup = None;
-        self.logged_in.store(true, Ordering::Release);
+        self.progress.logged_in.store(true, Ordering::Release);
         let Some(user) = self.accepted.take() else {
             session.disconnect(Disconnect::ByApplication, "internal error", "en")?;
             return Ok(());
@@ -272,7 +317,9 @@ impl russh::server::Handler for SshHandler {
         };
         let max_for_user = account
             .max_sessions
-            .map_or(self.shared.limits.max_sessions_per_user, |n| n as usize);
+            .map(|n| n as usize)
+            .or(self.shared.limits.max_sessions_per_user)
+            .unwrap_or(usize::MAX);
         let guard = match self
             .shared
             .sessions
@@ -323,23 +370,23 @@ impl russh::server::Handler for SshHandler {
         reply: ChannelOpenHandle,
         _session: &mut Session,
     ) -> Result<(), Self::Error> {
-        let open = self.pending().len() + self.running.load(Ordering::Acquire);
-        if self.login.is_none() || open >= MAX_CHANNELS {
-            // Dropping `reply` refuses the channel.
-            return Ok(());
-        }
         let id = channel.id();
-        self.pending().insert(id, channel);
+        {
+            let mut channels = lock_channels(&self.channels);
+            if self.login.is_none() || channels.open.len() >= MAX_CHANNELS {
+                // Dropping `reply` refuses the channel.
+                return Ok(());
+            }
+            channels.open.insert(id);
+            channels.pending.insert(id, channel);
+        }
         reply.accept().await;
-        // A channel still unclaimed after a while is dropped, which also frees the
+        // A channel still unclaimed after a while is closed, which also frees the
         // connection if the peer has been filling it.
-        let pending = Arc::clone(&self.pending);
+        let channels = Arc::clone(&self.channels);
         tokio::spawn(async move {
             tokio::time::sleep(CHANNEL_CLAIM_TIME).await;
-            pending
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .remove(&id);
+            close_unclaimed(&channels, id);
         });
         Ok(())
     }
@@ -349,7 +396,11 @@ impl russh::server::Handler for SshHandler {
         channel: ChannelId,
         _session: &mut Session,
     ) -> Result<(), Self::Error> {
-        self.pending().remove(&channel);
+        // A running channel stays counted until its task has finished with it.
+        let mut channels = lock_channels(&self.channels);
+        if channels.pending.remove(&channel).is_some() {
+            channels.open.remove(&channel);
+        }
         Ok(())
     }
 
@@ -367,9 +418,9 @@ impl russh::server::Handler for SshHandler {
         let home = login.home.clone();
         if name != "rsftp" && name != "sftp" {
             info!(user = %user, subsystem = %LogText(name), "unknown subsystem refused");
-            // Dropping the channel closes it; nobody would read it.
-            self.pending().remove(&id);
+            // Nobody would read it.
             session.channel_failure(id)?;
+            close_unclaimed(&self.channels, id);
             return Ok(());
         }
         let Some((channel, running)) = self.claim(id) else {

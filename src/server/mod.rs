@@ -14,12 +14,13 @@ mod rsftp;
 pub mod scp;
 mod sessions;
 mod sftp;
+mod startups;
 
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use russh::Disconnect;
@@ -28,15 +29,16 @@ use tokio::sync::broadcast;
 use tokio::task::JoinSet;
 use tracing::{debug, error, info, warn};
 
-pub use config::{Limits, Settings};
+pub use config::{BadStartupLimits, Limits, Settings, StartupLimits};
 pub use replies::storage_error_reply;
 pub use sessions::SessionRefused;
 
 use crate::auth::{LoginThrottle, PasswordChecker, Secret, UserName, UsersConfig, UsersError};
 use crate::storage::{Storage, StorageError};
 use accounts::Accounts;
-use handler::SshHandler;
-use sessions::{SessionRegistry, Startups};
+use handler::{LoginProgress, SshHandler};
+use sessions::SessionRegistry;
+use startups::{Arrival, StartupGuard, Startups};
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -154,10 +156,7 @@ impl Server {
         let local = listener.local_addr()?;
         info!(listen = %local, users = shared.accounts.current().len(), "rsftpd listening");
         let (stop, _) = broadcast::channel::<()>(1);
-        let startups = Startups::new(
-            shared.limits.max_startups,
-            shared.limits.max_startups_per_peer,
-        );
+        let startups = Startups::new(shared.limits.startups);
         let mut connections = JoinSet::new();
         let watcher = tokio::spawn(watch_users_file(Arc::clone(&shared), stop.subscribe()));
         let mut cleanup_tick = tokio::time::interval(Duration::from_secs(3600));
@@ -185,18 +184,19 @@ impl Server {
                         info!(target: "rsftpd::auth", peer = %peer, seconds_left = left.as_secs(), "connection refused: peer banned");
                         continue;
                     }
-                    let Some(startup) = startups.admit(peer.ip()) else {
-                        warn!(peer = %peer, "connection refused: too many connections not yet logged in");
-                        continue;
+                    let arrival = match startups.arrive(peer.ip()) {
+                        Arrival::Refused(reason) => {
+                            warn!(peer = %peer, reason, "connection refused");
+                            continue;
+                        }
+                        arrival => arrival,
                     };
-                    let handler = SshHandler::new(Arc::clone(&shared), peer, startup);
-                    let logged_in = handler.logged_in_flag();
-                    connections.spawn(serve_connection(
+                    connections.spawn(connect(
+                        Arc::clone(&shared),
                         Arc::clone(&self.config),
                         socket,
                         peer,
-                        handler,
-                        Grace { logged_in, limit: shared.limits.login_grace },
+                        arrival,
                         stop.subscribe(),
                     ));
                 }
@@ -240,26 +240,73 @@ impl Reloader {
     }
 }
 
-/// How long a connection has to log in, and whether it has.
-struct Grace {
-    logged_in: Arc<AtomicBool>,
-    limit: Duration,
-}
-
-async fn serve_connection(
+/// Takes a new connection from its slot (waiting for one if need be) to its end.
+async fn connect(
+    shared: Arc<Shared>,
     config: Arc<russh::server::Config>,
     socket: tokio::net::TcpStream,
     peer: SocketAddr,
-    handler: SshHandler,
-    grace: Grace,
+    arrival: Arrival,
+    mut stop: broadcast::Receiver<()>,
+) {
+    let startup = match arrival {
+        Arrival::Admitted(startup) => startup,
+        Arrival::Refused(_) => return,
+        Arrival::Wait(waiting) => {
+            debug!(peer = %peer, "connection waits for a slot of its address");
+            // Giving up here, on either side, is no failed login: a burst of real
+            // clients from one address must not ban it.
+            let got = tokio::select! {
+                got = tokio::time::timeout(shared.limits.max_wait, waiting.slot()) => got.ok(),
+                _ = stop.recv() => None,
+            };
+            let Some(startup) = got else {
+                info!(target: "rsftpd::auth", peer = %peer, "connection closed: no slot free within the waiting time");
+                return;
+            };
+            if shared
+                .throttle
+                .banned_for(peer.ip(), std::time::Instant::now())
+                .is_some()
+            {
+                info!(target: "rsftpd::auth", peer = %peer, "connection refused: peer banned");
+                return;
+            }
+            startup
+        }
+    };
+    serve_connection(shared, config, socket, peer, startup, stop).await;
+}
+
+/// What a connection that timed out without trying to log in costs its address: the
+/// same as a failed login, so that idle connections held on purpose end in a ban.
+fn count_idle_timeout(shared: &Shared, peer: SocketAddr) {
+    if shared
+        .throttle
+        .record_failure(peer.ip(), std::time::Instant::now())
+    {
+        warn!(target: "rsftpd::auth", peer = %peer, "peer banned after repeated login failures");
+    }
+}
+
+async fn serve_connection(
+    shared: Arc<Shared>,
+    config: Arc<russh::server::Config>,
+    socket: tokio::net::TcpStream,
+    peer: SocketAddr,
+    startup: StartupGuard,
     mut stop: broadcast::Receiver<()>,
 ) {
     let _ = socket.set_nodelay(true);
-    let deadline = tokio::time::Instant::now() + grace.limit;
-    // The grace time covers the handshake too: a peer that connects and says nothing
-    // must not keep its slot.
+    let handler = SshHandler::new(Arc::clone(&shared), peer, startup);
+    let progress: Arc<LoginProgress> = handler.progress();
+    let started = tokio::time::Instant::now();
+    let deadline = started + shared.limits.login_grace;
+    // russh returns from `run_stream` once it has read the client's version line; a
+    // peer that connects and says nothing keeps its slot only this long.
+    let version_deadline = started + shared.limits.version_grace.min(shared.limits.login_grace);
     let session = match tokio::time::timeout_at(
-        deadline,
+        version_deadline,
         russh::server::run_stream(config, socket, handler),
     )
     .await
@@ -270,7 +317,8 @@ async fn serve_connection(
             return;
         }
         Err(_) => {
-            info!(target: "rsftpd::auth", peer = %peer, "connection dropped: no SSH handshake within the login grace time");
+            info!(target: "rsftpd::auth", peer = %peer, "connection dropped: no SSH version line within the grace time");
+            count_idle_timeout(&shared, peer);
             return;
         }
     };
@@ -289,8 +337,11 @@ async fn serve_connection(
             }
             () = &mut grace_over, if !grace_checked => {
                 grace_checked = true;
-                if !grace.logged_in.load(Ordering::Acquire) {
+                if !progress.logged_in.load(Ordering::Acquire) {
                     info!(target: "rsftpd::auth", peer = %peer, "connection dropped: not logged in within the login grace time");
+                    if !progress.tried.load(Ordering::Acquire) {
+                        count_idle_timeout(&shared, peer);
+                    }
                     let _ = handle
                         .disconnect(Disconnect::ByApplication, "login grace time over".into(), "en".into())
                         .await;

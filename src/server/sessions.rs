@@ -1,9 +1,8 @@
-//! Who is connected: connections not logged in yet (capped in all and per peer), session
-//! limits globally and per user, and a way to end a user's sessions (when the account is
-//! deleted).
+//! Who is logged in: session limits globally and per user, and a way to end a user's
+//! sessions (when the account is deleted). Connections not logged in yet are counted in
+//! `startups`.
 
 use std::collections::HashMap;
-use std::net::IpAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use russh::server::Handle;
@@ -113,92 +112,5 @@ impl Drop for SessionGuard {
             }
             inner.total -= 1;
         }
-    }
-}
-
-/// Connections that have not logged in yet, capped in all and per peer address, so that
-/// one address cannot hold every slot and lock everyone else out.
-pub struct Startups {
-    max_total: usize,
-    max_per_peer: usize,
-    inner: Mutex<StartupCounts>,
-}
-
-#[derive(Default)]
-struct StartupCounts {
-    total: usize,
-    by_peer: HashMap<IpAddr, usize>,
-}
-
-impl Startups {
-    pub fn new(max_total: usize, max_per_peer: usize) -> Arc<Startups> {
-        Arc::new(Startups {
-            max_total,
-            max_per_peer,
-            inner: Mutex::new(StartupCounts::default()),
-        })
-    }
-
-    fn lock(&self) -> MutexGuard<'_, StartupCounts> {
-        self.inner
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
-    /// A slot for a new connection from `peer`, or `None` if a cap is reached.
-    pub fn admit(self: &Arc<Self>, peer: IpAddr) -> Option<StartupGuard> {
-        let mut counts = self.lock();
-        let from_peer = counts.by_peer.get(&peer).copied().unwrap_or(0);
-        if counts.total >= self.max_total || from_peer >= self.max_per_peer {
-            return None;
-        }
-        counts.total += 1;
-        counts.by_peer.insert(peer, from_peer + 1);
-        Some(StartupGuard {
-            startups: Arc::clone(self),
-            peer,
-        })
-    }
-}
-
-/// One connection not logged in yet; dropping it (at login, or when the connection ends)
-/// frees the slot.
-pub struct StartupGuard {
-    startups: Arc<Startups>,
-    peer: IpAddr,
-}
-
-impl Drop for StartupGuard {
-    fn drop(&mut self) {
-        let mut counts = self.startups.lock();
-        counts.total = counts.total.saturating_sub(1);
-        if let Some(n) = counts.by_peer.get_mut(&self.peer) {
-            *n -= 1;
-            if *n == 0 {
-                counts.by_peer.remove(&self.peer);
-            }
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn startups_are_capped_in_all_and_per_peer() {
-        let startups = Startups::new(3, 2);
-        let a: IpAddr = [127, 0, 0, 1].into();
-        let b: IpAddr = [127, 0, 0, 2].into();
-        let first = startups.admit(a).unwrap();
-        let _second = startups.admit(a).unwrap();
-        assert!(startups.admit(a).is_none(), "per-peer cap");
-        let _third = startups.admit(b).unwrap();
-        assert!(startups.admit(b).is_none(), "total cap");
-        drop(first);
-        assert!(
-            startups.admit(a).is_some(),
-            "a slot comes back when a connection goes"
-        );
     }
 }
