@@ -20,6 +20,7 @@ mod openssh;
 mod paramiko_sftp;
 mod quota;
 mod quota_drift;
+mod quota_rule;
 mod reload;
 mod resume;
 mod scp;

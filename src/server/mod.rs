@@ -100,7 +100,7 @@ impl Server {
         let accounts = Accounts::load(&settings.users_file)?;
         let storage = Arc::new(Storage::open(&settings.storage_dir)?);
         for account in accounts.current().iter() {
-            storage.home(account.name.as_str(), account.quota)?;
+            storage.home(account.name.as_str(), account.quota, account.max_files)?;
         }
         let limits = settings.limits.clone();
         let shared = Arc::new(Shared {
@@ -373,16 +373,19 @@ async fn reload(shared: &Arc<Shared>) -> Result<(), UsersError> {
         .filter(|user| shared.sessions.handles_of(user).is_empty())
         .cloned()
         .collect();
-    let quotas: Vec<(String, u64)> = new
+    let quotas: Vec<(String, u64, Option<u64>)> = new
         .iter()
-        .map(|account| (account.name.as_str().to_owned(), account.quota))
+        .map(|account| {
+            let name = account.name.as_str().to_owned();
+            (name, account.quota, account.max_files)
+        })
         .collect();
     let applied = tokio::task::spawn_blocking(move || {
         for user in fresh {
             storage.forget(&user);
         }
-        for (user, quota) in quotas {
-            if let Err(err) = storage.home(&user, quota) {
+        for (user, quota, max_files) in quotas {
+            if let Err(err) = storage.home(&user, quota, max_files) {
                 warn!(user = %user, error = %err, "cannot open home");
             }
         }
@@ -438,7 +441,7 @@ async fn remove_stale_partials(shared: Arc<Shared>, max_age: Duration) {
         for account in accounts.iter() {
             let user = account.name.as_str();
             match storage
-                .home(user, account.quota)
+                .home(user, account.quota, account.max_files)
                 .and_then(|home| home.remove_stale_partials(max_age))
             {
                 Ok(0) => {}

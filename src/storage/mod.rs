@@ -19,7 +19,10 @@ mod upload;
 pub use error::StorageError;
 pub use home::{Entry, EntryKind, HomeDir, OpenFile, OpenOptions, Storage};
 pub use path::VirtualPath;
-pub use quota::{QuotaExceeded, QuotaLedger, Reservation, Usage};
+pub use quota::{
+    Entries, QUOTA_BLOCK, QuotaExceeded, QuotaLedger, Reservation, Tally, Usage, entry_cost,
+    file_cost,
+};
 pub use upload::{Upload, UploadStart};
 
 /// The result of a storage operation.
