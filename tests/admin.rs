@@ -398,11 +398,11 @@ async fn quota_sets_the_size() {
     assert_eq!(admin.config().get("alice").unwrap().quota, 5 << 29);
     assert!(admin.text().contains("quota = \"2.5 GiB\""));
 
-    // Below what the user has: allowed, and said.
+    // Below what the user has: allowed, and said. 3000 bytes count a 4 KiB block.
     fs::write(admin.home("alice").join("f"), vec![0u8; 3000]).unwrap();
     let out = succeeded(&admin.run(&["quota", "alice", "1KiB"]).await);
     assert!(
-        out.contains("alice uses 2.9 KiB, more than that: uploads are refused"),
+        out.contains("alice uses 4 KiB, more than that: uploads are refused"),
         "{out}"
     );
 

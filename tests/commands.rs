@@ -127,9 +127,10 @@ async fn info_reports_the_quota() {
         (before.used, before.limit, before.free),
         (0, 10 << 20, 10 << 20)
     );
+    // A file counts its size rounded up to 4 KiB.
     c.write("f", 0, &[7u8; 1000]).await.unwrap();
     let after = c.info().await.unwrap();
-    assert_eq!((after.used, after.free), (1000, (10 << 20) - 1000));
+    assert_eq!((after.used, after.free), (4096, (10 << 20) - 4096));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -23,9 +23,10 @@ async fn a_put_over_the_quota_is_refused_and_nothing_is_published() {
         panic!("expected a quota refusal, got {err:?}");
     };
     assert_eq!(code, ErrorCode::Quota);
+    // Each file counts its size rounded up to 4 KiB.
     assert_eq!(
         message,
-        "quota exceeded: need 800000 bytes, used 300000 of 1048576 bytes"
+        "quota exceeded: need 802816 bytes, used 303104 of 1048576 bytes"
     );
     assert!(
         !server.home("alice").join("big").exists(),
@@ -54,7 +55,7 @@ async fn a_put_over_the_quota_is_refused_and_nothing_is_published() {
     let smaller = local.path().join("smaller");
     std::fs::write(&smaller, data(200_000, 4)).unwrap();
     upload(&mut c, &smaller, "s", &Quiet).await.unwrap();
-    assert_eq!(c.info().await.unwrap().used, 200_000);
+    assert_eq!(c.info().await.unwrap().used, 200_704);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -77,7 +78,7 @@ async fn two_concurrent_puts_cannot_together_pass_the_quota() {
     let refused = if first.is_err() { first } else { second };
     assert_eq!(refused.unwrap_err().code(), Some(&ErrorCode::Quota));
     let info = one.info().await.unwrap();
-    assert_eq!(info.used, 600_000);
+    assert_eq!(info.used, 602_112, "600,000 bytes rounded up to 4 KiB");
     assert!(info.used <= info.limit);
 }
 
@@ -108,7 +109,8 @@ async fn usage_after_a_restart_equals_usage_before_it() {
         drop(c);
         // The server books the partial's bytes as it writes them; wait until it has.
         let (_conn, mut c) = server.client("alice").await;
-        let expected = 1_234_567 + 4321 + 50_000;
+        // Each size rounded up to 4 KiB, and 4 KiB for the folder.
+        let expected = 1_236_992 + 4096 + 8192 + 53_248;
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
         loop {
             let info = c.info().await.unwrap();
@@ -118,7 +120,7 @@ async fn usage_after_a_restart_equals_usage_before_it() {
             tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         }
     };
-    assert_eq!(before.used, 1_234_567 + 4321 + 50_000);
+    assert_eq!(before.used, 1_236_992 + 4096 + 8192 + 53_248);
 
     server.stop().await;
     server.launch(rsftp::server::Limits::default()).await;

@@ -9,7 +9,8 @@ use crate::util::{Raw, TestServer, TestUser, data, disk_usage};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn truncating_a_deleted_file_through_its_handle_frees_nothing_twice() {
-    let server = TestServer::start(&[TestUser::new("alice", "1000")]).await;
+    // Room for two files of 500 bytes, which count a 4 KiB block each.
+    let server = TestServer::start(&[TestUser::new("alice", "8KiB")]).await;
     // Once, the delete gave tmp's 500 bytes back and the truncate gave them back again:
     // every round left 500 more bytes on disk than the ledger knew of.
     let lines = paramiko(
@@ -49,7 +50,7 @@ out(sorted((a.filename, a.st_size) for a in s.listdir_attr(".") if a.st_size))
     let (_conn, mut c) = server.client("alice").await;
     let info = c.info().await.unwrap();
     assert_eq!(info.used, disk_usage(&server.home("alice")));
-    assert_eq!(info.used, 1000);
+    assert_eq!(info.used, 8192);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -72,8 +73,8 @@ out("a", s.stat("a").st_size)
     .await;
     assert_eq!(lines, ["write refused 2", "truncate refused 2", "a 300"]);
     let (_conn, mut c) = server.client("alice").await;
-    assert_eq!(c.info().await.unwrap().used, 300);
-    assert_eq!(disk_usage(&server.home("alice")), 300);
+    assert_eq!(c.info().await.unwrap().used, 4096, "300 bytes count 4 KiB");
+    assert_eq!(disk_usage(&server.home("alice")), 4096);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -105,7 +106,8 @@ async fn a_write_cut_short_by_a_delete_keeps_nothing_booked() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_put_at_a_new_size_frees_the_partial_left_at_the_old_one() {
-    let server = TestServer::start(&[TestUser::new("alice", "1000")]).await;
+    // Room for one file of up to 4 KiB: the old partial and the new file cannot both fit.
+    let server = TestServer::start(&[TestUser::new("alice", "4KiB")]).await;
     let local = tempfile::tempdir().unwrap();
     let file = local.path().join("f");
     {
@@ -121,7 +123,7 @@ async fn a_put_at_a_new_size_frees_the_partial_left_at_the_old_one() {
     }
     let (_conn, mut c) = server.client("alice").await;
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while c.info().await.unwrap().used != 800 {
+    while c.info().await.unwrap().used != 4096 {
         assert!(
             std::time::Instant::now() < deadline,
             "the partial never landed"
@@ -151,6 +153,6 @@ async fn a_put_at_a_new_size_frees_the_partial_left_at_the_old_one() {
         .map(|e| (e.name, e.size))
         .collect();
     assert_eq!(listed, [("f".to_owned(), 901)]);
-    assert_eq!(c.info().await.unwrap().used, 901);
-    assert_eq!(disk_usage(&server.home("alice")), 901);
+    assert_eq!(c.info().await.unwrap().used, 4096);
+    assert_eq!(disk_usage(&server.home("alice")), 4096);
 }

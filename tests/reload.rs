@@ -165,7 +165,8 @@ async fn a_lowered_quota_refuses_uploads_but_allows_downloads_and_deletes() {
 
     let out = succeeded(&user_command(server.root(), &["quota", "alice", "100KiB"], b"").await);
     assert!(
-        out.contains("alice uses 195.3 KiB, more than that"),
+        // 200,000 bytes count 49 blocks of 4 KiB.
+        out.contains("alice uses 196 KiB, more than that"),
         "{out}"
     );
     // The open session's ledger changes too.
@@ -200,7 +201,7 @@ async fn a_lowered_quota_refuses_uploads_but_allows_downloads_and_deletes() {
     rsftp::client::upload(&mut c2, &small, "small", &Quiet)
         .await
         .unwrap();
-    assert_eq!(c.info().await.unwrap().used, 1000);
+    assert_eq!(c.info().await.unwrap().used, 4096, "1000 bytes count 4 KiB");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -249,8 +250,8 @@ async fn a_deleted_user_is_disconnected() {
     let mut alice = session.unwrap().open_rsftp().await.unwrap();
     assert_eq!(
         alice.info().await.unwrap().used,
-        1,
-        "her old file still counts"
+        4096,
+        "her old file still counts, as one 4 KiB block"
     );
 }
 
@@ -382,7 +383,11 @@ async fn stale_partial_uploads_are_removed() {
     eventually!("the stale partial's removal", !stale.exists());
     assert!(fresh.exists(), "a recent partial stays, to be resumed");
     let (_conn, mut c) = server.client("alice").await;
-    assert_eq!(c.info().await.unwrap().used, 300, "its space is given back");
+    assert_eq!(
+        c.info().await.unwrap().used,
+        4096,
+        "its space is given back; the fresh one counts a 4 KiB block"
+    );
 }
 
 /// The real `rsftpd`, serving from its own folder; killed when dropped.
@@ -509,9 +514,9 @@ async fn the_real_server_reloads_reports_a_broken_file_and_cleans_partials() {
     eventually!("the partial's removal", !partial.exists());
     eventually!(
         "the removal in the log",
-        server
-            .log()
-            .contains("INFO rsftp::server: removed stale partial uploads user=\"alice\" bytes=9"),
+        server.log().contains(
+            "INFO rsftp::server: removed stale partial uploads user=\"alice\" bytes=4096"
+        ),
         server.log()
     );
 

@@ -61,12 +61,13 @@ async fn put_and_get_round_trip() {
     );
     assert_eq!(std::fs::read(local.path().join("back.bin")).unwrap(), big);
     assert_eq!(std::fs::read(local.path().join("back.empty")).unwrap(), b"");
-    // The data went in place, not through the staging area.
+    // The data went in place, not through the staging area. A file counts its size
+    // rounded up to 4 KiB; the empty one nothing.
     let used = {
         let (_conn, mut c) = server.client("alice").await;
         c.info().await.unwrap().used
     };
-    assert_eq!(used, big.len() as u64);
+    assert_eq!(used, big.len().div_ceil(4096) as u64 * 4096);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -304,7 +305,7 @@ async fn an_upload_over_the_quota_stops_partway_and_keeps_what_fit() {
     assert_eq!(kept[..], big[..kept.len()]);
     let (_conn, mut c) = server.client("alice").await;
     let info = c.info().await.unwrap();
-    assert_eq!(info.used, kept.len() as u64);
+    assert_eq!(info.used, kept.len().div_ceil(4096) as u64 * 4096);
     assert!(info.used <= info.limit);
     // Deleting gives the space back.
     let output = sftp_rsftpd(&server, "alice", "rm big\n").await;
@@ -329,9 +330,10 @@ async fn two_sessions_uploading_at_once_cannot_pass_the_quota_together() {
         !(one.status.success() && two.status.success()),
         "both uploads succeeded"
     );
+    // Each file counts its size rounded up to 4 KiB.
     let on_disk: u64 = ["a", "b"]
         .iter()
-        .map(|n| file_len(&server.home("alice").join(n)))
+        .map(|n| file_len(&server.home("alice").join(n)).div_ceil(4096) * 4096)
         .sum();
     assert!(on_disk <= 1024 * 1024, "{on_disk} bytes on disk");
     let (_conn, mut c) = server.client("alice").await;

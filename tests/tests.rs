@@ -25,6 +25,7 @@ mod paramiko_sftp;
 mod putty;
 mod quota;
 mod quota_drift;
+mod quota_rule;
 mod rclone;
 mod real_clients;
 mod reload;

@@ -339,16 +339,24 @@ pub async fn two_users() -> TestServer {
     .await
 }
 
-/// The lengths of all regular files under `dir`, the staging area included.
+/// What the entries under `dir` cost by the quota rule, the staging area's partial
+/// uploads included (but not the staging folder itself, which the server made): a file
+/// its length rounded up to 4 KiB, a folder or a link 4 KiB. Written out again here,
+/// rather than calling the server's rule, so that a change to the rule shows.
 pub fn disk_usage(dir: &Path) -> u64 {
     let mut total = 0;
     for entry in std::fs::read_dir(dir).unwrap() {
         let entry = entry.unwrap();
         let kind = entry.file_type().unwrap();
         if kind.is_dir() {
+            if entry.file_name() != ".rsftp-partial" {
+                total += 4096;
+            }
             total += disk_usage(&entry.path());
         } else if kind.is_file() {
-            total += entry.metadata().unwrap().len();
+            total += entry.metadata().unwrap().len().div_ceil(4096) * 4096;
+        } else {
+            total += 4096;
         }
     }
     total

@@ -39,9 +39,10 @@ pub const LOCK_WAIT: Duration = Duration::from_secs(10);
 /// What a file created by [`UsersFile::open_or_create`] starts with.
 const NEW_FILE_HEADER: &str = "\
 # rsftpd accounts: one [users.<name>] table each, with the fields password (an Argon2id
-# PHC hash), keys (authorized_keys lines), authorized_keys_file, quota (required) and
-# max_sessions. `rsftpd user ...` edits this file and keeps its comments; a running
-# server picks up changes without a restart. See docs/OPERATIONS.md.
+# PHC hash), keys (authorized_keys lines), authorized_keys_file, quota (required),
+# max_sessions and max_files. `rsftpd user ...` edits this file and keeps its
+# comments; a running server picks up changes without a restart. See
+# docs/OPERATIONS.md.
 ";
 
 /// Why an edit of `users.toml` was refused or failed. In every case the file on disk is
@@ -89,6 +90,8 @@ pub enum EditError {
     },
     #[error("max sessions must be at least 1")]
     BadMaxSessions,
+    #[error("max files must be from 1 to {max}, not {0}", max = i64::MAX)]
+    BadMaxFiles(u64),
     #[error("{origin}:{line}")]
     BadKey {
         origin: String,
@@ -125,6 +128,7 @@ pub struct NewAccount {
     /// A size such as `"1GiB"`, written to the file as given. `None`: [`DEFAULT_QUOTA`].
     pub quota: Option<String>,
     pub max_sessions: Option<u32>,
+    pub max_files: Option<u64>,
 }
 
 /// Where a key of an account is written.
@@ -296,6 +300,7 @@ impl UsersFile {
         let quota = account.quota.as_deref().unwrap_or(DEFAULT_QUOTA).trim();
         check_quota(quota)?;
         check_max_sessions(account.max_sessions)?;
+        let max_files = check_max_files(account.max_files)?;
         let mut keys: Vec<&AuthorizedKey> = Vec::new();
         for key in &account.keys {
             if !keys.iter().any(|k| k.matches(key.public_key())) {
@@ -317,6 +322,9 @@ impl UsersFile {
         table.insert("quota", toml_edit::value(quota));
         if let Some(n) = account.max_sessions {
             table.insert("max_sessions", toml_edit::value(i64::from(n)));
+        }
+        if let Some(n) = max_files {
+            table.insert("max_files", toml_edit::value(n));
         }
         table.set_position(Some(last_position(self.doc.as_table()) + 1));
 
@@ -400,6 +408,22 @@ impl UsersFile {
                 Some(n) => set_value(table, "max_sessions", i64::from(n).into()),
                 None => {
                     table.remove("max_sessions");
+                }
+            }
+            Ok(())
+        })
+    }
+
+    /// Sets the account's limit on files, folders and links; `None` removes it.
+    pub fn set_max_files(&mut self, name: &str, max: Option<u64>) -> Result<(), EditError> {
+        self.account(name)?;
+        let max = check_max_files(max)?;
+        self.change(|doc| {
+            let table = user_table_mut(doc, name)?;
+            match max {
+                Some(n) => set_value(table, "max_files", n.into()),
+                None => {
+                    table.remove("max_files");
                 }
             }
             Ok(())
@@ -586,6 +610,17 @@ fn check_max_sessions(max: Option<u32>) -> Result<(), EditError> {
         return Err(EditError::BadMaxSessions);
     }
     Ok(())
+}
+
+/// A `max_files` as TOML can hold it (a positive `i64`).
+fn check_max_files(max: Option<u64>) -> Result<Option<i64>, EditError> {
+    max.map(|n| {
+        i64::try_from(n)
+            .ok()
+            .filter(|&n| n > 0)
+            .ok_or(EditError::BadMaxFiles(n))
+    })
+    .transpose()
 }
 
 fn io_error(path: &Path) -> impl FnOnce(io::Error) -> EditError + '_ {
@@ -899,6 +934,7 @@ max_sessions = 3
                 NewAccount {
                     keys: vec![k.clone()],
                     max_sessions: Some(2),
+                    max_files: Some(300),
                     ..NewAccount::default()
                 },
             )
@@ -912,14 +948,17 @@ max_sessions = 3
         );
         assert!(
             text.contains(&format!(
-                "\n[users.bob]\nkeys = [\n    \"{}\",\n]\nquota = \"1GiB\"\nmax_sessions = 2\n",
+                "\n[users.bob]\nkeys = [\n    \"{}\",\n]\nquota = \"1GiB\"\nmax_sessions = 2\nmax_files = 300\n",
                 k.to_openssh_line()
             )),
             "{text}"
         );
         let config = UsersConfig::load(&path).unwrap();
         let bob = config.get("bob").unwrap();
-        assert_eq!((bob.quota, bob.max_sessions), (1 << 30, Some(2)));
+        assert_eq!(
+            (bob.quota, bob.max_sessions, bob.max_files),
+            (1 << 30, Some(2), Some(300))
+        );
         assert!(bob.keys[0].matches(k.public_key()));
     }
 
@@ -929,6 +968,17 @@ max_sessions = 3
         let mut users = UsersFile::open(&path).unwrap();
         assert_eq!(users.set_quota("alice", " 500 MiB ").unwrap(), 500 << 20);
         users.set_max_sessions("alice", None).unwrap();
+        users.set_max_files("alice", Some(10)).unwrap();
+        assert_eq!(users.config().get("alice").unwrap().max_files, Some(10));
+        assert!(matches!(
+            users.set_max_files("alice", Some(0)),
+            Err(EditError::BadMaxFiles(0))
+        ));
+        assert!(matches!(
+            users.set_max_files("alice", Some(u64::MAX)),
+            Err(EditError::BadMaxFiles(_))
+        ));
+        users.set_max_files("alice", Some(20)).unwrap();
         let hash = hash_password(&Secret::new("pw")).unwrap();
         users.set_password("alice", &hash).unwrap();
         users.save().unwrap();
@@ -938,6 +988,7 @@ max_sessions = 3
             "{text}"
         );
         assert!(!text.contains("max_sessions"), "{text}");
+        assert!(text.contains("max_files = 20\n"), "{text}");
         assert!(text.contains("# alice runs the backups\n[users.alice] # since 2024\n"));
         assert!(text.contains(&format!("password = \"{}\"", hash.as_str())));
         assert!(text.ends_with("# the end\n"), "{text}");

@@ -11,6 +11,7 @@
 //! authorized_keys_file = "alice.keys"                 # optional, next to users.toml
 //! quota = "1GiB"                                      # required
 //! max_sessions = 4                                    # optional
+//! max_files = 100000                                  # optional
 //! ```
 
 use std::borrow::Borrow;
@@ -123,6 +124,9 @@ pub struct UserAccount {
     pub quota: u64,
     /// Concurrent sessions for this user; `None`: only the global limit applies.
     pub max_sessions: Option<u32>,
+    /// Files, folders and links the user may have, partial uploads included; `None`: no
+    /// limit but the quota.
+    pub max_files: Option<u64>,
 }
 
 /// All accounts, by name.
@@ -181,6 +185,8 @@ pub enum UsersProblem {
     BadQuota { value: String, error: SizeError },
     #[error("max_sessions must be from 1 to {max}, not {0}", max = u32::MAX)]
     BadMaxSessions(i64),
+    #[error("max_files must be at least 1, not {0}")]
+    BadMaxFiles(i64),
     #[error("password: {0}")]
     BadPasswordHash(AuthError),
     #[error("keys[{index}]: {error}")]
@@ -212,7 +218,7 @@ pub enum UsersError {
     StarterPassword(#[source] AuthError),
 }
 
-const USER_FIELDS: &str = "password, keys, authorized_keys_file, quota or max_sessions";
+const USER_FIELDS: &str = "password, keys, authorized_keys_file, quota, max_sessions or max_files";
 
 impl UsersConfig {
     /// Reads and checks `users.toml` at `path`, and any `authorized_keys_file` it names.
@@ -408,6 +414,7 @@ fn parse_account(
         keys: Vec::new(),
         quota: 0,
         max_sessions: None,
+        max_files: None,
     };
     let mut quota = None;
     for (field, value) in fields.iter() {
@@ -485,6 +492,16 @@ fn parse_account(
                     .ok_or_else(|| invalid(span, UsersProblem::BadMaxSessions(n)))?;
                 account.max_sessions = Some(n);
             }
+            "max_files" => {
+                let n = value.as_integer().ok_or_else(|| {
+                    wrong_type(span.clone(), field, "an integer", value.type_name())
+                })?;
+                let n = u64::try_from(n)
+                    .ok()
+                    .filter(|&n| n > 0)
+                    .ok_or_else(|| invalid(span, UsersProblem::BadMaxFiles(n)))?;
+                account.max_files = Some(n);
+            }
             _ => {
                 return Err(invalid(
                     key_span(fields, field),
@@ -559,8 +576,11 @@ fn starter_text(name: &UserName, hash: &PasswordHash) -> String {
 #                         starting with '#' are skipped.
 #   quota                 Required. The space the user's files may take, such as
 #                         "500MiB", "2GiB" or "10 GB" (KiB, MiB, GiB, TiB are powers
-#                         of 1024; KB, MB, GB, TB powers of 1000).
+#                         of 1024; KB, MB, GB, TB powers of 1000). A file counts its
+#                         size rounded up to 4 KiB; a folder or a link counts 4 KiB.
 #   max_sessions          Optional. How many sessions the user may have at once.
+#   max_files             Optional. How many files, folders and links the user may
+#                         have, partial uploads included.
 #
 # An account with neither a password nor keys is kept but nobody can log in to it.
 # Unknown fields are errors, so that a typo does not go unnoticed.
@@ -686,6 +706,7 @@ keys = [
 authorized_keys_file = "alice.keys"
 quota = "1.5 GiB"
 max_sessions = 4
+max_files = 5000
 
 [users.bob]
 quota = 1048576
@@ -710,10 +731,11 @@ quota = 1048576
         assert!(alice.keys[0].matches(&inline_key) && alice.keys[1].matches(&file_key));
         assert_eq!(alice.quota, 3 << 29);
         assert_eq!(alice.max_sessions, Some(4));
+        assert_eq!(alice.max_files, Some(5000));
         let bob = config.get("bob").unwrap();
         assert_eq!(
-            (bob.quota, bob.max_sessions, bob.keys.len()),
-            (1 << 20, None, 0)
+            (bob.quota, bob.max_sessions, bob.max_files, bob.keys.len()),
+            (1 << 20, None, None, 0)
         );
         assert!(bob.password_hash.is_none());
         assert!(config.get("carol").is_none());
@@ -949,6 +971,20 @@ quota = 1048576
             assert_eq!(line, 3);
             assert!(message.contains("max_sessions must be from 1"), "{message}");
         }
+        for bad in ["0", "-5"] {
+            let (line, message) =
+                error_line(&format!("[users.a]\nquota = \"1GiB\"\nmax_files = {bad}\n"));
+            assert_eq!(line, 3);
+            assert!(
+                message.contains(&format!("max_files must be at least 1, not {bad}")),
+                "{message}"
+            );
+        }
+        let (_, message) = error_line("[users.a]\nquota = \"1GiB\"\nmax_files = \"9\"\n");
+        assert!(
+            message.contains("max_files: expected an integer, found string"),
+            "{message}"
+        );
     }
 
     #[test]
@@ -979,6 +1015,7 @@ quota = 1048576
             "authorized_keys_file",
             "quota",
             "max_sessions",
+            "max_files",
         ] {
             assert!(
                 text.contains(&format!("#   {field}")),

@@ -166,6 +166,10 @@ enum UserCommand {
         /// --max-sessions-per-user).
         #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
         max_sessions: Option<u32>,
+        /// Most files, folders and links this user may have (default: no limit but the
+        /// quota).
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+        max_files: Option<u64>,
     },
     /// Delete an account; its open sessions are ended. The home stays unless --purge.
     Del {
@@ -186,6 +190,12 @@ enum UserCommand {
         name: String,
         /// Such as 500MiB, 10GiB or 2TB.
         size: String,
+        /// Also limit how many files, folders and links they may have.
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+        max_files: Option<u64>,
+        /// Remove their limit on files, folders and links.
+        #[arg(long, conflicts_with = "max_files")]
+        no_max_files: bool,
     },
     /// Add, remove or list a user's public keys.
     #[command(subcommand)]
@@ -343,6 +353,7 @@ fn user(args: UserArgs) -> anyhow::Result<ExitCode> {
             password_stdin,
             random_password,
             max_sessions,
+            max_files,
         } => {
             if password_stdin && key.iter().any(|k| k == "-") {
                 bail!("--password-stdin and --key - cannot both read standard input");
@@ -380,11 +391,12 @@ fn user(args: UserArgs) -> anyhow::Result<ExitCode> {
                     keys: keys.clone(),
                     quota: Some(quota),
                     max_sessions,
+                    max_files,
                 },
             )?;
             let quota = file.account(name.as_str())?.quota;
             file.save()?;
-            let home = create_home(storage, name.as_str(), quota)?;
+            let home = create_home(storage, name.as_str(), quota, max_files)?;
             writeln!(
                 out,
                 "Added user {name}: quota {}, {}, {}; home {}",
@@ -460,12 +472,26 @@ fn user(args: UserArgs) -> anyhow::Result<ExitCode> {
             file.save()?;
             writeln!(out, "Password of {name} changed.")?;
         }
-        UserCommand::Quota { name, size } => {
+        UserCommand::Quota {
+            name,
+            size,
+            max_files,
+            no_max_files,
+        } => {
             let mut file = UsersFile::open(users)?;
             let quota = file.set_quota(&name, &size)?;
+            if max_files.is_some() || no_max_files {
+                file.set_max_files(&name, max_files)?;
+            }
+            let max_files = file.account(&name)?.max_files;
             file.save()?;
             writeln!(out, "Quota of {name} set to {}.", format_size(quota))?;
-            if let Some(used) = usage(storage, &name, quota)?
+            match max_files {
+                Some(n) => writeln!(out, "At most {n} files, folders and links.")?,
+                None if no_max_files => writeln!(out, "No limit on files, folders and links.")?,
+                None => {}
+            }
+            if let Some((used, _)) = usage(storage, &name, quota, max_files)?
                 && used > quota
             {
                 writeln!(
@@ -518,10 +544,10 @@ fn user(args: UserArgs) -> anyhow::Result<ExitCode> {
                 "SESSIONS".to_owned(),
             ]];
             for account in file.config().iter() {
-                let used = usage(storage, account.name.as_str(), account.quota)?;
+                let used = usage(storage, account.name.as_str(), account.quota, None)?;
                 rows.push([
                     account.name.to_string(),
-                    used.map_or_else(|| "-".to_owned(), format_size),
+                    used.map_or_else(|| "-".to_owned(), |(bytes, _)| format_size(bytes)),
                     format_size(account.quota),
                     account.keys.len().to_string(),
                     if account.password_hash.is_some() {
@@ -555,7 +581,7 @@ fn show(
     let name = account.name.as_str();
     let home = storage.join(name);
     writeln!(out, "user       {name}")?;
-    match measure(storage, name, account.quota)? {
+    let entries = match measure(storage, name, account.quota, account.max_files)? {
         Some(Err(failure)) => {
             writeln!(out, "home       {}", home.display())?;
             writeln!(
@@ -563,8 +589,9 @@ fn show(
                 "usage      UNKNOWN: the home cannot be measured ({failure}); \
                  writes are refused until it can"
             )?;
+            0
         }
-        Some(Ok(used)) => {
+        Some(Ok((used, entries))) => {
             writeln!(out, "home       {}", home.display())?;
             let quota = account.quota;
             let state = if used > quota {
@@ -581,11 +608,21 @@ fn show(
                 format_size(used),
                 format_size(quota)
             )?;
+            entries
         }
         None => {
             writeln!(out, "home       {} (not created yet)", home.display())?;
             writeln!(out, "usage      0 B of {}", format_size(account.quota))?;
+            0
         }
+    };
+    match account.max_files {
+        Some(max) if entries >= max => writeln!(
+            out,
+            "files      {entries} of at most {max}; AT THE LIMIT: new files and folders are refused"
+        )?,
+        Some(max) => writeln!(out, "files      {entries} of at most {max}")?,
+        None => writeln!(out, "files      {entries} (no limit but the quota)")?,
     }
     writeln!(
         out,
@@ -616,37 +653,50 @@ fn show(
     Ok(())
 }
 
-/// The bytes `user`'s files take, measured on disk by the storage core; `None` if
-/// they have no home yet (nothing is created to find out).
-fn usage(storage: &Path, user: &str, quota: u64) -> anyhow::Result<Option<u64>> {
-    Ok(measure(storage, user, quota)?.and_then(Result::ok))
+/// The bytes `user`'s entries cost by the quota rule, and how many there are,
+/// measured on disk by the storage core; `None` if they have no home yet (nothing is
+/// created to find out) or it cannot be measured.
+fn usage(
+    storage: &Path,
+    user: &str,
+    quota: u64,
+    max_files: Option<u64>,
+) -> anyhow::Result<Option<(u64, u64)>> {
+    Ok(measure(storage, user, quota, max_files)?.and_then(Result::ok))
 }
 
-/// What the storage core measures of `user`'s home: `None` if they have none yet, or
-/// why it cannot be measured (the server then refuses their writes).
+/// What the storage core measures of `user`'s home (bytes by the quota rule, and
+/// entries): `None` if they have none yet, or why it cannot be measured (the server
+/// then refuses their writes).
 fn measure(
     storage: &Path,
     user: &str,
     quota: u64,
-) -> anyhow::Result<Option<Result<u64, ScanFailure>>> {
+    max_files: Option<u64>,
+) -> anyhow::Result<Option<Result<(u64, u64), ScanFailure>>> {
     if !storage.join(user).is_dir() {
         return Ok(None);
     }
     let home = Storage::open(storage)
-        .and_then(|storage| storage.home(user, quota))
+        .and_then(|storage| storage.home(user, quota, max_files))
         .with_context(|| format!("cannot measure the home of {user}"))?;
     Ok(Some(match home.unmeasured() {
         Some(failure) => Err(failure),
-        None => Ok(home.usage().used),
+        None => Ok((home.usage().used, home.entries().count)),
     }))
 }
 
 /// Creates the user's home (mode 0700) as the server would, owned like the storage
 /// folder, so that a home made by root is still the server's to write.
-fn create_home(storage: &Path, user: &str, quota: u64) -> anyhow::Result<PathBuf> {
+fn create_home(
+    storage: &Path,
+    user: &str,
+    quota: u64,
+    max_files: Option<u64>,
+) -> anyhow::Result<PathBuf> {
     let path = storage.join(user);
     Storage::open(storage)
-        .and_then(|storage| storage.home(user, quota))
+        .and_then(|storage| storage.home(user, quota, max_files))
         .with_context(|| {
             format!(
                 "user {user} is added, but their home {} could not be created \

@@ -334,7 +334,10 @@ impl russh::server::Handler for SshHandler {
         };
         let storage = Arc::clone(&self.shared.storage);
         let name = user.clone();
-        let home = tokio::task::spawn_blocking(move || storage.home(&name, account.quota)).await;
+        let home = tokio::task::spawn_blocking(move || {
+            storage.home(&name, account.quota, account.max_files)
+        })
+        .await;
         match home {
             Ok(Ok(home)) => {
                 info!(target: "rsftpd::auth", user = %user, peer = %self.peer, "session started");

@@ -105,7 +105,8 @@ impl Server {
         // One home that cannot be opened must not keep everyone else out: it is logged,
         // and that user's logins try again.
         for account in accounts.current().iter() {
-            if let Err(err) = storage.home(account.name.as_str(), account.quota) {
+            if let Err(err) = storage.home(account.name.as_str(), account.quota, account.max_files)
+            {
                 warn!(user = %account.name, error = %error_chain(&err), "cannot open home");
             }
         }
@@ -429,16 +430,19 @@ async fn reload(shared: &Arc<Shared>) -> Result<(), UsersError> {
         .filter(|user| shared.sessions.handles_of(user).is_empty())
         .cloned()
         .collect();
-    let quotas: Vec<(String, u64)> = new
+    let quotas: Vec<(String, u64, Option<u64>)> = new
         .iter()
-        .map(|account| (account.name.as_str().to_owned(), account.quota))
+        .map(|account| {
+            let name = account.name.as_str().to_owned();
+            (name, account.quota, account.max_files)
+        })
         .collect();
     let applied = tokio::task::spawn_blocking(move || {
         for user in fresh {
             storage.forget(&user);
         }
-        for (user, quota) in quotas {
-            if let Err(err) = storage.home(&user, quota) {
+        for (user, quota, max_files) in quotas {
+            if let Err(err) = storage.home(&user, quota, max_files) {
                 warn!(user = %user, error = %err, "cannot open home");
             }
         }
@@ -494,7 +498,7 @@ async fn remove_stale_partials(shared: Arc<Shared>, max_age: Duration) {
         for account in accounts.iter() {
             let user = account.name.as_str();
             match storage
-                .home(user, account.quota)
+                .home(user, account.quota, account.max_files)
                 .and_then(|home| home.remove_stale_partials(max_age))
             {
                 Ok(0) => {}

@@ -189,7 +189,7 @@ mod tests {
             StorageError::from_io(&p, escape).to_string(),
             "permission denied: /a/b (leads outside the home)"
         );
-        let quota = StorageError::from(QuotaExceeded {
+        let quota = StorageError::from(QuotaExceeded::Bytes {
             need: 1048576,
             used: 524288,
             limit: 1048576,

@@ -5,12 +5,13 @@
 //! passes it a path relative to that handle, so the kernel (through cap-std) resolves it
 //! beneath the home: symbolic links that stay inside work, ones that lead out fail.
 //!
-//! Quota: every operation that changes a regular file's length books the change in the
-//! user's [`QuotaLedger`], and takes the user's size lock while it reads the old length
-//! and changes it, so concurrent writers never count the same bytes twice. The ledger
-//! counts what the user's named files hold: a file's length is given back when its last
-//! name goes (a delete, or a rename or upload over it), so an [`OpenFile`] whose file has
-//! no name left refuses to change it, rather than book bytes nobody can see or delete.
+//! Quota: every operation that creates or removes an entry, or changes a regular file's
+//! length, books what that costs by the one quota rule ([`entry_cost`]) in the user's
+//! [`QuotaLedger`], and takes the user's size lock while it reads the old state and
+//! changes it, so concurrent writers never count the same bytes twice. The ledger counts
+//! what the user's named entries hold: a file's cost is given back when its last name
+//! goes (a delete, or a rename or upload over it), so an [`OpenFile`] whose file has no
+//! name left refuses to change it, rather than book bytes nobody can see or delete.
 
 use std::collections::HashMap;
 use std::ffi::OsString;
@@ -27,8 +28,9 @@ use cap_std::fs::{DirBuilderExt as _, OpenOptions as CapOpenOptions};
 use md5::{Digest, Md5};
 
 use super::beneath::PathHandle;
+use super::quota::{QUOTA_BLOCK, Tally, entry_cost, file_cost};
 use super::scan::{self, MAX_DEPTH, ScanFailure};
-use super::{QuotaLedger, Result, STAGING_DIR, StorageError, Usage, VirtualPath};
+use super::{Entries, QuotaLedger, Result, STAGING_DIR, StorageError, Usage, VirtualPath};
 use crate::protocol::Md5Digest;
 
 /// Files are hashed in chunks of this size.
@@ -58,13 +60,17 @@ pub(super) struct UserState {
 }
 
 impl UserState {
-    fn new(quota: u64, scanned: std::result::Result<u64, ScanFailure>) -> UserState {
-        let (used, unmeasured) = match scanned {
-            Ok(used) => (used, None),
-            Err(failure) => (0, Some(failure)),
+    fn new(
+        quota: u64,
+        max_files: Option<u64>,
+        scanned: std::result::Result<Tally, ScanFailure>,
+    ) -> UserState {
+        let (found, unmeasured) = match scanned {
+            Ok(found) => (found, None),
+            Err(failure) => (Tally::default(), Some(failure)),
         };
         UserState {
-            ledger: QuotaLedger::new(quota, used),
+            ledger: QuotaLedger::from_scan(quota, max_files, found),
             uploads: Mutex::default(),
             sizes: Mutex::default(),
             unmeasured: Mutex::new(unmeasured),
@@ -91,10 +97,14 @@ impl UserState {
     fn rescan(&self, user: &str, dir: &Dir) {
         let _sizes = self.lock_sizes();
         match scan::usage(dir) {
-            Ok(used) => {
-                self.ledger.set_used(used);
+            Ok(found) => {
+                self.ledger.set_found(found);
                 *lock(&self.unmeasured) = None;
-                tracing::info!(user, used, "home measured again; writes allowed");
+                tracing::info!(
+                    user,
+                    used = found.bytes,
+                    "home measured again; writes allowed"
+                );
             }
             Err(failure) => {
                 tracing::warn!(user, error = %failure, "home still cannot be measured; writes refused");
@@ -122,14 +132,15 @@ impl Storage {
 
     /// Opens `user`'s home, creating it (mode 0700) if missing. The first call for a user
     /// computes their usage from disk; later calls share that state. Every call sets the
-    /// quota to `quota`, so a reloaded configuration applies to sessions already open.
+    /// quota to `quota` bytes and `max_files` entries, so a reloaded configuration
+    /// applies to sessions already open.
     ///
     /// A home whose tree cannot be measured still opens: the failure is logged, reported
     /// by [`HomeDir::unmeasured`], and the user's writes are refused until a later call
     /// (their next login, a reload) measures it.
     ///
     /// `user` must already be a validated account name.
-    pub fn home(&self, user: &str, quota: u64) -> Result<HomeDir> {
+    pub fn home(&self, user: &str, quota: u64, max_files: Option<u64>) -> Result<HomeDir> {
         // The caller validates names; this only keeps a bad one from naming another place.
         if user.is_empty() || user == "." || user == ".." || user.contains(['/', '\0']) {
             return Err(StorageError::BadPath {
@@ -162,11 +173,11 @@ impl Storage {
                 if let Err(failure) = &scanned {
                     tracing::warn!(user, error = %failure, "home cannot be measured; writes refused");
                 }
-                let fresh = Arc::new(UserState::new(quota, scanned));
+                let fresh = Arc::new(UserState::new(quota, max_files, scanned));
                 Arc::clone(lock(&self.users).entry(user.to_owned()).or_insert(fresh))
             }
         };
-        state.ledger.set_limit(quota);
+        state.ledger.set_limits(quota, max_files);
         Ok(HomeDir {
             dir: Arc::new(dir),
             state,
@@ -184,6 +195,11 @@ impl Storage {
     pub fn forget(&self, user: &str) {
         lock(&self.users).remove(user);
     }
+}
+
+/// What the entry described by `meta` costs by the quota rule.
+pub(super) fn cost_of(meta: &Metadata) -> u64 {
+    entry_cost(meta.file_type(), meta.len())
 }
 
 /// One user's home, for one session. Cheap to clone; clones share everything.
@@ -360,6 +376,11 @@ impl HomeDir {
         lock(&self.state.unmeasured).clone()
     }
 
+    /// How many files, folders and links the user has, against `max_files`.
+    pub fn entries(&self) -> Entries {
+        self.state.ledger.entries()
+    }
+
     /// Describes `path`, following symbolic links (as long as they stay inside the home).
     pub fn stat(&self, path: &VirtualPath) -> Result<Entry> {
         let meta = self.dir.metadata(path.to_relative()).map_err(at(path))?;
@@ -409,7 +430,8 @@ impl HomeDir {
     }
 
     /// Creates a directory; its parent must exist, and be less than [`MAX_DEPTH`] levels
-    /// deep on disk.
+    /// deep on disk. It costs one quota block and one entry, refused with the numbers if
+    /// they do not fit.
     pub fn mkdir(&self, path: &VirtualPath) -> Result<()> {
         self.mkdir_with_mode(path, 0o777)
     }
@@ -427,21 +449,27 @@ impl HomeDir {
         if depth >= MAX_DEPTH {
             return Err(too_deep(path));
         }
+        let mut booked = self.state.ledger.reserve_entry(QUOTA_BLOCK)?;
         let mut builder = cap_std::fs::DirBuilder::new();
         builder.mode((mode & 0o777) | 0o700);
         self.dir
             .create_dir_with(path.to_relative(), &builder)
-            .map_err(at(path))
+            .map_err(at(path))?;
+        booked.commit(QUOTA_BLOCK)?;
+        booked.keep_entry();
+        Ok(())
     }
 
-    /// Removes an empty directory.
+    /// Removes an empty directory, giving its block and entry back.
     pub fn rmdir(&self, path: &VirtualPath) -> Result<()> {
         refuse_root(path)?;
-        self.dir.remove_dir(path.to_relative()).map_err(at(path))
+        let _sizes = self.state.lock_sizes();
+        self.dir.remove_dir(path.to_relative()).map_err(at(path))?;
+        self.state.ledger.release_entry(QUOTA_BLOCK);
+        Ok(())
     }
 
-    /// Removes a file or a symbolic link (not what it points to), giving a file's space
-    /// back.
+    /// Removes a file or a symbolic link (not what it points to), giving its cost back.
     pub fn remove_file(&self, path: &VirtualPath) -> Result<()> {
         let rel = path.to_relative();
         let _sizes = self.state.lock_sizes();
@@ -450,14 +478,12 @@ impl HomeDir {
             return Err(StorageError::IsADirectory { path: path.clone() });
         }
         self.dir.remove_file(rel).map_err(at(path))?;
-        if meta.is_file() {
-            self.state.ledger.release(meta.len());
-        }
+        self.state.ledger.release_entry(cost_of(&meta));
         Ok(())
     }
 
-    /// Renames `from` to `to` as POSIX `rename` does: a file at `to` is replaced, and its
-    /// space given back.
+    /// Renames `from` to `to` as POSIX `rename` does: an entry at `to` (a file, a link,
+    /// an empty folder) is replaced, and its cost given back.
     pub fn rename(&self, from: &VirtualPath, to: &VirtualPath) -> Result<()> {
         refuse_root(from)?;
         refuse_root(to)?;
@@ -470,9 +496,9 @@ impl HomeDir {
         }
         let replaced = match self.dir.symlink_metadata(to_rel) {
             // Renaming a file onto another link to itself changes nothing.
-            Ok(meta) if meta.is_file() && !same_file(&meta, &source) => meta.len(),
-            Ok(_) => 0,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => 0,
+            Ok(meta) if same_file(&meta, &source) => None,
+            Ok(meta) => Some(cost_of(&meta)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
             Err(e) => return Err(StorageError::from_io(to, e)),
         };
         // `from` resolved a moment ago, so a failure now is about `to`; except EINVAL,
@@ -486,7 +512,9 @@ impl HomeDir {
                 },
                 _ => StorageError::from_io(to, e),
             })?;
-        self.state.ledger.release(replaced);
+        if let Some(cost) = replaced {
+            self.state.ledger.release_entry(cost);
+        }
         Ok(())
     }
 
@@ -514,17 +542,23 @@ impl HomeDir {
         }
     }
 
-    /// Opens a regular file, for SFTP handles and in-place writes.
+    /// Opens a regular file, for SFTP handles and in-place writes. Creating one takes an
+    /// entry from the quota ledger, refused if `max_files` has been reached.
     pub fn open(&self, path: &VirtualPath, options: OpenOptions) -> Result<OpenFile> {
         let rel = path.to_relative();
         // Look before opening: opening a FIFO would block.
-        match self.dir.metadata(rel) {
-            Ok(meta) => check_regular(path, &meta)?,
+        let exists = match self.dir.metadata(rel) {
+            Ok(meta) => {
+                check_regular(path, &meta)?;
+                true
+            }
             Err(e)
-                if e.kind() == io::ErrorKind::NotFound && (options.create || options.exclusive) => {
+                if e.kind() == io::ErrorKind::NotFound && (options.create || options.exclusive) =>
+            {
+                false
             }
             Err(e) => return Err(StorageError::from_io(path, e)),
-        }
+        };
         let writable = options.write || options.truncate || options.append;
         if writable || options.create || options.exclusive {
             self.state.check_measured()?;
@@ -534,12 +568,13 @@ impl HomeDir {
         // `writable` is what the user asked for, and what `write_at` checks.
         cap.read(options.read || !writable)
             .write(writable || options.create || options.exclusive);
-        if options.exclusive {
-            cap.create_new(true);
+        let file = if exists && options.exclusive {
+            return Err(StorageError::Exists { path: path.clone() });
+        } else if exists {
+            self.dir.open_with(rel, &cap).map_err(at(path))?
         } else {
-            cap.create(options.create);
-        }
-        let file = self.dir.open_with(rel, &cap).map_err(at(path))?;
+            self.create_file(path, cap, options.exclusive)?
+        };
         check_regular(path, &file.metadata().map_err(at(path))?)?;
         let file = OpenFile {
             file,
@@ -554,6 +589,30 @@ impl HomeDir {
         Ok(file)
     }
 
+    /// Creates the regular file `path` and counts it; if another session created it
+    /// first, opens that one instead, unless `exclusive`.
+    fn create_file(
+        &self,
+        path: &VirtualPath,
+        mut cap: CapOpenOptions,
+        exclusive: bool,
+    ) -> Result<File> {
+        let rel = path.to_relative();
+        let _sizes = self.state.lock_sizes();
+        let mut entry = self.state.ledger.reserve_entry(0)?;
+        match self.dir.open_with(rel, cap.clone().create_new(true)) {
+            Ok(file) => {
+                entry.keep_entry();
+                Ok(file)
+            }
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists && !exclusive => {
+                drop(entry);
+                self.dir.open_with(rel, cap.create(false)).map_err(at(path))
+            }
+            Err(e) => Err(StorageError::from_io(path, e)),
+        }
+    }
+
     /// Opens `path` to write `len` bytes at `offset` in place, creating it if needed, but
     /// only if what the file would grow by fits the quota now: a write refused for space
     /// leaves no new empty file behind, and is refused before any of it lands. Each
@@ -563,15 +622,19 @@ impl HomeDir {
         let size = match self.dir.metadata(path.to_relative()) {
             Ok(meta) => {
                 check_regular(path, &meta)?;
-                meta.len()
+                Some(meta.len())
             }
-            Err(e) if e.kind() == io::ErrorKind::NotFound => 0,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
             Err(e) => return Err(StorageError::from_io(path, e)),
         };
-        let growth = offset.saturating_add(len).saturating_sub(size);
+        let old = size.unwrap_or(0);
+        let growth = file_cost(offset.saturating_add(len).max(old)) - file_cost(old);
         // The ledger's own check, and its numbers in a refusal; the space is taken for
         // real, chunk by chunk, as the data lands.
-        drop(self.state.ledger.reserve(growth)?);
+        drop(match size {
+            Some(_) => self.state.ledger.reserve(growth)?,
+            None => self.state.ledger.reserve_entry(growth)?,
+        });
         let options = OpenOptions {
             write: true,
             create: true,
@@ -709,12 +772,12 @@ impl OpenFile {
                 offset,
                 held: len,
             })?;
-        let growth = end.saturating_sub(len);
+        let growth = file_cost(end.max(len)) - file_cost(len);
         let mut reservation = self.state.ledger.reserve(growth)?;
         if let Err(e) = self.file.write_all_at(data, offset) {
             // Part of `data` may have landed: count whatever the file grew by.
             if let Ok(now) = self.len() {
-                reservation.commit(now.saturating_sub(len).min(growth))?;
+                reservation.commit((file_cost(now).saturating_sub(file_cost(len))).min(growth))?;
             }
             return Err(StorageError::from_io(&self.path, e));
         }
@@ -722,19 +785,20 @@ impl OpenFile {
         Ok(())
     }
 
-    /// Cuts or extends the file to `len` bytes; shrinking gives space back, growing
+    /// Cuts or extends the file to `len` bytes; shrinking gives its cost back, growing
     /// reserves it first. Refused, as `write_at` is, once the file has lost its name.
     pub fn set_len(&self, len: u64) -> Result<()> {
         self.check_writable()?;
         let sizes = self.state.lock_sizes();
         let old = self.named_len(&sizes)?;
-        if len <= old {
+        let (old_cost, new_cost) = (file_cost(old), file_cost(len));
+        if new_cost <= old_cost {
             self.file.set_len(len).map_err(at(&self.path))?;
-            self.state.ledger.release(old - len);
+            self.state.ledger.release(old_cost - new_cost);
         } else {
-            let mut reservation = self.state.ledger.reserve(len - old)?;
+            let mut reservation = self.state.ledger.reserve(new_cost - old_cost)?;
             self.file.set_len(len).map_err(at(&self.path))?;
-            reservation.commit(len - old)?;
+            reservation.commit(new_cost - old_cost)?;
         }
         Ok(())
     }
@@ -805,7 +869,7 @@ mod tests {
 
     #[test]
     fn directories_files_and_listing() {
-        let f = fixture(1000);
+        let f = fixture(1 << 20);
         let h = &f.home;
         h.mkdir(&vp("/docs")).unwrap();
         h.write_at(&vp("/docs/b.txt"), 0, b"bee").unwrap();
@@ -867,7 +931,7 @@ mod tests {
 
     #[test]
     fn planted_links_that_escape_are_refused() {
-        let f = fixture(1000);
+        let f = fixture(1 << 20);
         f.plant_links();
         let h = &f.home;
         for link in Fixture::ESCAPES {
@@ -937,7 +1001,7 @@ mod tests {
 
     #[test]
     fn links_that_stay_inside_work() {
-        let f = fixture(1000);
+        let f = fixture(1 << 20);
         f.plant_links();
         let h = &f.home;
         assert_eq!(h.stat(&vp("/inside")).unwrap().kind, EntryKind::Dir);
@@ -960,7 +1024,7 @@ mod tests {
 
     #[test]
     fn regular_files_only() {
-        let f = fixture(1000);
+        let f = fixture(1 << 20);
         let h = &f.home;
         h.mkdir(&vp("/d")).unwrap();
         let read = OpenOptions {
@@ -1023,7 +1087,7 @@ mod tests {
 
     #[test]
     fn open_file_reads_writes_and_appends() {
-        let f = fixture(1000);
+        let f = fixture(100_000);
         let h = &f.home;
         let rw = OpenOptions {
             read: true,
@@ -1052,22 +1116,24 @@ mod tests {
             .write_at(0, b"!")
             .unwrap();
         assert_eq!(std::fs::read(f.real("f")).unwrap(), b"hello there!");
-        assert_eq!(h.usage().used, 12);
+        assert_eq!(h.usage().used, 4096);
     }
 
     #[test]
     fn writes_past_the_quota_are_refused_and_change_nothing() {
-        let f = fixture(10);
+        let f = fixture(10_000);
         let h = &f.home;
-        h.write_at(&vp("/a"), 0, b"12345678").unwrap();
-        let err = h.write_at(&vp("/a"), 8, b"abc").unwrap_err();
+        // 5000 bytes cost two blocks.
+        h.write_at(&vp("/a"), 0, &[7; 5000]).unwrap();
+        assert_eq!(h.usage().used, 8192);
+        let err = h.write_at(&vp("/a"), 8192, b"abc").unwrap_err();
         assert_eq!(
             err.to_string(),
-            "quota exceeded: need 3 bytes, used 8 of 10 bytes"
+            "quota exceeded: need 4096 bytes, used 8192 of 10000 bytes"
         );
-        // A write far past the end would make a 1 KiB file: refused too.
+        // A write far past the end would make a 1 MiB file: refused too.
         assert!(matches!(
-            h.write_at(&vp("/a"), 1024, b"x"),
+            h.write_at(&vp("/a"), 1 << 20, b"x"),
             Err(StorageError::Quota(_))
         ));
         assert!(matches!(
@@ -1081,69 +1147,27 @@ mod tests {
             Err(StorageError::Quota(_))
         ));
         assert!(!f.real("b").exists());
-        h.mkdir(&vp("/d")).unwrap();
-        assert!(matches!(
-            h.open_for_write(&vp("/d"), 0, 100),
-            Err(StorageError::IsADirectory { .. })
-        ));
-        assert_eq!(std::fs::read(f.real("a")).unwrap(), b"12345678");
+        // A folder costs a block too.
+        assert!(matches!(h.mkdir(&vp("/d")), Err(StorageError::Quota(_))));
+        assert!(!f.real("d").exists());
+        assert_eq!(std::fs::read(f.real("a")).unwrap(), [7; 5000]);
         assert_eq!(
             h.usage(),
             Usage {
-                used: 8,
+                used: 8192,
                 reserved: 0,
-                limit: 10
+                limit: 10_000
             }
         );
-        // Overwriting inside the file needs no new space, nor does an empty new file.
+        // Overwriting inside the file needs no new space, nor does growing inside its
+        // last block, nor an empty new file.
         h.open_for_write(&vp("/a"), 2, 6).unwrap();
+        h.write_at(&vp("/a"), 5000, &[8; 3192]).unwrap();
         h.open_for_write(&vp("/empty"), 0, 0).unwrap();
         assert_eq!(h.stat(&vp("/empty")).unwrap().size, 0);
-        h.write_at(&vp("/a"), 0, b"abcdefgh").unwrap();
-        h.write_at(&vp("/a"), 8, b"ij").unwrap();
-        assert_eq!(h.usage().used, 10);
-    }
-
-    #[test]
-    fn deletes_overwrites_and_truncates_give_space_back() {
-        let f = fixture(100);
-        let h = &f.home;
-        h.write_at(&vp("/a"), 0, &[1; 40]).unwrap();
-        h.write_at(&vp("/b"), 0, &[2; 30]).unwrap();
-        h.write_at(&vp("/c"), 0, &[3; 20]).unwrap();
-        assert_eq!(h.usage().used, 90);
-
-        h.remove_file(&vp("/c")).unwrap();
-        assert_eq!(h.usage().used, 70);
-        h.rename(&vp("/b"), &vp("/a")).unwrap();
-        assert_eq!(h.usage().used, 30);
-        let trunc = OpenOptions {
-            write: true,
-            truncate: true,
-            ..Default::default()
-        };
-        let file = h.open(&vp("/a"), trunc).unwrap();
-        assert_eq!(h.usage().used, 0);
-        file.set_len(60).unwrap();
-        assert_eq!(h.usage().used, 60);
-        assert!(matches!(file.set_len(101), Err(StorageError::Quota(_))));
-        file.set_len(10).unwrap();
-        assert_eq!(h.usage().used, 10);
-
-        // Removing a link frees nothing; renaming a file onto itself neither.
-        std::os::unix::fs::symlink("a", f.real("link")).unwrap();
-        h.remove_file(&vp("/link")).unwrap();
-        std::fs::hard_link(f.real("a"), f.real("same")).unwrap();
-        h.rename(&vp("/a"), &vp("/same")).unwrap();
-        assert_eq!(h.usage().used, 10);
-        assert!(matches!(
-            h.rename(&vp("/same"), &VirtualPath::root()),
-            Err(StorageError::Denied { .. })
-        ));
-        assert!(matches!(
-            h.rename(&vp("/gone"), &vp("/x")),
-            Err(StorageError::NotFound { .. })
-        ));
+        assert_eq!(h.usage().used, 8192);
+        assert_eq!(h.entries().count, 2);
+        assert_eq!(h.usage().used, on_disk(&f));
     }
 
     /// What a fresh scan of the disk finds, as after a restart: what the ledger must say.
@@ -1152,15 +1176,74 @@ mod tests {
     }
 
     #[test]
+    fn deletes_overwrites_and_truncates_give_space_back() {
+        let f = fixture(100_000);
+        let h = &f.home;
+        h.write_at(&vp("/a"), 0, &[1; 9000]).unwrap();
+        h.write_at(&vp("/b"), 0, &[2; 5000]).unwrap();
+        h.write_at(&vp("/c"), 0, &[3; 20]).unwrap();
+        assert_eq!(h.usage().used, 12_288 + 8192 + 4096);
+
+        h.remove_file(&vp("/c")).unwrap();
+        assert_eq!(h.usage().used, 12_288 + 8192);
+        h.rename(&vp("/b"), &vp("/a")).unwrap();
+        assert_eq!(h.usage().used, 8192);
+        let trunc = OpenOptions {
+            write: true,
+            truncate: true,
+            ..Default::default()
+        };
+        let file = h.open(&vp("/a"), trunc).unwrap();
+        assert_eq!(h.usage().used, 0);
+        file.set_len(60).unwrap();
+        assert_eq!(h.usage().used, 4096);
+        assert!(matches!(file.set_len(100_001), Err(StorageError::Quota(_))));
+        file.set_len(10_000).unwrap();
+        assert_eq!(h.usage().used, 12_288);
+        file.set_len(10).unwrap();
+        assert_eq!(h.usage().used, 4096);
+
+        // A link costs a block, and removing it gives it back; renaming a file onto
+        // itself changes nothing.
+        std::os::unix::fs::symlink("a", f.real("link")).unwrap();
+        let f = &f;
+        let h = f.restart(100_000);
+        assert_eq!((h.usage().used, h.entries().count), (8192, 2));
+        h.remove_file(&vp("/link")).unwrap();
+        assert_eq!((h.usage().used, h.entries().count), (4096, 1));
+        std::fs::hard_link(f.real("a"), f.real("same")).unwrap();
+        let h = f.restart(100_000);
+        h.rename(&vp("/a"), &vp("/same")).unwrap();
+        assert_eq!(h.usage().used, 8192);
+        // A link, and an empty folder, replaced by a rename give their block back.
+        std::os::unix::fs::symlink("same", f.real("link")).unwrap();
+        let h = f.restart(100_000);
+        h.rename(&vp("/same"), &vp("/link")).unwrap();
+        h.mkdir(&vp("/d1")).unwrap();
+        h.mkdir(&vp("/d2")).unwrap();
+        h.rename(&vp("/d1"), &vp("/d2")).unwrap();
+        assert_eq!(h.usage().used, on_disk(f));
+        assert_eq!(h.entries(), f.restart(100_000).entries());
+        assert!(matches!(
+            h.rename(&vp("/link"), &VirtualPath::root()),
+            Err(StorageError::Denied { .. })
+        ));
+        assert!(matches!(
+            h.rename(&vp("/gone"), &vp("/x")),
+            Err(StorageError::NotFound { .. })
+        ));
+    }
+
+    #[test]
     fn a_handle_on_a_deleted_file_changes_nothing_and_books_nothing() {
-        let f = fixture(1000);
+        let f = fixture(100_000);
         let h = &f.home;
         let rw = OpenOptions {
             read: true,
             write: true,
             ..Default::default()
         };
-        // Each round once gave 500 bytes back twice: the delete freed them, then the
+        // Each round once gave tmp's bytes back twice: the delete freed them, then the
         // truncate through the handle freed them again.
         for i in 0..5 {
             h.write_at(&vp(&format!("/keep{i}")), 0, &[1; 100]).unwrap();
@@ -1180,7 +1263,7 @@ mod tests {
             // What was written before the delete can still be read back.
             let mut buf = [0u8; 4];
             assert_eq!(file.read_at(0, &mut buf).unwrap(), 4);
-            assert_eq!(h.usage().used, 100 * (i + 1));
+            assert_eq!(h.usage().used, 4096 * (i + 1));
         }
         assert_eq!(h.usage().used, on_disk(&f));
         assert_eq!(h.usage().reserved, 0);
@@ -1188,31 +1271,32 @@ mod tests {
 
     #[test]
     fn a_handle_on_a_replaced_file_changes_nothing_and_books_nothing() {
-        let f = fixture(1000);
+        let f = fixture(100_000);
         let h = &f.home;
         let write = OpenOptions {
             write: true,
             ..Default::default()
         };
-        h.write_at(&vp("/old"), 0, &[1; 300]).unwrap();
-        h.write_at(&vp("/new"), 0, &[2; 200]).unwrap();
+        h.write_at(&vp("/old"), 0, &[1; 9000]).unwrap();
+        h.write_at(&vp("/new"), 0, &[2; 5000]).unwrap();
         let old = h.open(&vp("/old"), write).unwrap();
         h.rename(&vp("/new"), &vp("/old")).unwrap();
-        assert_eq!(h.usage().used, 200);
+        assert_eq!(h.usage().used, 8192);
         assert!(matches!(old.set_len(0), Err(StorageError::Deleted { .. })));
         assert!(matches!(
-            old.write_at(0, &[3; 600]),
+            old.write_at(0, &[3; 20_000]),
             Err(StorageError::Deleted { .. })
         ));
-        assert_eq!(std::fs::read(f.real("old")).unwrap(), [2; 200]);
-        assert_eq!(h.usage().used, 200);
+        assert_eq!(std::fs::read(f.real("old")).unwrap(), [2; 5000]);
+        assert_eq!(h.usage().used, 8192);
 
         // Renamed away, the file keeps a name, and its handle keeps working.
         let moved = h.open(&vp("/old"), write).unwrap();
         h.rename(&vp("/old"), &vp("/moved")).unwrap();
-        moved.write_at(200, &[4; 50]).unwrap();
-        moved.set_len(220).unwrap();
-        assert_eq!(h.usage().used, 220);
+        moved.write_at(5000, &[4; 4000]).unwrap();
+        assert_eq!(h.usage().used, 12_288);
+        moved.set_len(5500).unwrap();
+        assert_eq!(h.usage().used, 8192);
         assert_eq!(h.usage().used, on_disk(&f));
     }
 
@@ -1251,7 +1335,7 @@ mod tests {
 
     #[test]
     fn a_folder_cannot_be_moved_into_itself() {
-        let f = fixture(100);
+        let f = fixture(100_000);
         let h = &f.home;
         h.mkdir(&vp("/a")).unwrap();
         h.mkdir(&vp("/a/b")).unwrap();
@@ -1271,36 +1355,96 @@ mod tests {
             Err(StorageError::Invalid { .. })
         ));
         assert_eq!(names(&h.list(&vp("/a")).unwrap()), ["b", "f"]);
-        assert_eq!(h.usage().used, 4);
+        // Two folders and a file; the link was planted behind the ledger's back.
+        assert_eq!(h.usage().used, 3 * 4096);
     }
 
     #[test]
     fn usage_is_recomputed_after_a_restart() {
-        let f = fixture(1000);
+        let f = fixture(100_000);
         let h = &f.home;
         h.mkdir(&vp("/d")).unwrap();
         h.mkdir(&vp("/d/e")).unwrap();
         h.write_at(&vp("/d/e/deep"), 0, &[0; 100]).unwrap();
-        h.write_at(&vp("/top"), 0, &[0; 7]).unwrap();
-        // Links count nothing, even to files.
-        std::os::unix::fs::symlink("top", f.real("link")).unwrap();
+        h.write_at(&vp("/top"), 0, &[0; 4097]).unwrap();
+        h.write_at(&vp("/empty"), 0, &[]).unwrap();
         let before = h.usage();
-        assert_eq!(before.used, 107);
+        // Two folders at a block each, one block for `deep`, two for `top`, none for
+        // `empty`: and five entries.
+        assert_eq!(before.used, 5 * 4096);
+        assert_eq!(h.entries().count, 5);
         assert_eq!(
-            f.restart(500).usage(),
+            f.restart(50_000).usage(),
             Usage {
-                limit: 500,
+                limit: 50_000,
                 ..before
             }
         );
-        // Another session of a running server shares the ledger, with the new limit.
-        let again = f.storage.home("alice", 600).unwrap();
-        assert_eq!(h.usage().limit, 600);
+        // A link counts a block, whatever it leads to.
+        std::os::unix::fs::symlink("top", f.real("link")).unwrap();
+        std::os::unix::fs::symlink("nowhere", f.real("d/dangling")).unwrap();
+        let rescanned = f.restart(50_000);
+        assert_eq!(rescanned.usage().used, 7 * 4096);
+        assert_eq!(
+            rescanned.entries(),
+            Entries {
+                count: 7,
+                limit: None
+            }
+        );
+        // Another session of a running server shares the ledger, with the new limits.
+        let again = f.storage.home("alice", 60_000, Some(9)).unwrap();
+        assert_eq!(h.usage().limit, 60_000);
+        assert_eq!(h.entries().limit, Some(9));
         assert!(Arc::ptr_eq(again.ledger(), h.ledger()));
-        assert_eq!(f.storage.usage_of("alice").unwrap().used, 107);
+        assert_eq!(f.storage.usage_of("alice").unwrap().used, 5 * 4096);
         assert_eq!(f.storage.usage_of("carol"), None);
         f.storage.forget("alice");
         assert_eq!(f.storage.usage_of("alice"), None);
+    }
+
+    #[test]
+    fn max_files_refuses_new_files_and_folders_but_not_growth() {
+        let f = fixture(1 << 20);
+        let h = f.storage.home("alice", 1 << 20, Some(3)).unwrap();
+        h.mkdir(&vp("/d")).unwrap();
+        h.write_at(&vp("/d/a"), 0, b"a").unwrap();
+        let create = OpenOptions {
+            write: true,
+            create: true,
+            ..Default::default()
+        };
+        h.open(&vp("/b"), create).unwrap();
+        let full = "file limit reached: 3 of 3 files, folders and links";
+        for refused in [
+            h.mkdir(&vp("/e")).unwrap_err(),
+            h.write_at(&vp("/c"), 0, b"c").unwrap_err(),
+            h.open(&vp("/c"), create).map(drop).unwrap_err(),
+        ] {
+            assert!(matches!(refused, StorageError::Quota(_)), "{refused:?}");
+            assert_eq!(refused.to_string(), full);
+        }
+        assert!(!f.real("e").exists() && !f.real("c").exists());
+        // What exists can still be opened, written and grown.
+        h.open(&vp("/b"), create).unwrap();
+        h.write_at(&vp("/d/a"), 1, &[1; 5000]).unwrap();
+        // Deleting gives an entry back.
+        h.remove_file(&vp("/b")).unwrap();
+        h.mkdir(&vp("/e")).unwrap();
+        h.rmdir(&vp("/e")).unwrap();
+        h.write_at(&vp("/c"), 0, b"c").unwrap();
+        assert_eq!(h.entries().count, 3);
+        assert_eq!(h.usage().used, 4 * 4096);
+        assert_eq!(
+            h.entries(),
+            f.storage.home("alice", 1, Some(3)).unwrap().entries()
+        );
+        f.storage.forget("alice");
+        let rescanned = f.storage.home("alice", 1 << 20, Some(3)).unwrap();
+        assert_eq!(
+            (rescanned.usage().used, rescanned.entries().count),
+            (4 * 4096, 3)
+        );
     }
 
     #[test]
@@ -1310,13 +1454,13 @@ mod tests {
         let mode = std::fs::metadata(f.real("")).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o700);
         for bad in ["", ".", "..", "a/b", "x\0"] {
-            assert!(f.storage.home(bad, 1).is_err(), "{bad:?}");
+            assert!(f.storage.home(bad, 1, None).is_err(), "{bad:?}");
         }
     }
 
     #[test]
     fn hashes_ranges() {
-        let f = fixture(1000);
+        let f = fixture(1 << 20);
         let h = &f.home;
         let data: Vec<u8> = (0..600u32).map(|i| (i % 251) as u8).collect();
         h.write_at(&vp("/f"), 0, &data).unwrap();
@@ -1352,7 +1496,7 @@ mod tests {
     #[test]
     fn permissions_and_times() {
         use std::os::unix::fs::PermissionsExt as _;
-        let f = fixture(1000);
+        let f = fixture(1 << 20);
         let h = &f.home;
         h.write_at(&vp("/f"), 0, b"x").unwrap();
         h.mkdir(&vp("/d")).unwrap();
@@ -1372,7 +1516,7 @@ mod tests {
     fn a_chmod_racing_renames_never_leaves_a_folder_unusable() {
         use std::sync::atomic::{AtomicBool, Ordering};
         use std::time::{Duration, Instant};
-        let f = fixture(1000);
+        let f = fixture(1 << 20);
         let h = &f.home;
         h.mkdir(&vp("/D")).unwrap();
         h.write_at(&vp("/X"), 0, b"file").unwrap();
@@ -1417,7 +1561,7 @@ mod tests {
 
     #[test]
     fn read_link_answers_only_links_that_stay_inside() {
-        let f = fixture(1000);
+        let f = fixture(1 << 20);
         f.plant_links();
         let h = &f.home;
         assert_eq!(h.read_link(&vp("/inside")).unwrap(), PathBuf::from("docs"));

@@ -23,7 +23,10 @@ pub use error::StorageError;
 pub use home::{Entry, EntryKind, HomeDir, OpenFile, OpenOptions, Storage};
 pub use listing::{DirStream, ListedEntry, SortedListing};
 pub use path::VirtualPath;
-pub use quota::{QuotaExceeded, QuotaLedger, Reservation, Usage};
+pub use quota::{
+    Entries, QUOTA_BLOCK, QuotaExceeded, QuotaLedger, Reservation, Tally, Usage, entry_cost,
+    file_cost,
+};
 pub use scan::{MAX_DEPTH, ScanFailure};
 pub use upload::{Upload, UploadStart};
 

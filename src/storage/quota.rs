@@ -1,20 +1,81 @@
-//! The per-user quota ledger: bytes on disk, bytes promised to transfers, and the limit.
+//! The per-user quota ledger: bytes on disk, bytes promised to transfers, and the limit;
+//! and the count of entries (files, folders, links) against an optional limit.
 //!
 //! One ledger is shared by all of a user's sessions. Space is *reserved* before data
 //! flows and *committed* as it lands, so concurrent transfers can never together pass
 //! the limit: the check and the booking happen under one lock.
+//!
+//! What an entry costs is decided here and nowhere else ([`file_cost`], [`entry_cost`]):
+//! every operation that creates, grows, shrinks or removes an entry, and the scan that
+//! recomputes usage after a restart, books exactly what these functions say, so the
+//! ledger always equals a fresh scan.
 
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-/// A snapshot of a user's ledger, in bytes.
+use cap_std::fs::FileType;
+
+/// The unit of the quota rule: a file's length is rounded up to a multiple of this, and
+/// a folder or a symbolic link costs one. It is what such entries really take on common
+/// filesystems (a block, an inode), so many empty folders cannot fill a disk for free.
+pub const QUOTA_BLOCK: u64 = 4096;
+
+/// What a regular file of `len` bytes costs: its length rounded up to [`QUOTA_BLOCK`].
+/// An empty file costs nothing but its entry (see `max_files`).
+pub fn file_cost(len: u64) -> u64 {
+    len.div_ceil(QUOTA_BLOCK).saturating_mul(QUOTA_BLOCK)
+}
+
+/// What an entry of type `kind` costs: [`file_cost`] of `len` for a regular file, and
+/// one [`QUOTA_BLOCK`] for anything else (a folder, a symbolic link, whatever an admin
+/// may have planted), whatever `len` says.
+pub fn entry_cost(kind: FileType, len: u64) -> u64 {
+    if kind.is_file() {
+        file_cost(len)
+    } else {
+        QUOTA_BLOCK
+    }
+}
+
+/// What a scan of the disk found: the cost of all entries, and how many there are.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Tally {
+    pub bytes: u64,
+    pub entries: u64,
+}
+
+impl Tally {
+    /// Counts one more entry that costs `cost`.
+    pub fn add(&mut self, cost: u64) {
+        self.bytes = self.bytes.saturating_add(cost);
+        self.entries = self.entries.saturating_add(1);
+    }
+
+    /// Adds what another scan found.
+    pub fn merge(&mut self, other: Tally) {
+        self.bytes = self.bytes.saturating_add(other.bytes);
+        self.entries = self.entries.saturating_add(other.entries);
+    }
+}
+
+/// A snapshot of a user's ledger, in bytes as the quota rule counts them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Usage {
-    /// Bytes on disk: the logical lengths of all regular files, partial uploads included.
+    /// Bytes booked for what is on disk: every entry by [`entry_cost`], partial uploads
+    /// included.
     pub used: u64,
     /// Bytes promised to transfers in flight, not yet written.
     pub reserved: u64,
     /// The quota.
     pub limit: u64,
+}
+
+/// A snapshot of a user's entry count: files, folders and links, partial uploads
+/// included; entries being created are counted from the moment they are allowed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Entries {
+    pub count: u64,
+    /// `max_files`; `None`: no limit.
+    pub limit: Option<u64>,
 }
 
 impl Usage {
@@ -34,7 +95,7 @@ impl Usage {
                 self.reserved += need;
                 Ok(())
             }
-            _ => Err(QuotaExceeded {
+            _ => Err(QuotaExceeded::Bytes {
                 need,
                 used: taken,
                 limit: self.limit,
@@ -43,77 +104,160 @@ impl Usage {
     }
 }
 
-/// A refusal: `need` more bytes do not fit. `used` counts reservations too.
+/// A refusal: `need` more bytes do not fit (`used` counts reservations too), or the
+/// user has as many entries as `max_files` allows.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("quota exceeded: need {need} bytes, used {used} of {limit} bytes")]
-pub struct QuotaExceeded {
-    pub need: u64,
-    pub used: u64,
-    pub limit: u64,
+#[non_exhaustive]
+pub enum QuotaExceeded {
+    #[error("quota exceeded: need {need} bytes, used {used} of {limit} bytes")]
+    Bytes { need: u64, used: u64, limit: u64 },
+    #[error("file limit reached: {count} of {limit} files, folders and links")]
+    Entries { count: u64, limit: u64 },
+}
+
+/// Everything the ledger guards with one lock.
+#[derive(Debug)]
+struct State {
+    bytes: Usage,
+    entries: Entries,
 }
 
 /// One user's quota ledger.
 #[derive(Debug)]
 pub struct QuotaLedger {
-    state: Mutex<Usage>,
+    state: Mutex<State>,
 }
 
 impl QuotaLedger {
-    /// A ledger with `used` bytes already on disk and nothing reserved.
+    /// A ledger with `used` bytes already on disk, no entry limit, and nothing reserved.
     pub fn new(limit: u64, used: u64) -> Arc<Self> {
+        Self::from_scan(
+            limit,
+            None,
+            Tally {
+                bytes: used,
+                entries: 0,
+            },
+        )
+    }
+
+    /// A ledger for what a scan of the disk found.
+    pub fn from_scan(limit: u64, max_files: Option<u64>, found: Tally) -> Arc<Self> {
         Arc::new(Self {
-            state: Mutex::new(Usage {
-                used,
-                reserved: 0,
-                limit,
+            state: Mutex::new(State {
+                bytes: Usage {
+                    used: found.bytes,
+                    reserved: 0,
+                    limit,
+                },
+                entries: Entries {
+                    count: found.entries,
+                    limit: max_files,
+                },
             }),
         })
     }
 
     pub fn usage(&self) -> Usage {
-        *self.lock()
+        self.lock().bytes
     }
 
-    /// Changes the limit. A limit below current usage deletes nothing; it only refuses
+    pub fn entries(&self) -> Entries {
+        self.lock().entries
+    }
+
+    /// Changes the limits. A limit below current usage deletes nothing; it only refuses
     /// further growth.
-    pub fn set_limit(&self, limit: u64) {
-        self.lock().limit = limit;
+    pub fn set_limits(&self, limit: u64, max_files: Option<u64>) {
+        let mut state = self.lock();
+        state.bytes.limit = limit;
+        state.entries.limit = max_files;
     }
 
     /// Promises `n` bytes to a transfer, or refuses if `used + reserved + n` would pass
     /// the limit (`n == 0` is never refused).
     pub fn reserve(self: &Arc<Self>, n: u64) -> Result<Reservation, QuotaExceeded> {
-        self.lock().try_reserve(n)?;
+        self.lock().bytes.try_reserve(n)?;
         Ok(Reservation {
             ledger: Arc::clone(self),
             remaining: n,
+            new_entries: 0,
         })
     }
 
-    /// Replaces what the ledger counts as used with `used`, as a fresh scan measured it.
-    pub(crate) fn set_used(&self, used: u64) {
-        self.lock().used = used;
+    /// Replaces what the ledger counts as on disk with what a fresh scan found.
+    pub(crate) fn set_found(&self, found: Tally) {
+        let mut state = self.lock();
+        state.bytes.used = found.bytes;
+        state.entries.count = found.entries;
     }
 
-    /// `n` bytes were freed on disk (a delete, a truncate, an overwrite).
+    /// For an entry about to be created: counts it, and promises it `n` bytes, or
+    /// refuses if either limit would be passed. The entry is given back if the
+    /// reservation is dropped before [`Reservation::keep_entry`].
+    pub fn reserve_entry(self: &Arc<Self>, n: u64) -> Result<Reservation, QuotaExceeded> {
+        self.take_entry(n, true)
+    }
+
+    /// As [`reserve_entry`](Self::reserve_entry), for an entry that is to replace one
+    /// that exists (an upload's partial, over the file it will be published onto): it
+    /// is counted, but not held to `max_files`, since publishing it gives the replaced
+    /// entry back. So a user at the limit can still replace their files.
+    pub fn reserve_replacing_entry(self: &Arc<Self>, n: u64) -> Result<Reservation, QuotaExceeded> {
+        self.take_entry(n, false)
+    }
+
+    fn take_entry(
+        self: &Arc<Self>,
+        n: u64,
+        check_limit: bool,
+    ) -> Result<Reservation, QuotaExceeded> {
+        let mut state = self.lock();
+        let Entries { count, limit } = state.entries;
+        if let Some(limit) = limit
+            && count >= limit
+            && check_limit
+        {
+            return Err(QuotaExceeded::Entries { count, limit });
+        }
+        state.bytes.try_reserve(n)?;
+        state.entries.count += 1;
+        Ok(Reservation {
+            ledger: Arc::clone(self),
+            remaining: n,
+            new_entries: 1,
+        })
+    }
+
+    /// `n` bytes were freed on disk (a truncate, a partial cut short).
     pub fn release(&self, n: u64) {
         let mut state = self.lock();
-        state.used = state.used.saturating_sub(n);
+        state.bytes.used = state.bytes.used.saturating_sub(n);
     }
 
-    fn lock(&self) -> MutexGuard<'_, Usage> {
-        // The state is three numbers that every critical section leaves consistent, so a
-        // panic elsewhere while holding the lock cannot have left it half-updated.
+    /// An entry that cost `n` bytes is gone from disk (a delete, or a rename or upload
+    /// over it).
+    pub fn release_entry(&self, n: u64) {
+        let mut state = self.lock();
+        state.bytes.used = state.bytes.used.saturating_sub(n);
+        state.entries.count = state.entries.count.saturating_sub(1);
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // The state is numbers that every critical section leaves consistent, so a panic
+        // elsewhere while holding the lock cannot have left it half-updated.
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
-/// Space promised to one transfer. Whatever is not committed goes back to the ledger
-/// when this is dropped.
+/// Space (and perhaps a new entry) promised to one operation. Whatever is not committed
+/// goes back to the ledger when this is dropped.
 #[derive(Debug)]
 pub struct Reservation {
     ledger: Arc<QuotaLedger>,
     remaining: u64,
+    /// Entries counted for this operation that are given back unless kept.
+    new_entries: u64,
 }
 
 impl Reservation {
@@ -129,13 +273,18 @@ impl Reservation {
     pub fn commit(&mut self, n: u64) -> Result<(), QuotaExceeded> {
         let mut state = self.ledger.lock();
         if n > self.remaining {
-            state.try_reserve(n - self.remaining)?;
+            state.bytes.try_reserve(n - self.remaining)?;
             self.remaining = n;
         }
-        state.reserved = state.reserved.saturating_sub(n);
-        state.used = state.used.saturating_add(n);
+        state.bytes.reserved = state.bytes.reserved.saturating_sub(n);
+        state.bytes.used = state.bytes.used.saturating_add(n);
         self.remaining -= n;
         Ok(())
+    }
+
+    /// The entry this was reserved for now exists: it stays counted.
+    pub fn keep_entry(&mut self) {
+        self.new_entries = 0;
     }
 
     /// `n` bytes already counted as used were discarded from disk, and are needed again
@@ -143,9 +292,9 @@ impl Reservation {
     /// reservation, so the user's total does not change and nobody can take them meanwhile.
     pub(crate) fn reclaim(&mut self, n: u64) {
         let mut state = self.ledger.lock();
-        let n = n.min(state.used);
-        state.used -= n;
-        state.reserved = state.reserved.saturating_add(n);
+        let n = n.min(state.bytes.used);
+        state.bytes.used -= n;
+        state.bytes.reserved = state.bytes.reserved.saturating_add(n);
         self.remaining += n;
     }
 }
@@ -153,7 +302,8 @@ impl Reservation {
 impl Drop for Reservation {
     fn drop(&mut self) {
         let mut state = self.ledger.lock();
-        state.reserved = state.reserved.saturating_sub(self.remaining);
+        state.bytes.reserved = state.bytes.reserved.saturating_sub(self.remaining);
+        state.entries.count = state.entries.count.saturating_sub(self.new_entries);
     }
 }
 
@@ -193,7 +343,7 @@ mod tests {
         let err = ledger.reserve(11).unwrap_err();
         assert_eq!(
             err,
-            QuotaExceeded {
+            QuotaExceeded::Bytes {
                 need: 11,
                 used: 90,
                 limit: 100
@@ -222,7 +372,7 @@ mod tests {
     #[test]
     fn lowered_limit_only_refuses_growth() {
         let ledger = QuotaLedger::new(100, 80);
-        ledger.set_limit(50);
+        ledger.set_limits(50, None);
         assert_eq!(ledger.usage().free(), 0);
         assert!(ledger.reserve(1).is_err());
         assert!(ledger.reserve(0).is_ok());
@@ -262,5 +412,74 @@ mod tests {
         assert_eq!(ledger.usage().reserved, total);
         drop(granted);
         assert_eq!(ledger.usage().reserved, 0);
+    }
+
+    #[test]
+    fn files_cost_their_length_rounded_up_and_other_entries_one_block() {
+        assert_eq!(file_cost(0), 0);
+        assert_eq!(file_cost(1), 4096);
+        assert_eq!(file_cost(4096), 4096);
+        assert_eq!(file_cost(4097), 8192);
+        assert_eq!(file_cost(u64::MAX), u64::MAX);
+        let tmp = tempfile::tempdir().unwrap();
+        let dir =
+            cap_std::fs::Dir::open_ambient_dir(tmp.path(), cap_std::ambient_authority()).unwrap();
+        dir.create_dir("d").unwrap();
+        dir.write("f", [0; 5000]).unwrap();
+        dir.symlink("f", "link").unwrap();
+        let cost = |name: &str| {
+            let meta = dir.symlink_metadata(name).unwrap();
+            entry_cost(meta.file_type(), meta.len())
+        };
+        assert_eq!((cost("d"), cost("f"), cost("link")), (4096, 8192, 4096));
+    }
+
+    #[test]
+    fn entries_are_counted_against_max_files() {
+        let ledger = QuotaLedger::from_scan(
+            100_000,
+            Some(2),
+            Tally {
+                bytes: 4096,
+                entries: 1,
+            },
+        );
+        let mut kept = ledger.reserve_entry(4096).unwrap();
+        kept.commit(4096).unwrap();
+        kept.keep_entry();
+        drop(kept);
+        assert_eq!(ledger.entries().count, 2);
+        assert_eq!(
+            ledger.reserve_entry(0).unwrap_err(),
+            QuotaExceeded::Entries { count: 2, limit: 2 }
+        );
+        assert_eq!(
+            ledger.reserve_entry(0).unwrap_err().to_string(),
+            "file limit reached: 2 of 2 files, folders and links"
+        );
+        // Bytes alone are not entries.
+        drop(ledger.reserve(10).unwrap());
+        ledger.release_entry(4096);
+        // A reservation dropped without keeping its entry gives it back.
+        drop(ledger.reserve_entry(0).unwrap());
+        assert_eq!(ledger.entries().count, 1);
+        assert_eq!(ledger.usage().used, 4096);
+        // Nor is an entry taken when its bytes do not fit.
+        assert!(matches!(
+            ledger.reserve_entry(1 << 20),
+            Err(QuotaExceeded::Bytes { .. })
+        ));
+        assert_eq!(ledger.entries().count, 1);
+        ledger.set_limits(100_000, None);
+        for _ in 0..10 {
+            ledger.reserve_entry(0).unwrap().keep_entry();
+        }
+        assert_eq!(
+            ledger.entries(),
+            Entries {
+                count: 11,
+                limit: None
+            }
+        );
     }
 }

@@ -13,6 +13,9 @@ use std::sync::Arc;
 use cap_fs_ext::DirExt as _;
 use cap_std::fs::Dir;
 
+use super::STAGING_DIR;
+use super::quota::{Tally, entry_cost};
+
 /// How deep folders may nest below the home: `mkdir`, and renaming a folder to where it
 /// or what it holds would nest deeper, are refused past this.
 pub const MAX_DEPTH: usize = 128;
@@ -36,13 +39,13 @@ struct Pending {
 }
 
 /// Walks the folders under `top` (not following symbolic links) with `visit` called for
-/// each entry that is not a folder. Depth-first: the parents still referenced by
+/// each entry, folders included, with the depth of the folder that holds it. Depth-first: the parents still referenced by
 /// pending folders are all ancestors of the folder being read, so at most `max_depth`
 /// handles are open at once.
 fn walk(
     top: &Dir,
     max_depth: usize,
-    mut visit: impl FnMut(&cap_std::fs::DirEntry) -> io::Result<()>,
+    mut visit: impl FnMut(&cap_std::fs::DirEntry, usize) -> io::Result<()>,
 ) -> Result<usize, ScanFailure> {
     let failed = |what: &str, name: &OsString, depth: usize, err: io::Error| {
         ScanFailure(format!(
@@ -85,6 +88,7 @@ fn walk(
                 Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
                 Err(e) => return Err(failed("inspect", &child, depth + 1, e)),
             };
+            visit(&entry, depth).map_err(|e| failed("measure", &child, depth + 1, e))?;
             if kind.is_dir() {
                 if depth + 1 > max_depth {
                     return Err(ScanFailure(format!(
@@ -96,25 +100,26 @@ fn walk(
                     name: child,
                     depth: depth + 1,
                 });
-            } else {
-                visit(&entry).map_err(|e| failed("measure", &child, depth + 1, e))?;
             }
         }
     }
     Ok(deepest)
 }
 
-/// Sums the lengths of all regular files under `home`, without following symbolic links.
-pub fn usage(home: &Dir) -> Result<u64, ScanFailure> {
-    let mut total = 0u64;
-    walk(home, MAX_SCAN_DEPTH, |entry| {
-        if entry.file_type()?.is_file() {
-            match entry.metadata() {
-                Ok(meta) => total = total.saturating_add(meta.len()),
-                // Deleted while we listed.
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                Err(e) => return Err(e),
-            }
+/// Counts every entry under `home` at its cost by the quota rule, without following
+/// symbolic links. Partial uploads in a staging folder at the root count too; that
+/// folder itself costs nothing, since the server made it, not the user.
+pub fn usage(home: &Dir) -> Result<Tally, ScanFailure> {
+    let mut total = Tally::default();
+    walk(home, MAX_SCAN_DEPTH, |entry, depth| {
+        if depth == 0 && entry.file_name() == STAGING_DIR {
+            return Ok(());
+        }
+        match entry.metadata() {
+            Ok(meta) => total.add(entry_cost(meta.file_type(), meta.len())),
+            // Deleted while we listed.
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
         }
         Ok(())
     })?;
@@ -124,7 +129,7 @@ pub fn usage(home: &Dir) -> Result<u64, ScanFailure> {
 /// How many levels of folders `dir` holds below itself (0 for none), or `None` if that
 /// is more than `limit` or cannot be told.
 pub fn levels_below(dir: &Dir, limit: usize) -> Option<usize> {
-    walk(dir, limit, |_| Ok(())).ok()
+    walk(dir, limit, |_, _| Ok(())).ok()
 }
 
 /// How deep `rel` (a folder, relative to `home`) really is below the home, after
@@ -164,7 +169,14 @@ mod tests {
         std::fs::write(tmp.path().join("top"), b"abc").unwrap();
         std::os::unix::fs::symlink("top", tmp.path().join("link")).unwrap();
         let home = open(tmp.path());
-        assert_eq!(usage(&home), Ok(8));
+        // 40 folders, the file at the bottom, `top` and the link: one block each.
+        assert_eq!(
+            usage(&home),
+            Ok(Tally {
+                bytes: 43 * 4096,
+                entries: 43
+            })
+        );
         assert_eq!(levels_below(&home, MAX_DEPTH), Some(40));
         assert_eq!(levels_below(&home, 39), None);
     }

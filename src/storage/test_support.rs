@@ -21,7 +21,7 @@ pub(super) fn vp(path: &str) -> VirtualPath {
 pub(super) fn fixture(quota: u64) -> Fixture {
     let tmp = tempfile::tempdir().unwrap();
     let storage = Storage::open(&tmp.path().join("storage")).unwrap();
-    let home = storage.home("alice", quota).unwrap();
+    let home = storage.home("alice", quota, None).unwrap();
     Fixture { tmp, storage, home }
 }
 
@@ -35,7 +35,7 @@ impl Fixture {
     pub fn restart(&self, quota: u64) -> HomeDir {
         Storage::open(&self.tmp.path().join("storage"))
             .unwrap()
-            .home("alice", quota)
+            .home("alice", quota, None)
             .unwrap()
     }
 
@@ -46,7 +46,7 @@ impl Fixture {
         let secret = self.tmp.path().join("secret");
         std::fs::create_dir_all(&secret).unwrap();
         std::fs::write(secret.join("s.txt"), b"secret").unwrap();
-        self.storage.home("bob", 1000).unwrap();
+        self.storage.home("bob", 1000, None).unwrap();
         std::fs::write(self.tmp.path().join("storage/bob/b.txt"), b"bob's").unwrap();
         std::fs::create_dir_all(self.real("docs")).unwrap();
         std::fs::write(self.real("docs/d.txt"), b"doc").unwrap();

@@ -17,8 +17,8 @@ use cap_fs_ext::DirExt as _;
 use cap_std::fs::{Dir, DirBuilder, DirBuilderExt as _, File, FileExt as _, OpenOptions};
 use md5::{Digest, Md5};
 
-use super::home::{HomeDir, UserState, at, hash_range, lock};
-use super::{Reservation, Result, STAGING_DIR, StorageError, VirtualPath};
+use super::home::{HomeDir, UserState, at, cost_of, hash_range, lock};
+use super::{Reservation, Result, STAGING_DIR, StorageError, VirtualPath, file_cost};
 use crate::protocol::Md5Digest;
 
 /// How [`HomeDir::begin_upload`] went.
@@ -45,7 +45,8 @@ pub struct Upload {
     /// The MD5 of the partial's first `written` bytes, so far. Boxed to keep
     /// `UploadStart` small.
     hasher: Box<Md5>,
-    /// Always `size - written`: the rest of the file can't be refused for quota later.
+    /// Always `file_cost(size) - file_cost(written)`: the rest of the file can't be
+    /// refused for quota later.
     reservation: Reservation,
     _busy: BusyMark,
 }
@@ -114,7 +115,7 @@ impl HomeDir {
         {
             return Err(StorageError::NotADirectory { path: parent });
         }
-        match self.dir.metadata(path.to_relative()) {
+        let replaces = match self.dir.metadata(path.to_relative()) {
             Ok(meta) if meta.is_dir() => {
                 return Err(StorageError::IsADirectory { path: path.clone() });
             }
@@ -124,11 +125,12 @@ impl HomeDir {
                 {
                     return Ok(UploadStart::UpToDate);
                 }
+                true
             }
-            Ok(_) => {}
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Ok(_) => true,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => false,
             Err(e) => return Err(StorageError::from_io(path, e)),
-        }
+        };
 
         let partial = partial_name(path, size);
         let busy = BusyMark::take(&self.state, path, &partial)?;
@@ -154,17 +156,28 @@ impl HomeDir {
             held = meta.len();
             if held > size {
                 file.set_len(0).map_err(at(path))?;
-                self.state.ledger.release(held);
+                self.state.ledger.release(file_cost(held));
                 held = 0;
             }
         }
-        // Reserve before creating or reading anything, so a refusal costs nothing.
-        let reservation = self.state.ledger.reserve(size - held)?;
-        let file = match existing {
-            Some(file) => file,
-            None => staging
-                .open_with(&partial, options.create(true))
-                .map_err(at(path))?,
+        // Reserve before creating or reading anything, so a refusal costs nothing. A new
+        // partial is a new entry.
+        let need = file_cost(size) - file_cost(held);
+        let (file, reservation) = match existing {
+            Some(file) => (file, self.state.ledger.reserve(need)?),
+            None => {
+                let ledger = &self.state.ledger;
+                let mut reservation = if replaces {
+                    ledger.reserve_replacing_entry(need)?
+                } else {
+                    ledger.reserve_entry(need)?
+                };
+                let file = staging
+                    .open_with(&partial, options.create(true))
+                    .map_err(at(path))?;
+                reservation.keep_entry();
+                (file, reservation)
+            }
         };
         let mut hasher = Md5::new();
         // Nobody else writes this partial while we hold the busy mark, so all `held`
@@ -187,7 +200,8 @@ impl HomeDir {
     }
 
     /// Deletes partial uploads not written to for longer than `max_age`, except those of
-    /// uploads in progress, and gives their space back. Returns the bytes freed.
+    /// uploads in progress, and gives their cost back. Returns the bytes freed, as the
+    /// quota counts them.
     pub fn remove_stale_partials(&self, max_age: Duration) -> Result<u64> {
         let staging_path = VirtualPath::staging();
         let staging = match self.dir.open_dir_nofollow(STAGING_DIR) {
@@ -216,8 +230,8 @@ impl HomeDir {
                 continue;
             }
             entry.remove_file().map_err(at(&staging_path))?;
-            self.state.ledger.release(meta.len());
-            freed += meta.len();
+            self.state.ledger.release_entry(file_cost(meta.len()));
+            freed += file_cost(meta.len());
         }
         Ok(freed)
     }
@@ -246,7 +260,7 @@ impl HomeDir {
                 Err(e) => return Err(StorageError::from_io(path, e)),
             };
             match entry.remove_file() {
-                Ok(()) => self.state.ledger.release(meta.len()),
+                Ok(()) => self.state.ledger.release_entry(file_cost(meta.len())),
                 // The cleanup of stale partials took it first, and gave its space back.
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {}
                 Err(e) => return Err(StorageError::from_io(path, e)),
@@ -320,7 +334,7 @@ impl Upload {
         }
         self.file.set_len(0).map_err(at(&self.path))?;
         // The discarded bytes are needed again for the new data: keep them booked.
-        self.reservation.reclaim(self.written);
+        self.reservation.reclaim(file_cost(self.written));
         self.written = 0;
         *self.hasher = Md5::new();
         Ok(())
@@ -344,7 +358,8 @@ impl Upload {
         }
         self.hasher.update(data);
         // Within the reservation (`end <= size`), so this cannot be refused.
-        self.reservation.commit(data.len() as u64)?;
+        self.reservation
+            .commit(file_cost(end) - file_cost(self.written))?;
         self.written = end;
         Ok(())
     }
@@ -364,7 +379,7 @@ impl Upload {
         let ledger = &self.home.state.ledger;
         if actual != expected {
             match self.staging.remove_file(&self.partial) {
-                Ok(()) => ledger.release(self.written),
+                Ok(()) => ledger.release_entry(file_cost(self.written)),
                 Err(e) => tracing::warn!(path = %self.path, error = %e,
                     "could not delete a partial upload that failed its checksum"),
             }
@@ -378,15 +393,16 @@ impl Upload {
         let target = self.path.to_relative();
         let _sizes = self.home.state.lock_sizes();
         let replaced = match self.home.dir.symlink_metadata(target) {
-            Ok(meta) if meta.is_file() => meta.len(),
-            Ok(_) => 0,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => 0,
+            Ok(meta) => Some(cost_of(&meta)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
             Err(e) => return Err(StorageError::from_io(&self.path, e)),
         };
         self.staging
             .rename(&self.partial, &self.home.dir, target)
             .map_err(at(&self.path))?;
-        ledger.release(replaced);
+        if let Some(cost) = replaced {
+            ledger.release_entry(cost);
+        }
         Ok(actual)
     }
 
@@ -403,7 +419,10 @@ impl Upload {
         self.staging
             .remove_file(&self.partial)
             .map_err(at(&self.path))?;
-        self.home.state.ledger.release(self.written);
+        self.home
+            .state
+            .ledger
+            .release_entry(file_cost(self.written));
         Ok(())
     }
 }
@@ -440,7 +459,7 @@ mod tests {
 
     #[test]
     fn publishes_a_verified_upload() {
-        let f = fixture(1000);
+        let f = fixture(100_000);
         let h = &f.home;
         let data = b"hello\n";
         let mut up = ready(h.begin_upload(&vp("/hello.txt"), 6, None));
@@ -451,8 +470,8 @@ mod tests {
             h.usage(),
             Usage {
                 used: 0,
-                reserved: 6,
-                limit: 1000
+                reserved: 4096,
+                limit: 100_000
             }
         );
         up.start_from(0).unwrap();
@@ -466,9 +485,9 @@ mod tests {
         assert_eq!(
             h.usage(),
             Usage {
-                used: 6,
+                used: 4096,
                 reserved: 0,
-                limit: 1000
+                limit: 100_000
             }
         );
         let digest = up.finish(Md5Digest::of(data)).unwrap();
@@ -477,9 +496,9 @@ mod tests {
         assert_eq!(
             h.usage(),
             Usage {
-                used: 6,
+                used: 4096,
                 reserved: 0,
-                limit: 1000
+                limit: 100_000
             }
         );
         assert!(staged(&f).is_empty());
@@ -494,7 +513,7 @@ mod tests {
 
     #[test]
     fn an_unverified_upload_publishes_and_an_abandoned_one_leaves_nothing() {
-        let f = fixture(100);
+        let f = fixture(1 << 20);
         let mut up = ready(f.home.begin_upload(&vp("/f"), 5, None));
         up.write(b"hello").unwrap();
         up.publish_unverified().unwrap();
@@ -504,14 +523,16 @@ mod tests {
         up.write(&[1; 20]).unwrap();
         up.abandon().unwrap();
         assert!(staged(&f).is_empty());
+        // Only the published file is left: one block, and one entry.
         assert_eq!(
             f.home.usage(),
             Usage {
-                used: 5,
+                used: 4096,
                 reserved: 0,
-                limit: 100
+                limit: 1 << 20
             }
         );
+        assert_eq!(f.home.entries().count, 1);
         // Short of its size, nothing is published.
         let mut up = ready(f.home.begin_upload(&vp("/h"), 5, None));
         up.write(b"hel").unwrap();
@@ -534,16 +555,17 @@ mod tests {
 
     #[test]
     fn overwriting_gives_the_old_space_back() {
-        let f = fixture(100);
+        let f = fixture(8192);
         upload(&f.home, "/f", &[1; 50]).unwrap();
-        // 50 + 40 fit; the old 50 are given back once the new file is published.
+        // Each costs a block, and both fit; the old one is given back once the new file is
+        // published.
         upload(&f.home, "/f", &[2; 40]).unwrap();
         assert_eq!(
             f.home.usage(),
             Usage {
-                used: 40,
+                used: 4096,
                 reserved: 0,
-                limit: 100
+                limit: 8192
             }
         );
         assert_eq!(std::fs::read(f.real("f")).unwrap(), [2; 40]);
@@ -551,7 +573,7 @@ mod tests {
 
     #[test]
     fn a_handle_on_a_file_an_upload_replaced_books_nothing() {
-        let f = fixture(100);
+        let f = fixture(8192);
         upload(&f.home, "/f", &[1; 50]).unwrap();
         let write = crate::storage::OpenOptions {
             write: true,
@@ -564,25 +586,26 @@ mod tests {
             old.write_at(50, &[3; 10]),
             Err(StorageError::Deleted { .. })
         ));
-        assert_eq!(f.home.usage().used, 40);
-        assert_eq!(f.restart(100).usage().used, 40);
+        assert_eq!(f.home.usage().used, 4096);
+        assert_eq!(f.restart(100).usage().used, 4096);
     }
 
     #[test]
     fn resumes_from_what_the_server_holds() {
-        let f = fixture(1000);
+        let f = fixture(100_000);
         let h = &f.home;
-        let data: Vec<u8> = (0..100u8).collect();
-        let mut up = ready(h.begin_upload(&vp("/f"), 100, None));
+        let data: Vec<u8> = (0..10_000u32).map(|i| (i % 251) as u8).collect();
+        let mut up = ready(h.begin_upload(&vp("/f"), 10_000, None));
         up.start_from(0).unwrap();
-        up.write(&data[..30]).unwrap();
+        up.write(&data[..3000]).unwrap();
         drop(up); // the connection broke
+        // 3000 bytes cost one block; the rest of the promise went back.
         assert_eq!(
             h.usage(),
             Usage {
-                used: 30,
+                used: 4096,
                 reserved: 0,
-                limit: 1000
+                limit: 100_000
             }
         );
         assert!(matches!(
@@ -590,42 +613,43 @@ mod tests {
             Err(StorageError::NotFound { .. })
         ));
 
-        let mut up = ready(h.begin_upload(&vp("/f"), 100, Some(Md5Digest::of(&data))));
-        assert_eq!((up.held(), up.written()), (30, 30));
-        assert_eq!(up.prefix_md5(), Md5Digest::of(&data[..30]));
+        let mut up = ready(h.begin_upload(&vp("/f"), 10_000, Some(Md5Digest::of(&data))));
+        assert_eq!((up.held(), up.written()), (3000, 3000));
+        assert_eq!(up.prefix_md5(), Md5Digest::of(&data[..3000]));
         assert_eq!(
             h.usage(),
             Usage {
-                used: 30,
-                reserved: 70,
-                limit: 1000
+                used: 4096,
+                reserved: 8192,
+                limit: 100_000
             }
         );
         assert!(matches!(
-            up.start_from(10),
+            up.start_from(1000),
             Err(StorageError::BadOffset {
-                offset: 10,
-                held: 30,
+                offset: 1000,
+                held: 3000,
                 ..
             })
         ));
-        up.start_from(30).unwrap();
-        up.write(&data[30..]).unwrap();
+        up.start_from(3000).unwrap();
+        up.write(&data[3000..]).unwrap();
         up.finish(Md5Digest::of(&data)).unwrap();
         assert_eq!(std::fs::read(f.real("f")).unwrap(), data);
         assert_eq!(
             h.usage(),
             Usage {
-                used: 100,
+                used: 12_288,
                 reserved: 0,
-                limit: 1000
+                limit: 100_000
             }
         );
+        assert_eq!(f.restart(100_000).usage().used, 12_288);
     }
 
     #[test]
     fn starts_over_when_the_prefix_differs() {
-        let f = fixture(100);
+        let f = fixture(4096);
         let h = &f.home;
         let mut up = ready(h.begin_upload(&vp("/f"), 60, None));
         up.write(&[b'x'; 40]).unwrap();
@@ -639,8 +663,8 @@ mod tests {
             h.usage(),
             Usage {
                 used: 0,
-                reserved: 60,
-                limit: 100
+                reserved: 4096,
+                limit: 4096
             }
         );
         up.write(&[b'y'; 60]).unwrap();
@@ -649,16 +673,16 @@ mod tests {
         assert_eq!(
             h.usage(),
             Usage {
-                used: 60,
+                used: 4096,
                 reserved: 0,
-                limit: 100
+                limit: 4096
             }
         );
     }
 
     #[test]
     fn a_checksum_mismatch_publishes_nothing() {
-        let f = fixture(1000);
+        let f = fixture(100_000);
         let h = &f.home;
         upload(h, "/f", b"old").unwrap();
         let mut up = ready(h.begin_upload(&vp("/f"), 5, None));
@@ -674,16 +698,16 @@ mod tests {
         assert_eq!(
             h.usage(),
             Usage {
-                used: 3,
+                used: 4096,
                 reserved: 0,
-                limit: 1000
+                limit: 100_000
             }
         );
     }
 
     #[test]
     fn sizes_are_held_to_what_was_announced() {
-        let f = fixture(1000);
+        let f = fixture(100_000);
         let mut up = ready(f.home.begin_upload(&vp("/f"), 4, None));
         assert!(matches!(
             up.write(b"12345"),
@@ -710,13 +734,13 @@ mod tests {
 
     #[test]
     fn a_quota_refusal_publishes_nothing_and_changes_no_usage() {
-        let f = fixture(100);
+        let f = fixture(12_288);
         let h = &f.home;
-        upload(h, "/a", &[0; 60]).unwrap();
-        let err = h.begin_upload(&vp("/b"), 41, None).unwrap_err();
+        upload(h, "/a", &[0; 8000]).unwrap();
+        let err = h.begin_upload(&vp("/b"), 4097, None).unwrap_err();
         assert_eq!(
             err.to_string(),
-            "quota exceeded: need 41 bytes, used 60 of 100 bytes"
+            "quota exceeded: need 8192 bytes, used 8192 of 12288 bytes"
         );
         assert!(matches!(
             h.stat(&vp("/b")),
@@ -726,29 +750,29 @@ mod tests {
         assert_eq!(
             h.usage(),
             Usage {
-                used: 60,
+                used: 8192,
                 reserved: 0,
-                limit: 100
+                limit: 12_288
             }
         );
         // Nor is the path left busy.
-        ready(h.begin_upload(&vp("/b"), 40, None));
+        ready(h.begin_upload(&vp("/b"), 4096, None));
     }
 
     #[test]
     fn concurrent_uploads_cannot_together_pass_the_quota() {
-        let f = fixture(100);
+        let f = fixture(8192);
         let barrier = Barrier::new(2);
         let results: Vec<_> = std::thread::scope(|s| {
             let threads: Vec<_> = ["/one", "/two"]
                 .into_iter()
                 .map(|name| {
                     // Two sessions of the same user: separate HomeDirs, one ledger.
-                    let home = f.storage.home("alice", 100).unwrap();
+                    let home = f.storage.home("alice", 8192, None).unwrap();
                     let barrier = &barrier;
                     s.spawn(move || {
                         barrier.wait();
-                        let up = home.begin_upload(&vp(name), 60, None);
+                        let up = home.begin_upload(&vp(name), 5000, None);
                         barrier.wait(); // keep any reservation until both have tried
                         up.map(drop)
                     })
@@ -767,17 +791,17 @@ mod tests {
             Usage {
                 used: 0,
                 reserved: 0,
-                limit: 100
+                limit: 8192
             }
         );
     }
 
     #[test]
     fn one_upload_per_path_at_a_time() {
-        let f = fixture(1000);
+        let f = fixture(100_000);
         let h = &f.home;
         let first = ready(h.begin_upload(&vp("/f"), 10, None));
-        let other_session = f.storage.home("alice", 1000).unwrap();
+        let other_session = f.storage.home("alice", 100_000, None).unwrap();
         for size in [10, 20] {
             assert!(matches!(
                 other_session.begin_upload(&vp("/f"), size, None),
@@ -791,7 +815,7 @@ mod tests {
 
     #[test]
     fn refuses_bad_targets() {
-        let f = fixture(1000);
+        let f = fixture(100_000);
         f.plant_links();
         let h = &f.home;
         h.mkdir(&vp("/dir")).unwrap();
@@ -843,7 +867,7 @@ mod tests {
 
     #[test]
     fn partials_count_after_a_restart() {
-        let f = fixture(1000);
+        let f = fixture(100_000);
         upload(&f.home, "/done", &[0; 25]).unwrap();
         let mut up = ready(f.home.begin_upload(&vp("/half"), 100, None));
         up.write(&[1; 40]).unwrap();
@@ -852,12 +876,12 @@ mod tests {
         assert_eq!(
             before,
             Usage {
-                used: 65,
+                used: 8192,
                 reserved: 0,
-                limit: 1000
+                limit: 100_000
             }
         );
-        let after = f.restart(1000);
+        let after = f.restart(100_000);
         assert_eq!(after.usage(), before);
         // And the restarted server offers to resume it.
         assert_eq!(
@@ -868,26 +892,26 @@ mod tests {
 
     #[test]
     fn an_overlong_partial_is_discarded() {
-        let f = fixture(1000);
+        let f = fixture(100_000);
         std::fs::create_dir(f.real(STAGING_DIR)).unwrap();
         std::fs::write(f.real(STAGING_DIR).join(partial_name(&vp("/f"), 5)), [0; 9]).unwrap();
-        let h = f.restart(1000);
-        assert_eq!(h.usage().used, 9);
+        let h = f.restart(100_000);
+        assert_eq!(h.usage().used, 4096);
         let up = ready(h.begin_upload(&vp("/f"), 5, None));
         assert_eq!(up.held(), 0);
         assert_eq!(
             h.usage(),
             Usage {
                 used: 0,
-                reserved: 5,
-                limit: 1000
+                reserved: 4096,
+                limit: 100_000
             }
         );
     }
 
     #[test]
     fn a_partial_at_another_size_is_discarded_when_the_path_is_uploaded_again() {
-        let f = fixture(1000);
+        let f = fixture(8192);
         let h = &f.home;
         // The file was 900 bytes when the first upload broke off after 800.
         let mut up = ready(h.begin_upload(&vp("/f"), 900, None));
@@ -897,7 +921,7 @@ mod tests {
         let mut other = ready(h.begin_upload(&vp("/g"), 100, None));
         other.write(&[2; 50]).unwrap();
         drop(other);
-        assert_eq!(h.usage().used, 850);
+        assert_eq!(h.usage().used, 8192);
 
         // Now 901 bytes: the 800 left at 900 can never resume into it, and must not keep
         // holding quota where the user cannot see or delete them.
@@ -906,9 +930,9 @@ mod tests {
         assert_eq!(
             h.usage(),
             Usage {
-                used: 50,
-                reserved: 901,
-                limit: 1000
+                used: 4096,
+                reserved: 4096,
+                limit: 8192
             }
         );
         let mut left = staged(&f);
@@ -924,13 +948,13 @@ mod tests {
         drop(up);
         upload(h, "/f", &[3; 901]).unwrap();
         assert_eq!(staged(&f), [partial_name(&vp("/g"), 100)]);
-        assert_eq!(h.usage().used, 951);
-        assert_eq!(f.restart(1000).usage().used, 951);
+        assert_eq!(h.usage().used, 8192);
+        assert_eq!(f.restart(1000).usage().used, 8192);
     }
 
     #[test]
     fn stale_partials_are_removed_unless_live() {
-        let f = fixture(1000);
+        let f = fixture(100_000);
         let h = &f.home;
         for (name, len) in [("/old", 30), ("/live", 20)] {
             let mut up = ready(h.begin_upload(&vp(name), 100, None));
@@ -951,22 +975,50 @@ mod tests {
         );
         assert_eq!(
             h.remove_stale_partials(Duration::from_secs(60)).unwrap(),
-            30
+            4096
         );
         assert_eq!(staged(&f), [partial_name(&vp("/live"), 100)]);
-        assert_eq!(h.usage().used, 20);
+        assert_eq!(h.usage().used, 4096);
         drop(live);
         assert_eq!(
             h.remove_stale_partials(Duration::from_secs(60)).unwrap(),
-            20
+            4096
         );
         assert_eq!(
             h.usage(),
             Usage {
                 used: 0,
                 reserved: 0,
-                limit: 1000
+                limit: 100_000
             }
+        );
+    }
+
+    #[test]
+    fn max_files_refuses_new_uploads_but_not_replacements() {
+        let f = fixture(1 << 20);
+        let h = f.storage.home("alice", 1 << 20, Some(2)).unwrap();
+        upload(&h, "/a", b"a").unwrap();
+        upload(&h, "/b", b"b").unwrap();
+        let err = h.begin_upload(&vp("/c"), 1, None).map(drop).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "file limit reached: 2 of 2 files, folders and links"
+        );
+        assert!(staged(&f).is_empty());
+        // The partial of a replacement counts while it exists, and the replaced file's
+        // entry comes back when it is published.
+        let mut up = ready(h.begin_upload(&vp("/a"), 3, None));
+        assert_eq!(h.entries().count, 3);
+        up.write(b"new").unwrap();
+        up.finish(Md5Digest::of(b"new")).unwrap();
+        assert_eq!(h.entries().count, 2);
+        assert_eq!(h.usage().used, 8192);
+        f.storage.forget("alice");
+        let rescanned = f.storage.home("alice", 1 << 20, Some(2)).unwrap();
+        assert_eq!(
+            (rescanned.usage().used, rescanned.entries().count),
+            (8192, 2)
         );
     }
 }
