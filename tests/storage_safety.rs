@@ -66,7 +66,9 @@ out("rename to the bottom")
     // It starts, and serves, with usage measured from disk.
     server.launch(rsftp::server::Limits::default()).await;
     let (_conn, mut c) = server.client("alice").await;
-    assert_eq!(c.info().await.unwrap().used, 1000);
+    // One 4 KiB block each by the quota rule: 16 long folders, the file in them, 128
+    // folders `d`, and `/t` with the folder moved out of it.
+    assert_eq!(c.info().await.unwrap().used, (16 + 1 + 128 + 2) * 4096);
     let lines = paramiko(
         &server,
         r#"
@@ -79,7 +81,9 @@ out(s.stat("/after").st_size)
     assert_eq!(lines, ["10"]);
     // The admin tool measures it too.
     let shown = succeeded(&user_command(server.root(), &["show", "alice"], b"").await);
-    assert!(shown.contains("usage      1010 B of"), "{shown}");
+    // The same 147 blocks and one more for `/after`: 148 × 4 KiB.
+    assert!(shown.contains("usage      592 KiB of 1 MiB"), "{shown}");
+    assert!(shown.contains("files      148 "), "{shown}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -141,7 +145,8 @@ out("written")
     .await;
     assert_eq!(lines, ["written"]);
     let (_conn, mut c) = server.client("alice").await;
-    assert_eq!(c.info().await.unwrap().used, 12);
+    // `/kept` and `/new`, one block each.
+    assert_eq!(c.info().await.unwrap().used, 2 * 4096);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
