@@ -29,7 +29,7 @@
 //!   every client sees its answers in the order it asked, and coalesces small ones into
 //!   one channel packet.
 
-mod codec;
+pub(crate) mod codec;
 mod longname;
 mod ops;
 mod order;
