@@ -30,7 +30,7 @@
 //!   every client sees its answers in the order it asked, and coalesces small ones into
 //!   one channel packet.
 
-mod codec;
+pub(crate) mod codec;
 mod handles;
 mod longname;
 mod ops;

@@ -1,0 +1,73 @@
+//! What each fuzz target checks, in one place: the libFuzzer targets in `fuzz_targets/`
+//! and the corpus replay in `tests/fuzz_corpus.rs` both include this file, so CI checks
+//! every saved input exactly as the fuzzer did. Each function must not panic for any
+//! input; the parsers' own errors are expected and ignored.
+
+use std::path::Path;
+
+use rsftp::auth::{AuthorizedKey, UsersConfig, parse_file_text};
+use rsftp::protocol::{MAX_LINE, Request};
+use rsftp::server::{ExecCommand, SftpPacket, split_words};
+
+/// An rsftp/1 request line, as the server reads it (newline removed).
+pub fn request_line(line: &[u8]) {
+    // The server never hands the parser a longer line.
+    if line.len() > MAX_LINE {
+        return;
+    }
+    if let Ok(request) = Request::parse(line) {
+        // The client sends lines built with Display, newline included: what we print
+        // must parse back to the same request.
+        let printed = request.to_string();
+        let again = Request::parse(printed.strip_suffix('\n').unwrap_or(&printed).as_bytes());
+        assert_eq!(again.as_ref(), Ok(&request), "round trip of {printed:?}");
+    }
+}
+
+/// One SFTP packet, as framed on the channel (without its length field).
+pub fn sftp_packet(packet: &[u8]) {
+    let _ = SftpPacket::decode(packet.to_vec());
+}
+
+/// The command line of an SSH `exec` request.
+pub fn exec_command(command: &[u8]) {
+    let _ = ExecCommand::from_command(command);
+    if let Ok(text) = std::str::from_utf8(command) {
+        let _ = split_words(text);
+    }
+}
+
+/// The text of `users.toml`. The origin names a folder that does not exist, so an
+/// `authorized_keys_file` in the input reads nothing from the machine.
+pub fn users_toml(text: &[u8]) {
+    let Ok(text) = std::str::from_utf8(text) else {
+        return;
+    };
+    let origin = Path::new("/nonexistent-rsftp-fuzz/users.toml");
+    if let Ok(users) = UsersConfig::parse(text, origin) {
+        let _ = users.warnings();
+    }
+}
+
+/// The text of an `authorized_keys` file, and each of its lines alone.
+pub fn authorized_keys(text: &[u8]) {
+    let Ok(text) = std::str::from_utf8(text) else {
+        return;
+    };
+    let _ = parse_file_text(text);
+    for line in text.lines() {
+        if let Ok(Some(key)) = AuthorizedKey::parse_line(line) {
+            // A key we accept prints as a line we accept again, as `rsftpd user` writes it.
+            let again = AuthorizedKey::parse_line(&key.to_openssh_line());
+            assert!(
+                matches!(again, Ok(Some(ref k)) if k.matches(key.public_key())),
+                "round trip of {line:?}"
+            );
+        }
+    }
+}
+
+// scp_control: the SCP control-line parser (`C0644 12 name`, `D0755 0 dir`, `E`,
+// `T<mtime> 0 <atime> 0`) gets its check here, a target in `fuzz_targets/scp_control.rs`,
+// a `[[bin]]` in Cargo.toml and a corpus in `corpus/scp_control/`, once that parser
+// exists in src/.
