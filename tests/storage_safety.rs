@@ -282,3 +282,36 @@ async fn a_setstat_racing_renames_never_leaves_a_folder_unusable() {
         b"kept"
     );
 }
+
+/// FSETSTAT changes the file its handle is open on, not whatever has the name now.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fsetstat_changes_the_open_file_not_the_path() {
+    use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
+    let server = TestServer::start(&[TestUser::new("alice", "1MiB")]).await;
+    let lines = paramiko(
+        &server,
+        r#"
+with s.open("/p", "wb") as f:
+    f.write(b"first")
+h = s.open("/p", "r+")
+s.rename("/p", "/q")
+with s.open("/p", "wb") as f:
+    f.write(b"second")
+h.chmod(0o600)
+h.utime((1000000000, 1000000000))
+h.close()
+out("done")
+"#,
+    )
+    .await;
+    assert_eq!(lines, ["done"]);
+    let home = server.home("alice");
+    let q = std::fs::metadata(home.join("q")).unwrap();
+    assert_eq!(std::fs::read(home.join("q")).unwrap(), b"first");
+    assert_eq!(q.permissions().mode() & 0o777, 0o600);
+    assert_eq!(q.mtime(), 1_000_000_000);
+    let p = std::fs::metadata(home.join("p")).unwrap();
+    assert_eq!(std::fs::read(home.join("p")).unwrap(), b"second");
+    assert_ne!(p.permissions().mode() & 0o777, 0o600);
+    assert_ne!(p.mtime(), 1_000_000_000);
+}

@@ -809,6 +809,36 @@ impl OpenFile {
         Ok(Entry::new(self.path.as_str(), &meta))
     }
 
+    /// Sets the permission bits of the open file itself (fchmod), whatever name it has
+    /// now: the path it was opened by may name another file since. Only `0o777` is
+    /// honoured, as for [`HomeDir::set_permissions`].
+    pub fn set_permissions(&self, mode: u32) -> Result<()> {
+        self.state.check_measured()?;
+        rustix::fs::fchmod(&self.file, rustix::fs::Mode::from_raw_mode(mode & 0o777))
+            .map_err(|e| StorageError::from_io(&self.path, e.into()))
+    }
+
+    /// Sets the modification time of the open file itself (futimens), leaving its
+    /// access time alone.
+    pub fn set_mtime(&self, mtime: SystemTime) -> Result<()> {
+        self.state.check_measured()?;
+        let since = mtime
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap_or_default();
+        let times = rustix::fs::Timestamps {
+            last_access: rustix::fs::Timespec {
+                tv_sec: 0,
+                tv_nsec: rustix::fs::UTIME_OMIT,
+            },
+            last_modification: rustix::fs::Timespec {
+                tv_sec: i64::try_from(since.as_secs()).unwrap_or(i64::MAX),
+                tv_nsec: i64::from(since.subsec_nanos()),
+            },
+        };
+        rustix::fs::futimens(&self.file, &times)
+            .map_err(|e| StorageError::from_io(&self.path, e.into()))
+    }
+
     /// Flushes the file's data and metadata to disk.
     pub fn sync(&self) -> Result<()> {
         self.file.sync_all().map_err(at(&self.path))

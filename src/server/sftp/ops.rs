@@ -474,7 +474,10 @@ impl Session {
             }
         }
         if let Some((uid, gid)) = attrs.uid_gid {
-            let entry = self.home.stat(path)?;
+            let entry = match file {
+                Some(file) => file.file.stat()?,
+                None => self.home.stat(path)?,
+            };
             if (entry.uid, entry.gid) != (uid, gid) {
                 return Err(Failed::Status(
                     StatusCode::PermissionDenied,
@@ -482,12 +485,20 @@ impl Session {
                 ));
             }
         }
+        // Through an open file's own descriptor: FSETSTAT changes the file the handle
+        // is open on, even once its name has been given to another.
         if let Some(mode) = attrs.permissions {
-            self.home.set_permissions(path, mode)?;
+            match file {
+                Some(file) => file.file.set_permissions(mode)?,
+                None => self.home.set_permissions(path, mode)?,
+            }
         }
         if let Some((_atime, mtime)) = attrs.times {
             let when = SystemTime::UNIX_EPOCH + Duration::from_secs(u64::from(mtime));
-            self.home.set_mtime(path, when)?;
+            match file {
+                Some(file) => file.file.set_mtime(when)?,
+                None => self.home.set_mtime(path, when)?,
+            }
         }
         Ok(())
     }
