@@ -11,7 +11,8 @@ async fn scp(server: &TestServer, args: &[String]) -> std::process::Output {
     run_with_input("scp", &all, b"").await
 }
 
-fn tree(root: &Path) -> Vec<(String, Vec<u8>)> {
+/// Every file and folder under `root`, with the files' bytes, sorted.
+pub fn tree(root: &Path) -> Vec<(String, Vec<u8>)> {
     let mut out = Vec::new();
     let mut pending = vec![root.to_path_buf()];
     while let Some(dir) = pending.pop() {

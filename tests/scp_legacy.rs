@@ -4,6 +4,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant, SystemTime};
 
+use crate::scp::tree;
 use crate::sshd::{assert_ok, text};
 use crate::util::{TestServer, TestUser, data, disk_usage, run_with_input};
 
@@ -24,26 +25,6 @@ async fn exec(server: &TestServer, command: &str, input: &[u8]) -> std::process:
 
 fn s(path: &Path) -> String {
     path.display().to_string()
-}
-
-/// Every file and folder under `root`, with the files' bytes, sorted.
-fn tree(root: &Path) -> Vec<(String, Vec<u8>)> {
-    let mut out = Vec::new();
-    let mut pending = vec![root.to_path_buf()];
-    while let Some(dir) = pending.pop() {
-        for entry in std::fs::read_dir(&dir).unwrap() {
-            let path = entry.unwrap().path();
-            let name = path.strip_prefix(root).unwrap().display().to_string();
-            if path.is_dir() {
-                out.push((format!("{name}/"), Vec::new()));
-                pending.push(path);
-            } else {
-                out.push((name, std::fs::read(&path).unwrap()));
-            }
-        }
-    }
-    out.sort();
-    out
 }
 
 /// The files in alice's staging area for partial uploads.

@@ -135,6 +135,36 @@ impl SshHandler {
         ))
     }
 
+    /// Claims channel `id` for an exec command, answers the request, and runs what
+    /// `start` makes of the channel in a task of its own, counted as open until it ends.
+    fn run_command<F>(
+        &self,
+        id: ChannelId,
+        session: &mut Session,
+        user: &str,
+        command: &str,
+        start: impl FnOnce(Channel<Msg>) -> F,
+    ) -> Result<(), russh::Error>
+    where
+        F: std::future::Future<Output = ()> + Send + 'static,
+    {
+        let Some((channel, running)) = self.claim(id) else {
+            session.channel_failure(id)?;
+            return Ok(());
+        };
+        session.channel_success(id)?;
+        let span = tracing::info_span!("session", user = %user, peer = %self.peer, exec = %LogText(command));
+        let run = start(channel);
+        tokio::spawn(
+            async move {
+                run.await;
+                drop(running);
+            }
+            .instrument(span),
+        );
+        Ok(())
+    }
+
     fn log_attempt(&self, user: &str, method: &'static str, result: &'static str) {
         info!(
             target: "rsftpd::auth",
@@ -498,38 +528,14 @@ impl russh::server::Handler for SshHandler {
         if let Some((user, home)) = login {
             match super::exec::Parsed::from_command(data) {
                 super::exec::Parsed::Hash(hash) => {
-                    let Some((channel, running)) = self.claim(id) else {
-                        session.channel_failure(id)?;
-                        return Ok(());
-                    };
-                    session.channel_success(id)?;
-                    let span = tracing::info_span!("session", user = %user, peer = %self.peer, exec = %LogText(&command));
-                    let run = super::exec::run(channel, hash, home, user);
-                    tokio::spawn(
-                        async move {
-                            run.await;
-                            drop(running);
-                        }
-                        .instrument(span),
-                    );
-                    return Ok(());
+                    return self.run_command(id, session, &user, &command, |channel| {
+                        super::exec::run(channel, hash, home, user.clone())
+                    });
                 }
                 super::exec::Parsed::Scp(scp) => {
-                    let Some((channel, running)) = self.claim(id) else {
-                        session.channel_failure(id)?;
-                        return Ok(());
-                    };
-                    session.channel_success(id)?;
-                    let span = tracing::info_span!("session", user = %user, peer = %self.peer, exec = %LogText(&command));
-                    let run = super::scp::run(channel, scp, home, user);
-                    tokio::spawn(
-                        async move {
-                            run.await;
-                            drop(running);
-                        }
-                        .instrument(span),
-                    );
-                    return Ok(());
+                    return self.run_command(id, session, &user, &command, |channel| {
+                        super::scp::run(channel, scp, home, user.clone())
+                    });
                 }
                 super::exec::Parsed::Bad(message) => {
                     info!(target: "rsftpd::op", user = %user, op = "exec", command = %LogText(&command), result = "refused");
