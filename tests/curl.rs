@@ -5,25 +5,17 @@ use std::path::Path;
 use std::process::Output;
 use std::time::Duration;
 
-use crate::real_clients::{assert_failure, assert_success, run_client};
+use crate::real_clients::{assert_failure, assert_success, host_key_fingerprint, run_client};
 use crate::sshd::text;
 use crate::util::{PASSWORD, TestServer, TestUser, data};
 
 /// The server's host key as curl's `--hostpubmd5` wants it: 32 hex digits.
 fn host_key_md5(server: &TestServer) -> String {
-    let public = server.root().join("keys/ssh_host_ed25519_key.pub");
-    let output = std::process::Command::new("ssh-keygen")
-        .args(["-l", "-E", "md5", "-f"])
-        .arg(&public)
-        .output()
-        .expect("ssh-keygen");
-    let line = text(&output.stdout);
-    let fingerprint = line
-        .split_whitespace()
-        .nth(1)
-        .and_then(|f| f.strip_prefix("MD5:"))
-        .unwrap_or_else(|| panic!("fingerprint in {line:?}"));
-    fingerprint.replace(':', "")
+    let fingerprint = host_key_fingerprint(server, "md5");
+    let hex = fingerprint
+        .strip_prefix("MD5:")
+        .unwrap_or_else(|| panic!("an MD5 fingerprint: {fingerprint:?}"));
+    hex.replace(':', "")
 }
 
 /// Fails the test, loudly, when this curl was built without SFTP.

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::time::Duration;
 
-use crate::real_clients::{assert_failure, assert_success, run_client};
+use crate::real_clients::{assert_failure, assert_success, host_key_fingerprint, run_client};
 use crate::sshd::text;
 use crate::util::{TestServer, TestUser, data, key_path};
 
@@ -35,19 +35,7 @@ impl Putty {
         )
         .await;
         assert_success(&convert, "puttygen");
-        let public = server.root().join("keys/ssh_host_ed25519_key.pub");
-        let output = std::process::Command::new("ssh-keygen")
-            .arg("-l")
-            .arg("-f")
-            .arg(&public)
-            .output()
-            .expect("ssh-keygen");
-        let line = text(&output.stdout);
-        let fingerprint = line
-            .split_whitespace()
-            .nth(1)
-            .unwrap_or_else(|| panic!("fingerprint in {line:?}"))
-            .to_owned();
+        let fingerprint = host_key_fingerprint(server, "sha256");
         let args = vec![
             "-batch".into(),
             "-noagent".into(),

@@ -40,14 +40,22 @@ pub async fn run_client(
 }
 
 /// Panics with everything the client said unless it succeeded.
-pub fn assert_success(output: &Output, what: &str) {
-    assert!(
-        output.status.success(),
-        "{what} failed ({}):\nstdout:\n{}\nstderr:\n{}",
-        output.status,
-        text(&output.stdout),
-        text(&output.stderr)
-    );
+pub use crate::sshd::assert_ok as assert_success;
+
+/// The server's host key fingerprint as `ssh-keygen -l -E <hash>` prints it
+/// (`SHA256:…`, `MD5:…`), for clients that pin a key by its fingerprint.
+pub fn host_key_fingerprint(server: &crate::util::TestServer, hash: &str) -> String {
+    let public = server.root().join("keys/ssh_host_ed25519_key.pub");
+    let output = std::process::Command::new("ssh-keygen")
+        .args(["-l", "-E", hash, "-f"])
+        .arg(&public)
+        .output()
+        .expect("ssh-keygen");
+    let line = text(&output.stdout);
+    line.split_whitespace()
+        .nth(1)
+        .unwrap_or_else(|| panic!("fingerprint in {line:?}"))
+        .to_owned()
 }
 
 /// Panics unless the client failed.
