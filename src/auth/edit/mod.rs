@@ -16,19 +16,26 @@
 //!   folder), and renames it over the old one, so the server sees either the old file or
 //!   the new one.
 
+mod disk;
+mod error;
+mod layout;
+
 use std::fmt;
-use std::fs::{self, File};
-use std::io::{self, Write};
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::fs::File;
+use std::io;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use toml_edit::{Array, DocumentMut, InlineTable, Item, Table, TableLike, Value};
+use toml_edit::{Array, DocumentMut, Item, Table, TableLike, Value};
 
-use super::keys::{self, AuthorizedKey, KeyError};
+use super::keys::{self, AuthorizedKey};
 use super::password::PasswordHash;
-use super::size::{SizeError, parse_size};
-use super::users::{UserAccount, UserName, UserNameError, UsersConfig, UsersError};
+use super::size::parse_size;
+use super::users::{UserAccount, UserName, UsersConfig, UsersError};
+pub use disk::users_lock_path;
+use disk::{read_text, real_path, take_lock, write_atomically};
+pub use error::EditError;
+use layout::{inline, last_position, push_line, raw, remove_line, set_value, user_table_mut};
 
 /// The quota of a new account when none is given.
 pub const DEFAULT_QUOTA: &str = "1GiB";
@@ -44,81 +51,6 @@ const NEW_FILE_HEADER: &str = "\
 # comments; a running server picks up changes without a restart. See
 # docs/OPERATIONS.md.
 ";
-
-/// Why an edit of `users.toml` was refused or failed. In every case the file on disk is
-/// left as it was.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum EditError {
-    #[error("{}", path.display())]
-    Io {
-        path: PathBuf,
-        #[source]
-        source: io::Error,
-    },
-    #[error(
-        "{} is held by another `rsftpd user` command; try again when it has finished",
-        path.display()
-    )]
-    Locked { path: PathBuf },
-    #[error("{} does not exist", path.display())]
-    Missing { path: PathBuf },
-    /// The file as found on disk does not parse; nothing is changed until it is fixed.
-    #[error("the accounts file is invalid; fix it first")]
-    Invalid(#[source] UsersError),
-    /// The change would make the file invalid (a safeguard: the checks below come first).
-    #[error("the change was not made, because the file would then be invalid")]
-    Rejected(#[source] UsersError),
-    #[error("this copy of the accounts file was opened read-only")]
-    ReadOnly,
-    #[error(transparent)]
-    BadName(#[from] UserNameError),
-    #[error("no user {0:?}")]
-    UnknownUser(String),
-    #[error("user {0:?} already exists")]
-    UserExists(String),
-    #[error(
-        "user {name:?} differs from the existing user {existing:?} only in letter case; \
-         their homes would clash on a case-insensitive file system"
-    )]
-    NameClash { name: String, existing: String },
-    #[error("quota {value:?}")]
-    BadQuota {
-        value: String,
-        #[source]
-        source: SizeError,
-    },
-    #[error("max sessions must be at least 1")]
-    BadMaxSessions,
-    #[error("max files must be from 1 to {max}, not {0}", max = i64::MAX)]
-    BadMaxFiles(u64),
-    #[error("{origin}:{line}")]
-    BadKey {
-        origin: String,
-        line: usize,
-        #[source]
-        source: KeyError,
-    },
-    #[error("{origin}: no public key in it")]
-    NoKey { origin: String },
-    #[error("user {user:?} already has the key {fingerprint}")]
-    DuplicateKey { user: String, fingerprint: String },
-    #[error("user {user:?} has no key {fingerprint}")]
-    UnknownKey { user: String, fingerprint: String },
-    #[error(
-        "the key {fingerprint} of user {user:?} comes from {}; remove it from that file",
-        file.display()
-    )]
-    KeyInFile {
-        user: String,
-        fingerprint: String,
-        file: PathBuf,
-    },
-    /// The file is valid, but written in a shape this editor does not change (for
-    /// example an account given as something other than a table).
-    #[error("cannot edit {what} of user {user:?} as written; edit the file by hand")]
-    Unsupported { user: String, what: &'static str },
-}
 
 /// An account to add with [`UsersFile::add_user`].
 #[derive(Debug, Clone, Default)]
@@ -591,13 +523,6 @@ pub fn parse_keys(text: &str, origin: &str) -> Result<Vec<AuthorizedKey>, EditEr
     Ok(keys)
 }
 
-/// The lock file of a users file: `users.toml.lock` next to it.
-pub fn users_lock_path(users_file: &Path) -> PathBuf {
-    let mut name = users_file.as_os_str().to_owned();
-    name.push(".lock");
-    PathBuf::from(name)
-}
-
 fn check_quota(quota: &str) -> Result<u64, EditError> {
     parse_size(quota).map_err(|source| EditError::BadQuota {
         value: quota.to_owned(),
@@ -623,264 +548,13 @@ fn check_max_files(max: Option<u64>) -> Result<Option<i64>, EditError> {
     .transpose()
 }
 
-fn io_error(path: &Path) -> impl FnOnce(io::Error) -> EditError + '_ {
-    move |source| EditError::Io {
-        path: path.to_owned(),
-        source,
-    }
-}
-
-/// `path` with symbolic links resolved, so that saving replaces the file a link points
-/// to rather than the link. A missing file resolves through its folder.
-fn real_path(path: &Path) -> Result<PathBuf, EditError> {
-    match fs::canonicalize(path) {
-        Ok(real) => Ok(real),
-        Err(err) if err.kind() == io::ErrorKind::NotFound => {
-            let name = path.file_name().ok_or_else(|| EditError::Io {
-                path: path.to_owned(),
-                source: io::Error::new(io::ErrorKind::InvalidInput, "not a file name"),
-            })?;
-            let folder = match path.parent() {
-                Some(folder) if !folder.as_os_str().is_empty() => folder,
-                _ => Path::new("."),
-            };
-            Ok(fs::canonicalize(folder)
-                .map_err(io_error(folder))?
-                .join(name))
-        }
-        Err(err) => Err(io_error(path)(err)),
-    }
-}
-
-/// The file's text, or `None` if there is no file.
-fn read_text(path: &Path, real: &Path) -> Result<Option<String>, EditError> {
-    match fs::read_to_string(real) {
-        Ok(text) => Ok(Some(text)),
-        Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(None),
-        Err(err) => Err(io_error(path)(err)),
-    }
-}
-
-/// Opens (creating, mode 0600) and exclusively locks `path`, polling until `wait` ends.
-fn take_lock(path: &Path, wait: Duration) -> Result<File, EditError> {
-    let file = fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .mode(0o600)
-        .open(path)
-        .or_else(|err| match err.kind() {
-            // Another account made it; a lock needs no write access.
-            io::ErrorKind::PermissionDenied => File::open(path),
-            _ => Err(err),
-        })
-        .map_err(io_error(path))?;
-    let deadline = Instant::now() + wait;
-    loop {
-        match file.try_lock() {
-            Ok(()) => return Ok(file),
-            Err(fs::TryLockError::WouldBlock) if Instant::now() < deadline => {
-                std::thread::sleep(Duration::from_millis(10));
-            }
-            Err(fs::TryLockError::WouldBlock) => {
-                return Err(EditError::Locked {
-                    path: path.to_owned(),
-                });
-            }
-            Err(fs::TryLockError::Error(err)) => return Err(io_error(path)(err)),
-        }
-    }
-}
-
-/// Replaces `path` with `bytes` so that readers see the old file or the new one, never
-/// a mix, and a crash leaves one of the two.
-fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), EditError> {
-    let folder = path.parent().unwrap_or(Path::new("."));
-    let mut temp_name = std::ffi::OsString::from(".");
-    temp_name.push(path.file_name().unwrap_or_default());
-    temp_name.push(".tmp");
-    let temp = folder.join(temp_name);
-    let old = match fs::metadata(path) {
-        Ok(meta) => Some(meta),
-        Err(err) if err.kind() == io::ErrorKind::NotFound => None,
-        Err(err) => return Err(io_error(path)(err)),
-    };
-    // Only one editor holds the lock, so a temporary file left here is from one that
-    // crashed. Remove it rather than open it, which could follow a planted link.
-    match fs::remove_file(&temp) {
-        Err(err) if err.kind() != io::ErrorKind::NotFound => return Err(io_error(&temp)(err)),
-        _ => {}
-    }
-    let written = (|| {
-        let mut file = fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&temp)?;
-        file.write_all(bytes)?;
-        // The server may run as another account than the admin (root, say): the file
-        // keeps its owner, or a new one gets its folder's, so the server can still read it.
-        let owner = match &old {
-            Some(old) => (old.uid(), old.gid()),
-            None => {
-                let folder = fs::metadata(folder)?;
-                (folder.uid(), folder.gid())
-            }
-        };
-        let ours = file.metadata()?;
-        if owner != (ours.uid(), ours.gid()) {
-            std::os::unix::fs::fchown(&file, Some(owner.0), Some(owner.1))?;
-        }
-        if let Some(old) = &old {
-            file.set_permissions(fs::Permissions::from_mode(old.mode() & 0o7777))?;
-        }
-        file.sync_all()
-    })();
-    if let Err(err) = written.and_then(|()| fs::rename(&temp, path)) {
-        let _ = fs::remove_file(&temp);
-        return Err(io_error(path)(err));
-    }
-    // Make the rename itself durable.
-    File::open(folder)
-        .and_then(|dir| dir.sync_all())
-        .map_err(io_error(folder))
-}
-
-/// The account's table in a document, to change it.
-fn user_table_mut<'a>(
-    doc: &'a mut DocumentMut,
-    name: &str,
-) -> Result<&'a mut dyn TableLike, EditError> {
-    doc.get_mut("users")
-        .and_then(Item::as_table_like_mut)
-        .and_then(|users| users.get_mut(name))
-        .and_then(Item::as_table_like_mut)
-        .ok_or_else(|| EditError::Unsupported {
-            user: name.to_owned(),
-            what: "the account",
-        })
-}
-
-/// Sets `key` to `value`, keeping the spacing and comment around an old value.
-fn set_value(table: &mut dyn TableLike, key: &str, mut value: Value) {
-    if let Some(Item::Value(old)) = table.get_mut(key) {
-        *value.decor_mut() = old.decor().clone();
-        *old = value;
-    } else {
-        table.insert(key, Item::Value(value));
-    }
-}
-
-fn inline(table: Table) -> InlineTable {
-    let mut inline = table.into_inline_table();
-    inline.fmt();
-    inline
-}
-
-/// The highest position of any table in the document, so a new one goes after it.
-fn last_position(table: &Table) -> isize {
-    let mut last = table.position().unwrap_or(0);
-    for (_, item) in table.iter() {
-        if let Item::Table(inner) = item {
-            last = last.max(last_position(inner));
-        }
-    }
-    last
-}
-
-fn raw(decor: Option<&toml_edit::RawString>) -> String {
-    decor
-        .and_then(|r| r.as_str())
-        .unwrap_or_default()
-        .to_owned()
-}
-
-/// Appends a string to an array in the array's own layout. A new or empty array becomes
-/// one line per element (keys are long); a one-line array stays on one line; in a
-/// multi-line array the new element gets its own line, indented like the last, and a
-/// comment at the end of the last line stays on that line.
-fn push_line(array: &mut Array, line: &str) {
-    let multiline = raw(Some(array.trailing())).contains('\n')
-        || array.iter().any(|v| {
-            raw(v.decor().prefix()).contains('\n') || raw(v.decor().suffix()).contains('\n')
-        });
-    if array.is_empty() || !multiline {
-        if array.is_empty() {
-            array.set_trailing("\n");
-            array.set_trailing_comma(true);
-            array.push_formatted(Value::from(line).decorated("\n    ", ""));
-        } else {
-            array.push(line);
-        }
-        return;
-    }
-    let trailing_comma = array.trailing_comma();
-    let count = array.len();
-    let Some(last) = array.get_mut(count - 1) else {
-        return;
-    };
-    let indent = raw(last.decor().prefix())
-        .rsplit('\n')
-        .next()
-        .unwrap_or_default()
-        .to_owned();
-    // What follows the last element up to `]`: without a trailing comma that starts
-    // with the element's own suffix, which would otherwise end up before the new comma.
-    let mut tail = String::new();
-    if !trailing_comma {
-        tail = raw(last.decor().suffix());
-        last.decor_mut().set_suffix("");
-    }
-    tail.push_str(&raw(Some(array.trailing())));
-    let (rest_of_line, before_bracket) = match tail.find('\n') {
-        Some(i) => (tail[..=i].to_owned(), format!("\n{}", &tail[i + 1..])),
-        None => (format!("{tail}\n"), String::new()),
-    };
-    array.set_trailing_comma(true);
-    array.set_trailing(before_bracket);
-    array.push_formatted(Value::from(line).decorated(format!("{rest_of_line}{indent}"), ""));
-}
-
-/// Removes element `index` with its line: the comment lines above it and the comment at
-/// the end of its line go with it.
-fn remove_line(array: &mut Array, index: usize) {
-    if index >= array.len() {
-        return;
-    }
-    let removed = array.remove(index);
-    let prefix = raw(removed.decor().prefix());
-    let Some(newline) = prefix.find('\n') else {
-        // A one-line array: the next element takes the removed one's spacing.
-        if let Some(next) = array.get_mut(index) {
-            next.decor_mut().set_prefix(prefix);
-        }
-        return;
-    };
-    // Keep the end of the line before the removed element; drop the rest of its own line,
-    // which is at the start of whatever follows it.
-    let keep = &prefix[..=newline];
-    let join = |after: &str| -> String {
-        let rest = after.find('\n').map_or("", |i| &after[i + 1..]);
-        format!("{keep}{rest}")
-    };
-    match array.get_mut(index) {
-        Some(next) => {
-            let joined = join(&raw(next.decor().prefix()));
-            next.decor_mut().set_prefix(joined);
-        }
-        None => {
-            let joined = join(&raw(Some(array.trailing())));
-            array.set_trailing(joined);
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::auth::{Secret, hash_password};
     use russh::keys::{Algorithm, PrivateKey};
+    use std::fs;
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
 
     fn key(comment: &str) -> AuthorizedKey {
         let mut public = PrivateKey::random(&mut rand::rng(), Algorithm::Ed25519)
