@@ -6,8 +6,9 @@
 use std::path::Path;
 
 use rsftp::auth::{AuthorizedKey, UsersConfig, parse_file_text};
+use rsftp::protocol::sftp::{Incoming, Reply};
 use rsftp::protocol::{MAX_LINE, Request};
-use rsftp::server::{ExecCommand, SftpPacket, split_words};
+use rsftp::server::{ExecCommand, split_words};
 
 /// An rsftp/1 request line, as the server reads it (newline removed).
 pub fn request_line(line: &[u8]) {
@@ -26,7 +27,17 @@ pub fn request_line(line: &[u8]) {
 
 /// One SFTP packet, as framed on the channel (without its length field).
 pub fn sftp_packet(packet: &[u8]) {
-    let _ = SftpPacket::decode(packet.to_vec());
+    // A request decoded by the server encodes back to the same request.
+    if let Ok(Incoming::Request { id, request }) = Incoming::decode(packet.to_vec()) {
+        let again = Incoming::decode(request.encode(id)[4..].to_vec());
+        assert_eq!(
+            again,
+            Ok(Incoming::Request { id, request }),
+            "re-encoded request"
+        );
+    }
+    // The same bytes from a server are a reply to a client.
+    let _ = Reply::decode(packet.to_vec());
 }
 
 /// The command line of an SSH `exec` request.

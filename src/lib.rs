@@ -6,8 +6,9 @@
 //!
 //! # Layout
 //!
-//! - [`protocol`]: the rsftp/1 wire format (request lines, quoting, status lines), and the
-//!   SSH transport settings both ends share. No I/O.
+//! - [`protocol`]: the wire formats, with no I/O: rsftp/1 (request lines, quoting, status
+//!   lines), SFTP v3 in both directions (`protocol::sftp`), and the SSH transport
+//!   settings both ends share.
 //! - [`storage`]: the home jail, the quota ledger, partial uploads, streaming file data
 //!   with MD5 in the same pass, directory listings read as they go out, and the usage
 //!   scan (walked by handle). No SSH.

@@ -1,11 +1,13 @@
-//! The rsftp/1 wire format: request lines, quoting, status lines and entry lines.
+//! The wire formats: rsftp/1 (request lines, quoting, status lines and entry lines) and,
+//! in [`sftp`], SFTP v3 in both directions.
 //!
 //! This module parses and encodes; it touches no socket and no file. `docs/PROTOCOL.md`
-//! is the reference for everything here.
+//! is the reference for rsftp/1, `docs/SFTP.md` for what we speak of SFTP.
 
 mod digest;
 mod reply;
 mod request;
+pub mod sftp;
 pub mod time;
 pub mod transport;
 mod words;

@@ -33,16 +33,14 @@ pub use config::{BadStartupLimits, Limits, Settings, StartupLimits};
 pub use replies::storage_error_reply;
 pub use sessions::SessionRefused;
 
+#[doc(hidden)]
+use crate::auth::{LoginThrottle, PasswordChecker, Secret, UserName, UsersConfig, UsersError};
+use crate::storage::{Storage, StorageError};
+use accounts::Accounts;
 /// The parsers behind the SFTP and exec front ends, public only so that the fuzz targets
 /// in `fuzz/` and the corpus replay in `tests/fuzz_corpus.rs` can reach them.
 #[doc(hidden)]
 pub use exec::{Parsed as ExecCommand, split_words};
-#[doc(hidden)]
-pub use sftp::codec::Incoming as SftpPacket;
-
-use crate::auth::{LoginThrottle, PasswordChecker, Secret, UserName, UsersConfig, UsersError};
-use crate::storage::{Storage, StorageError};
-use accounts::Accounts;
 use handler::{LoginProgress, SshHandler};
 use sessions::SessionRegistry;
 use startups::{Arrival, StartupGuard, Startups};

@@ -3,7 +3,7 @@
 //!
 //! # Layout
 //!
-//! - `codec`: the wire format, framing and decoding; no I/O.
+//! - `protocol::sftp` (here `codec`): the wire format, both directions; no I/O.
 //! - `ops`: what each request does to the home, through the storage core (blocking).
 //! - `handles`: open files and directories, and the per-connection cap on them.
 //! - `order`: which requests may run at the same time, and which wait.
@@ -30,11 +30,13 @@
 //!   every client sees its answers in the order it asked, and coalesces small ones into
 //!   one channel packet.
 
-pub(crate) mod codec;
 mod handles;
 mod longname;
 mod ops;
 mod order;
+
+/// The SFTP wire format, which lives in `protocol`.
+use crate::protocol::sftp as codec;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -230,7 +232,7 @@ impl Dispatch {
                         Frame::Incomplete => break,
                         Frame::Packet(packet) => {
                             let len = packet.len();
-                            let incoming = Incoming::decode(packet);
+                            let incoming = decode(packet);
                             let cost = cost(&incoming, len);
                             waiting = Some((incoming, cost));
                         }
@@ -495,4 +497,22 @@ async fn receive((id, rx): Queued) -> Reply {
             permits: None,
         },
     }
+}
+
+/// Decodes one packet. Bytes after a request's fields are dropped, as OpenSSH's server
+/// drops them, and noted at debug level.
+fn decode(packet: Vec<u8>) -> Result<Incoming, BadPacket> {
+    Incoming::decode_with_trailing(packet).map(|(incoming, trailing)| {
+        if trailing > 0
+            && let Incoming::Request { id, request } = &incoming
+        {
+            debug!(
+                id,
+                request = request.name(),
+                bytes = trailing,
+                "ignoring bytes after the fields of an sftp request"
+            );
+        }
+        incoming
+    })
 }
