@@ -9,7 +9,8 @@ use tokio::io::{
 
 use super::ClientError;
 use crate::protocol::{
-    EntryLine, ErrorCode, MAX_LINE, Md5Digest, QuotaInfo, Request, Status, VERSION, parse_number,
+    EntryLine, ErrorCode, GetAnswer, GetDone, MAX_LINE, Md5Answer, Md5Digest, ParseError,
+    PutAnswer, PutDone, QuotaInfo, ReadAnswer, Request, Status, VERSION, parse_number,
 };
 use crate::storage::stream::{self, ChunkSink};
 
@@ -21,14 +22,8 @@ pub struct RsftpClient<S> {
     line: Vec<u8>,
 }
 
-/// What the server said to a `put`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PutStart {
-    /// It already has this file; nothing to send.
-    UpToDate,
-    /// It holds `offset` bytes of an earlier upload, whose MD5 is `prefix_md5`.
-    Have { offset: u64, prefix_md5: Md5Digest },
-}
+/// What the server said to a `put`: it is up to date, or holds some bytes already.
+pub use crate::protocol::PutAnswer as PutStart;
 
 impl<S: AsyncRead + AsyncWrite + Unpin> RsftpClient<S> {
     /// Reads the greeting and checks the protocol version.
@@ -181,7 +176,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> RsftpClient<S> {
                 range,
             })
             .await?;
-        Ok((digest(words.first())?, number(words.get(1))?))
+        let answer = answer(&words, Md5Answer::from_words)?;
+        Ok((answer.digest, answer.len))
     }
 
     /// Reads up to `len` bytes from `offset` into memory. For whole files use `get`.
@@ -198,7 +194,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> RsftpClient<S> {
                 len,
             })
             .await?;
-        let n = number(words.first())?;
+        let n = answer(&words, ReadAnswer::from_words)?.len;
         if n > len {
             return Err(ClientError::Protocol(format!(
                 "asked for {len} bytes, offered {n}"
@@ -254,8 +250,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> RsftpClient<S> {
                 prefix_md5,
             })
             .await?;
-        let n = number(words.first())?;
-        let size = number(words.get(1))?;
+        let GetAnswer { len: n, size } = answer(&words, GetAnswer::from_words)?;
         if size.checked_sub(offset) != Some(n) {
             return Err(ClientError::Protocol(format!(
                 "get from {offset} of a {size}-byte file offered {n} bytes"
@@ -278,7 +273,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> RsftpClient<S> {
     /// Reads the MD5 of the whole file that ends a download.
     pub async fn end_get(&mut self) -> Result<Md5Digest, ClientError> {
         let words = self.status().await?;
-        digest(words.first())
+        Ok(answer(&words, GetDone::from_words)?.md5)
     }
 
     /// Starts an upload of `size` bytes. With `md5`, the server can answer that it is
@@ -296,17 +291,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> RsftpClient<S> {
                 md5,
             })
             .await?;
-        match words.first().map(String::as_str) {
-            Some("uptodate") => Ok(PutStart::UpToDate),
-            Some("have") => Ok(PutStart::Have {
-                offset: number(words.get(1))?,
-                prefix_md5: digest(words.get(2))?,
-            }),
-            _ => Err(ClientError::Protocol(format!(
-                "unexpected put reply: {}",
-                words.join(" ")
-            ))),
-        }
+        answer(&words, PutAnswer::from_words)
     }
 
     /// Sends `from <start>` and then `len` bytes of `file` from `start`, hashed into
@@ -338,8 +323,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin> RsftpClient<S> {
         }
         self.writer.flush().await?;
         let words = self.status().await?;
-        digest(words.first())
+        Ok(answer(&words, PutDone::from_words)?.md5)
     }
+}
+
+/// A success reply read as the typed answer it must be.
+fn answer<T>(
+    words: &[String],
+    parse: fn(&[String]) -> Result<T, ParseError>,
+) -> Result<T, ClientError> {
+    parse(words).map_err(|err| ClientError::Protocol(format!("unexpected reply: {err}")))
 }
 
 fn one_word(words: Vec<String>) -> Result<String, ClientError> {
@@ -352,12 +345,6 @@ fn one_word(words: Vec<String>) -> Result<String, ClientError> {
 fn number(word: Option<&String>) -> Result<u64, ClientError> {
     let word = word.ok_or_else(|| ClientError::Protocol("missing number in reply".into()))?;
     parse_number(word).map_err(|err| ClientError::Protocol(err.to_string()))
-}
-
-fn digest(word: Option<&String>) -> Result<Md5Digest, ClientError> {
-    let word = word.ok_or_else(|| ClientError::Protocol("missing MD5 in reply".into()))?;
-    word.parse()
-        .map_err(|_| ClientError::Protocol(format!("not an MD5: {word}")))
 }
 
 impl ClientError {

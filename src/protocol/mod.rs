@@ -4,6 +4,7 @@
 //! This module parses and encodes; it touches no socket and no file. `docs/PROTOCOL.md`
 //! is the reference for rsftp/1, `docs/SFTP.md` for what we speak of SFTP.
 
+mod answers;
 mod digest;
 mod reply;
 mod request;
@@ -12,6 +13,7 @@ pub mod time;
 pub mod transport;
 mod words;
 
+pub use answers::{GetAnswer, GetDone, Md5Answer, PutAnswer, PutDone, ReadAnswer};
 pub use digest::{BadDigest, Md5Digest};
 pub use reply::{EntryLine, EntryType, ErrorCode, QuotaInfo, Status};
 pub use request::{MAX_NUMBER, MAX_WRITE, Request, parse_number};

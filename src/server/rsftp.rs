@@ -16,8 +16,8 @@ use tracing::{info, warn};
 
 use super::replies::storage_error_reply;
 use crate::protocol::{
-    EntryLine, EntryType, ErrorCode, MAX_LINE, MAX_WRITE, Md5Digest, QuotaInfo, Request, Status,
-    VERSION, quote,
+    EntryLine, EntryType, ErrorCode, GetAnswer, GetDone, MAX_LINE, MAX_WRITE, Md5Answer, Md5Digest,
+    PutAnswer, PutDone, QuotaInfo, ReadAnswer, Request, Status, VERSION, quote,
 };
 use crate::storage::stream::{self, ChunkSink};
 use crate::storage::{
@@ -375,7 +375,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 let (digest, n) = self
                     .blocking(move |home| home.md5_range(&target, offset, len))
                     .await?;
-                self.conn.send(&format!("OK {digest} {n}\n")).await?;
+                self.conn
+                    .send(&ok(Md5Answer { digest, len: n }.encode()))
+                    .await?;
                 Ok(Done::transfer(path, n))
             }
             Request::Read { path, offset, len } => {
@@ -383,7 +385,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 let target = path.clone();
                 let (file, entry) = self.blocking(move |home| home.open_read(&target)).await?;
                 let n = len.min(entry.size.saturating_sub(offset));
-                self.conn.send(&format!("OK {n}\n")).await?;
+                self.conn.send(&ok(ReadAnswer { len: n }.encode())).await?;
                 stream::send_file(&mut self.conn.writer, file, offset, n, None, |_| {})
                     .await
                     .map_err(Failure::Io)?;
@@ -516,7 +518,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             }
         }
         let n = size - offset;
-        self.conn.send(&format!("OK {n} {size}\n")).await?;
+        self.conn
+            .send(&ok(GetAnswer { len: n, size }.encode()))
+            .await?;
         let hasher =
             stream::send_file(&mut self.conn.writer, file, offset, n, Some(hasher), |_| {})
                 .await
@@ -524,7 +528,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         let digest = hasher
             .map(Md5Digest::from_hasher)
             .unwrap_or_else(Md5Digest::empty);
-        self.conn.send(&format!("OK {digest}\n")).await?;
+        self.conn
+            .send(&ok(GetDone { md5: digest }.encode()))
+            .await?;
         Ok(Done::transfer(path, n))
     }
 
@@ -541,17 +547,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             .await?;
         let mut upload = match start {
             UploadStart::UpToDate => {
-                self.conn.send("OK uptodate\n").await?;
+                self.conn.send(&ok(PutAnswer::UpToDate.encode())).await?;
                 return Ok(Done::path(path));
             }
             UploadStart::Ready(upload) => upload,
         };
         self.conn
-            .send(&format!(
-                "OK have {} {}\n",
-                upload.held(),
-                upload.prefix_md5()
-            ))
+            .send(&ok(PutAnswer::Have {
+                offset: upload.held(),
+                prefix_md5: upload.prefix_md5(),
+            }
+            .encode()))
             .await?;
         self.conn.flush().await?;
 
@@ -598,7 +604,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         let digest = tokio::task::spawn_blocking(move || upload.finish(expected))
             .await
             .map_err(|join| Failure::Io(std::io::Error::other(join)))??;
-        self.conn.send(&format!("OK {digest} {size}\n")).await?;
+        self.conn
+            .send(&ok(PutDone { md5: digest, size }.encode()))
+            .await?;
         Ok(Done::transfer(path, n))
     }
 }
@@ -623,6 +631,11 @@ impl ChunkSink for WriteAt {
         self.offset += data.len() as u64;
         Ok(())
     }
+}
+
+/// The status line of a success, given the words after `OK`.
+fn ok(words: String) -> String {
+    format!("OK {words}\n")
 }
 
 /// Whether a line that did not parse is one that raw bytes follow.
