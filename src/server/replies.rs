@@ -1,6 +1,7 @@
 //! The one mapping from storage errors to protocol error codes: rsftp/1 and SFTP.
 
 use crate::protocol::ErrorCode;
+use crate::protocol::sftp::StatusCode;
 use crate::storage::StorageError;
 
 /// The code and message that answer `err` on the wire. Messages carry only the user's
@@ -31,8 +32,7 @@ pub fn storage_error_reply(err: &StorageError) -> (ErrorCode, String) {
 /// The SFTP v3 status that answers `err`. v3 has few codes: whatever is neither a
 /// missing file nor a refusal is a `FAILURE`, and the message says which failure (the
 /// quota's numbers among them), as OpenSSH's server does for errno values.
-pub fn sftp_status(err: &StorageError) -> (super::sftp::StatusCode, String) {
-    use super::sftp::StatusCode;
+pub fn sftp_status(err: &StorageError) -> (StatusCode, String) {
     let code = match err {
         StorageError::NotFound { .. } | StorageError::Deleted { .. } => StatusCode::NoSuchFile,
         StorageError::Denied { .. } => StatusCode::PermissionDenied,

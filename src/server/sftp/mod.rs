@@ -46,7 +46,7 @@ use russh::{Channel, ChannelMsg, ChannelWriteHalf};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 use tracing::{Instrument, Span, debug, info};
 
-pub use codec::StatusCode;
+use codec::StatusCode;
 use codec::{BadPacket, Incoming, MAX_PACKET, Request};
 pub use handles::ConnectionHandles;
 use ops::Session;
