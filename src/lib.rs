@@ -13,17 +13,22 @@
 //!   with MD5 in the same pass, directory listings read as they go out, and the usage
 //!   scan (walked by handle). No SSH.
 //! - [`auth`]: the `users.toml` model and its comment-keeping editor, password hashes,
-//!   authorized keys, login throttling.
+//!   authorized keys, login throttling, and the account-store seam
+//!   ([`auth::AccountStore`]) with its `users.toml` implementation, reloaded on change.
 //! - [`server`]: russh glue: configuration, the SSH handler, connection and session limits,
 //!   the `rsftp` and `sftp` subsystems, the hash commands, legacy SCP over exec
 //!   (`server::scp`, with its pure control-line parser), live reload, logs.
 //! - [`client`]: the russh client: connection, host keys, the rsftp protocol, the transfer
 //!   engine, and the interactive shell behind the `rsftp` binary.
-//! - `bin/`: `rsftpd` and `rsftp`, argument parsing and wiring only.
+//! - [`admin`]: the account use cases behind `rsftpd user ...` (add, delete and purge,
+//!   password, quota, keys, list, show), on an [`admin::AccountEditor`] and the storage
+//!   root.
+//! - `bin/`: `rsftpd` and `rsftp`, argument parsing, prompts, printing and wiring only.
 //!
 //! Dependencies point one way: `protocol` <- `storage` <- `server` / `client`.
 #![forbid(unsafe_code)]
 
+pub mod admin;
 pub mod auth;
 pub mod client;
 pub mod protocol;

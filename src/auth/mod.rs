@@ -13,13 +13,18 @@
 //! - `password`: [`Secret`], [`PasswordHash`], Argon2id hashing and verification.
 //! - `keys`: `authorized_keys` lines, matched by key data.
 //! - `throttle`: failed logins per peer, bans.
+//! - `store`: [`AccountStore`], the seam through which a server finds accounts and hears
+//!   of changes; `watched`: [`WatchedUsersFile`], its `users.toml` implementation, which
+//!   reloads the file when its content changes.
 
 mod edit;
 mod keys;
 mod password;
 mod size;
+mod store;
 mod throttle;
 mod users;
+mod watched;
 
 pub use edit::{
     DEFAULT_QUOTA, EditError, KeySource, LOCK_WAIT, NewAccount, UsersFile, parse_keys,
@@ -30,8 +35,10 @@ pub use password::{
     AuthError, PasswordChecker, PasswordHash, Secret, hash_password, verify_password,
 };
 pub use size::{SizeError, format_size, parse_size};
+pub use store::AccountStore;
 pub use throttle::{LoginThrottle, MAX_TRACKED_PEERS, ThrottlePolicy};
 pub use users::{
     Location, MAX_USER_NAME_LEN, UserAccount, UserName, UserNameError, UsersConfig, UsersError,
     UsersProblem, create_starter_file,
 };
+pub use watched::{SETTLE, Version, WatchedUsersFile};

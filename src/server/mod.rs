@@ -4,7 +4,6 @@
 //! homes, usage recomputed from disk); [`Server::run`] serves a listener until the
 //! shutdown future completes. The caller owns both, so tests bind `127.0.0.1:0`.
 
-mod accounts;
 mod config;
 mod exec;
 mod handler;
@@ -34,9 +33,11 @@ pub use replies::storage_error_reply;
 pub use sessions::SessionRefused;
 
 #[doc(hidden)]
-use crate::auth::{LoginThrottle, PasswordChecker, Secret, UserName, UsersConfig, UsersError};
+use crate::auth::{
+    AccountStore, LoginThrottle, PasswordChecker, Secret, UserName, UsersConfig, UsersError,
+    WatchedUsersFile,
+};
 use crate::storage::{Storage, StorageError};
-use accounts::Accounts;
 /// The parsers behind the SFTP and exec front ends, public only so that the fuzz targets
 /// in `fuzz/` and the corpus replay in `tests/fuzz_corpus.rs` can reach them.
 #[doc(hidden)]
@@ -64,7 +65,7 @@ pub enum ServerError {
 
 /// State shared by every connection.
 struct Shared {
-    accounts: Accounts,
+    accounts: Arc<dyn AccountStore>,
     storage: Arc<Storage>,
     passwords: PasswordChecker,
     throttle: LoginThrottle,
@@ -105,7 +106,8 @@ impl Server {
         } else {
             Some(crate::auth::create_starter_file(&settings.users_file)?)
         };
-        let accounts = Accounts::load(&settings.users_file)?;
+        let accounts: Arc<dyn AccountStore> =
+            Arc::new(WatchedUsersFile::load(&settings.users_file)?);
         let storage = Arc::new(Storage::open(&settings.storage_dir)?);
         // One home that cannot be opened must not keep everyone else out: it is logged,
         // and that user's logins try again.
@@ -380,11 +382,10 @@ async fn watch_users_file(shared: Arc<Shared>, mut stop: broadcast::Receiver<()>
             _ = stop.recv() => return,
         }
         let checking = Arc::clone(&shared);
-        let changed = tokio::task::spawn_blocking(move || checking.accounts.changed_on_disk())
+        let changed = tokio::task::spawn_blocking(move || checking.accounts.changed())
             .await
-            .ok()
-            .flatten();
-        if changed.is_some() {
+            .unwrap_or(false);
+        if changed {
             // A failure is logged inside; the last good configuration stays.
             let _ = reload(&shared).await;
         }
@@ -394,13 +395,13 @@ async fn watch_users_file(shared: Arc<Shared>, mut stop: broadcast::Receiver<()>
 /// Reads `users.toml` again and applies it; see [`Server::reload`]. Logs the outcome,
 /// a failure at error level: the server then runs on with the last good configuration.
 async fn reload(shared: &Arc<Shared>) -> Result<(), UsersError> {
-    let file = shared.accounts.path().to_owned();
+    let origin = shared.accounts.origin();
     let loading = Arc::clone(shared);
     let loaded = tokio::task::spawn_blocking(move || loading.accounts.reload())
         .await
         .unwrap_or_else(|join| {
             Err(UsersError::Io {
-                path: file.clone(),
+                path: origin.clone().into(),
                 source: std::io::Error::other(join.to_string()),
             })
         });
@@ -409,7 +410,7 @@ async fn reload(shared: &Arc<Shared>) -> Result<(), UsersError> {
         Err(err) => {
             error!(
                 target: "rsftpd::admin",
-                file = %file.display(),
+                file = %origin,
                 error = %error_chain(&err),
                 "users file not reloaded; keeping the last good configuration"
             );

@@ -1,4 +1,5 @@
-//! The accounts the server runs with: `users.toml`, reloaded when it changes.
+//! [`WatchedUsersFile`]: the accounts a server runs with from `users.toml`, reloaded when
+//! it changes. The first [`AccountStore`].
 //!
 //! A change is noticed by content, not by timestamps. Each check hashes the file and every
 //! `authorized_keys_file` it names (they are small). That way the server catches editors
@@ -23,7 +24,8 @@ use std::time::Duration;
 use sha2::{Digest, Sha256};
 use toml_edit::Document;
 
-use crate::auth::{UsersConfig, UsersError};
+use super::store::AccountStore;
+use super::users::{UsersConfig, UsersError};
 
 /// One version of the accounts: a hash of `users.toml` and the keys files it names, as
 /// they are on disk (a missing or unreadable file counts as a version too).
@@ -113,7 +115,8 @@ fn keys_files(text: &str, users_file: &Path) -> Vec<PathBuf> {
         .collect()
 }
 
-pub struct Accounts {
+/// `users.toml` and the keys files it names, watched for changes.
+pub struct WatchedUsersFile {
     path: PathBuf,
     current: RwLock<Arc<UsersConfig>>,
     /// The version last loaded, or last tried and found broken.
@@ -122,8 +125,8 @@ pub struct Accounts {
     reloading: Mutex<()>,
 }
 
-impl Accounts {
-    pub fn load(path: &Path) -> Result<Accounts, UsersError> {
+impl WatchedUsersFile {
+    pub fn load(path: &Path) -> Result<WatchedUsersFile, UsersError> {
         // Hashed before reading: if the file changes in between, the next check sees a
         // difference and reads it again.
         let seen = Version::of(path);
@@ -131,7 +134,7 @@ impl Accounts {
         for warning in config.warnings() {
             tracing::warn!(target: "rsftpd::admin", "{warning}");
         }
-        Ok(Accounts {
+        Ok(WatchedUsersFile {
             path: path.to_owned(),
             current: RwLock::new(Arc::new(config)),
             seen: Mutex::new(seen),
@@ -184,6 +187,24 @@ impl Accounts {
     }
 }
 
+impl AccountStore for WatchedUsersFile {
+    fn origin(&self) -> String {
+        self.path.display().to_string()
+    }
+
+    fn current(&self) -> Arc<UsersConfig> {
+        WatchedUsersFile::current(self)
+    }
+
+    fn changed(&self) -> bool {
+        self.changed_on_disk().is_some()
+    }
+
+    fn reload(&self) -> Result<(Arc<UsersConfig>, Arc<UsersConfig>), UsersError> {
+        WatchedUsersFile::reload(self)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -193,7 +214,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("users.toml");
         fs::write(&path, "[users.a]\nquota = \"1GiB\"\n").unwrap();
-        let accounts = Accounts::load(&path).unwrap();
+        let accounts = WatchedUsersFile::load(&path).unwrap();
         assert_eq!(accounts.changed_on_disk(), None);
 
         // Same length, same second: only the content differs.
@@ -229,7 +250,7 @@ mod tests {
         )
         .unwrap();
         fs::write(dir.path().join("a.keys"), "# none yet\n").unwrap();
-        let accounts = Accounts::load(&path).unwrap();
+        let accounts = WatchedUsersFile::load(&path).unwrap();
         assert_eq!(accounts.changed_on_disk(), None);
         fs::write(dir.path().join("a.keys"), "# none yet!\n").unwrap();
         assert!(accounts.changed_on_disk().is_some());
@@ -240,7 +261,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("users.toml");
         fs::write(&path, "[users.a]\nquota = \"1GiB\"\n").unwrap();
-        let accounts = Accounts::load(&path).unwrap();
+        let accounts = WatchedUsersFile::load(&path).unwrap();
         fs::write(&path, "").unwrap();
         let err = accounts.reload().unwrap_err();
         let UsersError::Io { source, .. } = &err else {
@@ -261,7 +282,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("users.toml");
         fs::write(&path, "[users.a]\nquota = \"1GiB\"\n").unwrap();
-        let accounts = Accounts::load(&path).unwrap();
+        let accounts = WatchedUsersFile::load(&path).unwrap();
         // A writer that goes on for a while: the reload waits and loads its last word.
         let writer = {
             let path = path.clone();
@@ -284,7 +305,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("users.toml");
         fs::write(&path, "[users.a]\nquota = \"1GiB\"\n").unwrap();
-        let accounts = Accounts::load(&path).unwrap();
+        let accounts = WatchedUsersFile::load(&path).unwrap();
         fs::write(&path, "[users.a]\nquota = \"12 parsecs\"\n").unwrap();
         let err = accounts.reload().unwrap_err();
         assert!(err.to_string().contains("users.toml:2"), "{err}");

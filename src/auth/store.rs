@@ -1,0 +1,32 @@
+//! The account-store seam: where a server finds its accounts and hears of changes.
+//!
+//! The server holds an `Arc<dyn AccountStore>` and asks it for the accounts in force at
+//! each login; a poller asks [`AccountStore::changed`] about once a second and calls
+//! [`AccountStore::reload`] when it says yes. Today's store is `users.toml`
+//! ([`super::WatchedUsersFile`]). A store shared by several servers (a database) fits
+//! the same shape: `current` answers from its cache, `changed` says whether the
+//! database has news, `reload` refreshes the cache.
+//!
+//! Edits go through [`crate::admin`], whose [`crate::admin::AccountEditor`] is the
+//! writing half of the same seam.
+
+use std::sync::Arc;
+
+use super::users::{UsersConfig, UsersError};
+
+/// The accounts a server runs with. Implementations are shared across sessions.
+pub trait AccountStore: Send + Sync {
+    /// Where the accounts come from, for logs (a path, or a database without its
+    /// password).
+    fn origin(&self) -> String;
+
+    /// The accounts in force now. Cheap: called at every login.
+    fn current(&self) -> Arc<UsersConfig>;
+
+    /// Whether the accounts changed since they were last loaded or tried. Blocking.
+    fn changed(&self) -> bool;
+
+    /// Loads the accounts again. On success the new ones are in force and returned
+    /// after the old ones; on failure the old ones stay in force. Blocking.
+    fn reload(&self) -> Result<(Arc<UsersConfig>, Arc<UsersConfig>), UsersError>;
+}

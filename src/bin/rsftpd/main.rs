@@ -1,0 +1,212 @@
+//! `rsftpd`: the rsftp server, and `rsftpd user ...` to manage its accounts. Argument
+//! parsing, wiring and printing only; the work is in the library.
+
+mod user;
+
+use std::io;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use rsftp::server::{Limits, Server, Settings, StartupLimits};
+
+/// An SSH file-transfer server: confined homes, per-user quotas, and verified,
+/// resumable transfers over the `rsftp` and `sftp` subsystems.
+///
+/// With no command, rsftpd serves (the same as `rsftpd serve`). `rsftpd user ...` edits
+/// the accounts in users.toml; a running server picks up every change within about a second.
+#[derive(Parser)]
+#[command(version, about, long_about, args_conflicts_with_subcommands = true)]
+struct Cli {
+    #[command(flatten)]
+    serve: ServeArgs,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server (what rsftpd does when no command is given).
+    Serve(ServeArgs),
+    /// Manage accounts: add, delete, passwords, quotas and keys.
+    ///
+    /// Every change is made to users.toml under a lock, keeps the file's comments, is
+    /// checked before it is written, and is written atomically. A running server picks
+    /// it up within about a second, without a restart.
+    #[command(after_long_help = user::EXAMPLES)]
+    User(user::UserArgs),
+}
+
+#[derive(Args)]
+struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:2222", value_name = "ADDR")]
+    listen: SocketAddr,
+    /// The accounts file; created with a starter account if missing.
+    #[arg(long = "users", default_value = "users.toml", value_name = "FILE")]
+    users_file: PathBuf,
+    /// Where users' homes live: DIR/<user>/.
+    #[arg(long = "storage", default_value = "storage", value_name = "DIR")]
+    storage_dir: PathBuf,
+    /// Where the host key lives; created on first start.
+    #[arg(long = "keys", default_value = "keys", value_name = "DIR")]
+    keys_dir: PathBuf,
+    /// Where log files go (daily files rsftpd.log.YYYY-MM-DD).
+    #[arg(long = "logs", default_value = "logs", value_name = "DIR")]
+    logs_dir: PathBuf,
+    /// Most logged-in sessions on the whole server.
+    #[arg(long, default_value_t = Limits::default().max_sessions, value_name = "N")]
+    max_sessions: usize,
+    /// Most sessions per user, unless users.toml sets max_sessions for that user
+    /// [default: no limit].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    max_sessions_per_user: Option<u32>,
+    /// Connections not logged in yet, as OpenSSH's MaxStartups: from BEGIN on, new ones
+    /// are dropped with RATE% probability, growing to 100% at FULL. A single N is a hard
+    /// cap.
+    #[arg(long, default_value_t = Limits::default().startups.spec(), value_name = "BEGIN:RATE:FULL")]
+    max_startups: String,
+    /// Connections not logged in yet from one address (IPv6: one /64); more wait.
+    #[arg(long, default_value_t = Limits::default().startups.per_peer, value_name = "N")]
+    max_startups_per_peer: usize,
+    /// Connections waiting for a slot of their address, in all; more are closed.
+    #[arg(long, default_value_t = Limits::default().startups.max_waiting, value_name = "N")]
+    max_waiting: usize,
+    /// Connections waiting for a slot, from one address.
+    #[arg(long, default_value_t = Limits::default().startups.max_waiting_per_peer, value_name = "N")]
+    max_waiting_per_peer: usize,
+    /// Drop connections that have not sent their SSH version line this many seconds
+    /// after getting a slot.
+    #[arg(long, default_value_t = Limits::default().version_grace.as_secs(), value_name = "SECONDS")]
+    version_grace: u64,
+    /// Drop connections that have not logged in this many seconds after getting a slot.
+    #[arg(long, default_value_t = Limits::default().login_grace.as_secs(), value_name = "SECONDS")]
+    login_grace: u64,
+    /// Close sessions idle for this many seconds.
+    #[arg(long, default_value_t = 600, value_name = "SECONDS")]
+    idle_timeout: u64,
+    /// Remove partial uploads untouched for this many hours (checked at start, then
+    /// hourly).
+    #[arg(long, default_value_t = 24 * 7, value_name = "HOURS")]
+    partial_max_age_hours: u64,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(err) if is_broken_pipe(&err) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("rsftpd: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Output cut short by `| head` is not a failure.
+fn is_broken_pipe(err: &anyhow::Error) -> bool {
+    err.chain().any(|cause| {
+        cause
+            .downcast_ref::<io::Error>()
+            .is_some_and(|e| e.kind() == io::ErrorKind::BrokenPipe)
+    })
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        None => serve(cli.serve),
+        Some(Command::Serve(args)) => serve(args),
+        Some(Command::User(args)) => user::run(args),
+    }
+}
+
+fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    let _log_guard = rsftp::server::logging::init(Some(&args.logs_dir))
+        .with_context(|| format!("cannot create logs folder {}", args.logs_dir.display()))?;
+    let settings = Settings {
+        listen: args.listen,
+        users_file: args.users_file,
+        storage_dir: args.storage_dir,
+        keys_dir: args.keys_dir,
+        limits: Limits {
+            max_sessions: args.max_sessions,
+            max_sessions_per_user: args.max_sessions_per_user.map(|n| n as usize),
+            startups: StartupLimits {
+                per_peer: args.max_startups_per_peer,
+                max_waiting: args.max_waiting,
+                max_waiting_per_peer: args.max_waiting_per_peer,
+                ..args
+                    .max_startups
+                    .parse::<StartupLimits>()
+                    .context("--max-startups")?
+            },
+            version_grace: Duration::from_secs(args.version_grace),
+            login_grace: Duration::from_secs(args.login_grace),
+            ..Limits::default()
+        },
+        idle_timeout: Duration::from_secs(args.idle_timeout),
+        partial_max_age: Duration::from_secs(args.partial_max_age_hours.saturating_mul(3600)),
+    };
+    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    runtime.block_on(async move {
+        // Take the port first: if it is busy, nothing is created and no password is
+        // printed for a server that never ran.
+        let listener = tokio::net::TcpListener::bind(settings.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", settings.listen))?;
+        let prepared = Server::prepare(settings.clone())?;
+        if prepared.host_key_created {
+            println!(
+                "Created host key {} ({})",
+                settings.keys_dir.join("ssh_host_ed25519_key").display(),
+                prepared.fingerprint
+            );
+        }
+        if let Some((user, password)) = &prepared.starter {
+            println!(
+                "Created {} with the account {user}.\n  password: {}\n  This is shown once; change it with `rsftpd user passwd {user}`.",
+                settings.users_file.display(),
+                password.expose()
+            );
+        }
+        let shutdown = shutdown_signal()?;
+        println!(
+            "rsftpd listening on {} (host key {})",
+            listener.local_addr()?,
+            prepared.fingerprint
+        );
+        let server = prepared.server;
+        let reloader = server.reloader();
+        tokio::spawn(async move {
+            let Ok(mut hangup) =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+            else {
+                return;
+            };
+            while hangup.recv().await.is_some() {
+                tracing::info!(target: "rsftpd::admin", "SIGHUP: reloading the users file");
+                // A failure is logged by the reload itself.
+                let _ = reloader.reload().await;
+            }
+        });
+        server.run(listener, shutdown).await?;
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+/// Completes on Ctrl-C or SIGTERM. The handlers are installed at once, so a signal that
+/// comes right after start-up is never lost to the default action.
+fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut interrupt = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
+    let mut terminate = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
+    Ok(async move {
+        tokio::select! {
+            _ = interrupt.recv() => {}
+            _ = terminate.recv() => {}
+        }
+    })
+}
