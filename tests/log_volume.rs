@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use rsftp::auth::Secret;
 
 use crate::memory::Daemon;
+use crate::scp_legacy::{exec, scp};
 use crate::sftp_raw::{ATTRS, RawSftp, STATUS, body, frame, string};
 use crate::util::{PASSWORD, TestUser, data};
 
@@ -227,6 +228,46 @@ async fn rsftp_reads_on_several_channels_are_counted_together_and_changes_logged
     // A failed change is still a change.
     assert!(
         has(&log, "proto=\"rsftp\" op=\"rm\"|result=\"error\""),
+        "{log}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scp_uploads_and_hash_commands_keep_their_lines() {
+    let daemon = Daemon::start(&[TestUser::new("alice", "1GiB")], &[]).await;
+    let logs = daemon.server.root().join("logs");
+    let local = tempfile::tempdir().unwrap();
+    let src = local.path().join("up.bin");
+    std::fs::write(&src, data(3000, 4)).unwrap();
+    let out = scp(
+        &daemon.server,
+        &[&src.display().to_string(), "127.0.0.1:/up.bin"],
+    )
+    .await;
+    assert!(out.status.success(), "{out:?}");
+    let out = exec(&daemon.server, "md5sum /up.bin /missing", b"").await;
+    assert!(!out.status.success(), "{out:?}");
+
+    let log = log_with(&logs, "op=\"md5sum\" path=\"/missing\"").await;
+    assert!(
+        has(
+            &log,
+            "user=alice proto=\"scp\" op=\"put\" path=\"/up.bin\" bytes=3000|result=\"ok\""
+        ),
+        "{log}"
+    );
+    assert!(
+        has(
+            &log,
+            "proto=\"exec\" op=\"md5sum\" path=\"/up.bin\" bytes=3000|result=\"ok\""
+        ),
+        "{log}"
+    );
+    assert!(
+        has(
+            &log,
+            "proto=\"exec\" op=\"md5sum\" path=\"/missing\"|result=\"error\""
+        ),
         "{log}"
     );
 }

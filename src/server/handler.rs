@@ -530,17 +530,19 @@ impl russh::server::Handler for SshHandler {
         session: &mut Session,
     ) -> Result<(), Self::Error> {
         let command = String::from_utf8_lossy(data);
-        let login = self.login().map(|l| (l.user.clone(), l.home.clone()));
-        if let Some((user, home)) = login {
+        let login = self
+            .login()
+            .map(|l| (l.user.clone(), l.home.clone(), Arc::clone(&l.oplog)));
+        if let Some((user, home, oplog)) = login {
             match super::exec::Parsed::from_command(data) {
                 super::exec::Parsed::Hash(hash) => {
                     return self.run_command(id, session, &user, &command, |channel| {
-                        super::exec::run(channel, hash, home, user.clone())
+                        super::exec::run(channel, hash, home, oplog)
                     });
                 }
                 super::exec::Parsed::Scp(scp) => {
                     return self.run_command(id, session, &user, &command, |channel| {
-                        super::scp::run(channel, scp, home, user.clone())
+                        super::scp::run(channel, scp, home, user.clone(), oplog)
                     });
                 }
                 super::exec::Parsed::Bad(message) => {

@@ -8,8 +8,9 @@
 //! session ends. A client that pipelines thousands of `stat`s a second thus adds a line
 //! a minute to the log, not a line a request.
 //!
-//! One [`OpLog`] is shared by every channel of a connection; the last one to let go of
-//! it writes the session's last summary.
+//! Every front end (rsftp, sftp, SCP and the hash commands) reports its requests here,
+//! so the rule lives in one place. One [`OpLog`] is shared by every channel of a
+//! connection; the last one to let go of it writes the session's last summary.
 
 use std::fmt::Write as _;
 use std::net::SocketAddr;
