@@ -110,6 +110,11 @@ async fn pipelined_sftp_stats_add_one_summary_line_not_one_a_request() {
     conn.close().await.unwrap();
 
     let log = log_with(&logs, "metadata reads:|ended=true").await;
+    // Standard error carries the same events, written before the file's copy is.
+    let stderr = std::fs::read_to_string(daemon.server.root().join("stderr")).unwrap();
+    assert_eq!(count(&stderr, "op=\"stat\""), 0, "{stderr}");
+    assert_eq!(count(&stderr, "metadata reads: stat=3000 failed=2"), 1);
+    assert!(has(&stderr, "op=\"mkdir\" path=\"/made\""), "{stderr}");
     assert_eq!(count(&log, "op=\"stat\""), 0, "no line a stat:\n{log}");
     let lines = log.lines().count();
     assert!(lines < 40, "{lines} lines for {STATS} stats:\n{log}");
