@@ -48,7 +48,7 @@ impl Daemon {
             ])
             .args(extra)
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(std::fs::File::create(root.join("stderr")).unwrap())
             .spawn()
             .expect("rsftpd starts");
         let public = std::fs::read_to_string(root.join("keys/ssh_host_ed25519_key.pub")).unwrap();

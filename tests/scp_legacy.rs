@@ -9,7 +9,7 @@ use crate::sshd::{assert_ok, text};
 use crate::util::{TestServer, TestUser, data, disk_usage, run_with_input};
 
 /// OpenSSH `scp -O` (the legacy protocol) as alice, with her key.
-async fn scp(server: &TestServer, args: &[&str]) -> std::process::Output {
+pub async fn scp(server: &TestServer, args: &[&str]) -> std::process::Output {
     let mut all = server.openssh_args("alice", "-P");
     all.push("-O".into());
     all.extend(args.iter().map(|a| (*a).to_owned()));
@@ -17,7 +17,7 @@ async fn scp(server: &TestServer, args: &[&str]) -> std::process::Output {
 }
 
 /// `ssh host <command>` with `input` on stdin: a hand-driven SCP channel.
-async fn exec(server: &TestServer, command: &str, input: &[u8]) -> std::process::Output {
+pub async fn exec(server: &TestServer, command: &str, input: &[u8]) -> std::process::Output {
     let mut args = server.openssh_args("alice", "-p");
     args.extend(["127.0.0.1".into(), command.into()]);
     run_with_input("ssh", &args, input).await

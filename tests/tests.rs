@@ -19,6 +19,7 @@ mod fuzz_corpus;
 mod lftp;
 mod limits;
 mod limits_burst;
+mod log_volume;
 mod login;
 mod memory;
 mod openssh;

@@ -7,6 +7,7 @@
 //! line.
 
 use std::io::Read as _;
+use std::sync::Arc;
 use std::time::Instant;
 
 use md5::Md5;
@@ -15,9 +16,9 @@ use russh::{Channel, ChannelMsg, ChannelReadHalf};
 use sha1::Sha1;
 use sha2::{Digest, Sha256, Sha512};
 use tokio::sync::oneshot;
-use tracing::{info, warn};
+use tracing::warn;
 
-use super::handler::LogText;
+use crate::server::oplog::OpLog;
 use crate::storage::{EntryKind, HomeDir, StorageError, VirtualPath};
 
 /// Files are hashed in chunks of this size, never read whole into memory.
@@ -396,7 +397,7 @@ fn hex(bytes: &[u8]) -> String {
 
 /// Runs a hash command on `channel`: a line on stdout per file, a line on stderr per
 /// file that could not be hashed, then exit status 0, or 1 if any could not.
-pub async fn run(channel: Channel<Msg>, command: HashCommand, home: HomeDir, user: String) {
+pub async fn run(channel: Channel<Msg>, command: HashCommand, home: HomeDir, oplog: Arc<OpLog>) {
     let (reader, writer) = channel.split();
     let algorithm = command.algorithm;
     let (digest_tx, digest_rx) = oneshot::channel();
@@ -413,10 +414,9 @@ pub async fn run(channel: Channel<Msg>, command: HashCommand, home: HomeDir, use
                 Some(rx) => rx.await.ok(),
                 None => Some((Hasher::new(algorithm).hex(), 0)),
             };
-            let ms = started.elapsed().as_millis() as u64;
             match digest {
                 Some((hex, bytes)) => {
-                    info!(target: "rsftpd::op", user = %user, proto = "exec", op = name, path = STDIN, bytes, ms, result = "ok");
+                    oplog.record("exec", name, STDIN, bytes, started.elapsed(), None);
                     writer.data_bytes(hash_line(&hex, STDIN).into_bytes()).await
                 }
                 // The channel ended before its EOF: there is nobody left to answer.
@@ -431,10 +431,10 @@ pub async fn run(channel: Channel<Msg>, command: HashCommand, home: HomeDir, use
                 Ok::<_, StorageError>((path, hex, bytes))
             })
             .await;
-            let ms = started.elapsed().as_millis() as u64;
+            let elapsed = started.elapsed();
             match result {
                 Ok(Ok((path, hex, bytes))) => {
-                    info!(target: "rsftpd::op", user = %user, proto = "exec", op = name, path = path.as_str(), bytes, ms, result = "ok");
+                    oplog.record("exec", name, path.as_str(), bytes, elapsed, None);
                     writer.data_bytes(hash_line(&hex, &file).into_bytes()).await
                 }
                 Ok(Err(err)) => {
@@ -442,7 +442,8 @@ pub async fn run(channel: Channel<Msg>, command: HashCommand, home: HomeDir, use
                     if let StorageError::Io { source, .. } = &err {
                         warn!(error = %source, "storage I/O error");
                     }
-                    info!(target: "rsftpd::op", user = %user, proto = "exec", op = name, path = %LogText(&file), bytes = 0u64, ms, result = "error", error = %err);
+                    let error = err.to_string();
+                    oplog.record("exec", name, &file, 0, elapsed, Some(&error));
                     let line = format!("{name}: {}: {}\n", quote_name(&file), error_text(&err));
                     writer.extended_data_bytes(1, line.into_bytes()).await
                 }

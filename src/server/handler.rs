@@ -17,6 +17,7 @@ use russh::{Channel, ChannelId, Disconnect, MethodKind, MethodSet};
 use tracing::{Instrument, info, warn};
 
 use super::Shared;
+use super::oplog::OpLog;
 use super::sessions::SessionGuard;
 use super::startups::StartupGuard;
 use crate::auth::Secret;
@@ -26,6 +27,8 @@ use crate::storage::HomeDir;
 struct Login {
     user: String,
     home: HomeDir,
+    /// Shared with every channel; the last to drop it logs the session's summary.
+    oplog: Arc<OpLog>,
     _session: SessionGuard,
 }
 
@@ -372,6 +375,7 @@ impl russh::server::Handler for SshHandler {
             Ok(Ok(home)) => {
                 info!(target: "rsftpd::auth", user = %user, peer = %self.peer, "session started");
                 self.login = Some(Login {
+                    oplog: OpLog::start(&user, self.peer),
                     user,
                     home,
                     _session: guard,
@@ -449,6 +453,7 @@ impl russh::server::Handler for SshHandler {
         };
         let user = login.user.clone();
         let home = login.home.clone();
+        let oplog = Arc::clone(&login.oplog);
         if name != "rsftp" && name != "sftp" {
             info!(user = %user, subsystem = %LogText(name), "unknown subsystem refused");
             // Nobody would read it.
@@ -468,7 +473,8 @@ impl russh::server::Handler for SshHandler {
             let handle = session.handle();
             tokio::spawn(
                 async move {
-                    let stream = super::rsftp::serve(channel.into_stream(), home, user).await;
+                    let stream =
+                        super::rsftp::serve(channel.into_stream(), home, user, oplog).await;
                     // OpenSSH reports a missing exit status as a failure.
                     let _ = handle.exit_status_request(id, 0).await;
                     drop(stream);
@@ -480,7 +486,7 @@ impl russh::server::Handler for SshHandler {
             let handles = self.sftp_handles.clone();
             tokio::spawn(
                 async move {
-                    super::sftp::serve(channel, home, user, handles).await;
+                    super::sftp::serve(channel, home, user, handles, oplog).await;
                     drop(running);
                 }
                 .instrument(span),
@@ -524,17 +530,19 @@ impl russh::server::Handler for SshHandler {
         session: &mut Session,
     ) -> Result<(), Self::Error> {
         let command = String::from_utf8_lossy(data);
-        let login = self.login().map(|l| (l.user.clone(), l.home.clone()));
-        if let Some((user, home)) = login {
+        let login = self
+            .login()
+            .map(|l| (l.user.clone(), l.home.clone(), Arc::clone(&l.oplog)));
+        if let Some((user, home, oplog)) = login {
             match super::exec::Parsed::from_command(data) {
                 super::exec::Parsed::Hash(hash) => {
                     return self.run_command(id, session, &user, &command, |channel| {
-                        super::exec::run(channel, hash, home, user.clone())
+                        super::exec::run(channel, hash, home, oplog)
                     });
                 }
                 super::exec::Parsed::Scp(scp) => {
                     return self.run_command(id, session, &user, &command, |channel| {
-                        super::scp::run(channel, scp, home, user.clone())
+                        super::scp::run(channel, scp, home, user.clone(), oplog)
                     });
                 }
                 super::exec::Parsed::Bad(message) => {

@@ -1,12 +1,18 @@
-//! Structured logs: to the console, and to a daily file under the logs folder.
+//! Structured logs: to the console, and to files under the logs folder that rotate by
+//! day and by size ([`logfile`](super::logfile)).
 //!
 //! Lines are `key=value` text, one event per line, so they read well and `grep` and
-//! fail2ban match them. `RUST_LOG` overrides the level (default `info`).
+//! fail2ban match them. `RUST_LOG` overrides the level (default `info`). Both copies get
+//! the same events: what keeps their volume down (metadata reads counted, not logged one
+//! by one) happens where the events are made, in [`oplog`](super::oplog).
 
 use std::io::IsTerminal;
 use std::path::Path;
 
 use tracing_appender::non_blocking::WorkerGuard;
+
+use super::logfile::RotatingFile;
+pub use super::logfile::Rotation;
 use tracing_subscriber::field::RecordFields;
 use tracing_subscriber::fmt::FormatFields;
 use tracing_subscriber::fmt::format::{DefaultFields, Writer};
@@ -15,7 +21,7 @@ use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer as _};
 
 /// Starts logging. Keep the returned guard alive: dropping it flushes the file.
-pub fn init(logs_dir: Option<&Path>) -> std::io::Result<Option<WorkerGuard>> {
+pub fn init(logs_dir: Option<&Path>, rotation: Rotation) -> std::io::Result<Option<WorkerGuard>> {
     let filter = || EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     // Colours only for a person at a terminal, not for journald or a redirect.
     let console = tracing_subscriber::fmt::layer()
@@ -27,7 +33,9 @@ pub fn init(logs_dir: Option<&Path>) -> std::io::Result<Option<WorkerGuard>> {
         return Ok(None);
     };
     std::fs::create_dir_all(dir)?;
-    let appender = tracing_appender::rolling::daily(dir, "rsftpd.log");
+    let appender = RotatingFile::new(dir, "rsftpd.log", rotation);
+    // Lossy: when the disk cannot keep up, lines are dropped rather than the server
+    // waiting for it.
     let (writer, guard) = tracing_appender::non_blocking(appender);
     let file = tracing_subscriber::fmt::layer()
         .with_writer(writer)

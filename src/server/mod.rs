@@ -7,7 +7,9 @@
 mod config;
 mod exec;
 mod handler;
+mod logfile;
 pub mod logging;
+mod oplog;
 mod replies;
 mod rsftp;
 pub mod scp;

@@ -2,9 +2,10 @@
 //!
 //! Requests are read one line at a time and answered in order; replies are flushed only
 //! when no further pipelined request is already waiting, so a pipelining client gets its
-//! answers in few packets. Every request is logged with its user, operation, path, bytes,
-//! duration and result.
+//! answers in few packets. Every request goes to the session's [`OpLog`] with its user,
+//! operation, path, bytes, duration and result.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use md5::{Digest, Md5};
@@ -14,6 +15,7 @@ use tokio::io::{
 };
 use tracing::{info, warn};
 
+use super::oplog::OpLog;
 use super::replies::storage_error_reply;
 use crate::protocol::{
     EntryLine, EntryType, ErrorCode, GetAnswer, GetDone, MAX_LINE, MAX_WRITE, Md5Answer, Md5Digest,
@@ -46,7 +48,7 @@ const HELP: &[&str] = &[
 /// Serves one rsftp/1 session on `stream` until the client quits or goes away, then
 /// sends EOF and hands the stream back, so the caller can send an exit status before it
 /// closes the channel.
-pub async fn serve<S>(stream: S, home: HomeDir, user: String) -> S
+pub async fn serve<S>(stream: S, home: HomeDir, user: String, oplog: Arc<OpLog>) -> S
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -60,6 +62,7 @@ where
         home,
         cwd: VirtualPath::root(),
         user,
+        oplog,
     };
     if let Err(err) = session.run().await {
         info!(user = %session.user, error = %err, "rsftp session ended by an I/O error");
@@ -186,6 +189,7 @@ struct Session<S> {
     home: HomeDir,
     cwd: VirtualPath,
     user: String,
+    oplog: Arc<OpLog>,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
@@ -259,17 +263,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         result: Result<(), &str>,
     ) {
         let path = path.map_or("", |p| p.as_str());
-        let ms = started.elapsed().as_millis() as u64;
-        match result {
-            Ok(()) => info!(
-                target: "rsftpd::op",
-                user = %self.user, proto = "rsftp", op, path, bytes, ms, result = "ok"
-            ),
-            Err(error) => info!(
-                target: "rsftpd::op",
-                user = %self.user, proto = "rsftp", op, path, bytes, ms, result = "error", error
-            ),
-        }
+        let elapsed = started.elapsed();
+        self.oplog
+            .record("rsftp", op, path, bytes, elapsed, result.err());
     }
 
     fn resolve(&self, input: &str) -> Result<VirtualPath, Failure> {

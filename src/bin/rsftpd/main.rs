@@ -11,7 +11,12 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
+use rsftp::auth::{format_size, parse_size};
+use rsftp::server::logging::Rotation as LogRotation;
 use rsftp::server::{Limits, Server, Settings, StartupLimits};
+
+/// The smallest --log-max-size: a few dozen lines a file.
+const MIN_LOG_SIZE: u64 = 4 << 10;
 
 /// An SSH file-transfer server: confined homes, per-user quotas, and verified,
 /// resumable transfers over the `rsftp` and `sftp` subsystems.
@@ -54,9 +59,16 @@ struct ServeArgs {
     /// Where the host key lives; created on first start.
     #[arg(long = "keys", default_value = "keys", value_name = "DIR")]
     keys_dir: PathBuf,
-    /// Where log files go (daily files rsftpd.log.YYYY-MM-DD).
+    /// Where log files go: rsftpd.log.YYYY-MM-DD, a new one each day (UTC) and at
+    /// --log-max-size (then rsftpd.log.YYYY-MM-DD.1, .2, ...).
     #[arg(long = "logs", default_value = "logs", value_name = "DIR")]
     logs_dir: PathBuf,
+    /// Start a new log file before one would grow past this size.
+    #[arg(long, default_value = "100MiB", value_name = "SIZE", value_parser = parse_log_size)]
+    log_max_size: u64,
+    /// Log files kept, the current one included; the oldest are deleted.
+    #[arg(long, default_value_t = LogRotation::default().keep as u32, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    log_keep: u32,
     /// Most logged-in sessions on the whole server.
     #[arg(long, default_value_t = Limits::default().max_sessions, value_name = "N")]
     max_sessions: usize,
@@ -124,7 +136,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 }
 
 fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
-    let _log_guard = rsftp::server::logging::init(Some(&args.logs_dir))
+    let rotation = LogRotation {
+        max_size: args.log_max_size,
+        keep: args.log_keep as usize,
+    };
+    let _log_guard = rsftp::server::logging::init(Some(&args.logs_dir), rotation)
         .with_context(|| format!("cannot create logs folder {}", args.logs_dir.display()))?;
     let settings = Settings {
         listen: args.listen,
@@ -195,6 +211,15 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         server.run(listener, shutdown).await?;
         Ok(ExitCode::SUCCESS)
     })
+}
+
+/// `--log-max-size`: a size such as `100MiB`, at least [`MIN_LOG_SIZE`].
+fn parse_log_size(text: &str) -> Result<u64, String> {
+    let size = parse_size(text).map_err(|err| err.to_string())?;
+    if size < MIN_LOG_SIZE {
+        return Err(format!("at least {}", format_size(MIN_LOG_SIZE)));
+    }
+    Ok(size)
 }
 
 /// Completes on Ctrl-C or SIGTERM. The handlers are installed at once, so a signal that

@@ -12,6 +12,7 @@ mod control;
 mod sink;
 mod source;
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use russh::Channel;
@@ -22,6 +23,7 @@ use tracing::info;
 pub use control::{Control, ControlError, MAX_LINE, MAX_NAME, parse_control};
 
 use super::handler::LogText;
+use crate::server::oplog::OpLog;
 use crate::storage::stream::write_all_or_stall;
 use crate::storage::{HomeDir, StorageError, VirtualPath};
 
@@ -104,7 +106,13 @@ impl ScpCommand {
 
 /// Runs an SCP transfer on `channel`, then reports its exit status: 0, or 1 if anything
 /// failed.
-pub(crate) async fn run(channel: Channel<Msg>, command: ScpCommand, home: HomeDir, user: String) {
+pub(crate) async fn run(
+    channel: Channel<Msg>,
+    command: ScpCommand,
+    home: HomeDir,
+    user: String,
+    oplog: Arc<OpLog>,
+) {
     let (mut read_half, write_half) = channel.split();
     let failed = {
         let mut peer = Peer {
@@ -114,6 +122,7 @@ pub(crate) async fn run(channel: Channel<Msg>, command: ScpCommand, home: HomeDi
         let mut transfer = Transfer {
             home,
             user,
+            oplog,
             recursive: command.recursive,
             preserve: command.preserve,
             errors: 0,
@@ -271,6 +280,7 @@ async fn read_line<R: AsyncBufRead + Unpin>(reader: &mut R) -> Result<Option<Vec
 struct Transfer {
     home: HomeDir,
     user: String,
+    oplog: Arc<OpLog>,
     recursive: bool,
     preserve: bool,
     /// Files or folders that failed; the exit status is 1 if there were any.
@@ -295,16 +305,8 @@ impl Transfer {
     }
 
     fn log(&self, op: &str, path: &str, bytes: u64, started: Instant, error: Option<&str>) {
-        let ms = started.elapsed().as_millis() as u64;
-        let path = LogText(path);
-        match error {
-            None => {
-                info!(target: "rsftpd::op", user = %self.user, proto = "scp", op, path = %path, bytes, ms, result = "ok");
-            }
-            Some(error) => {
-                info!(target: "rsftpd::op", user = %self.user, proto = "scp", op, path = %path, bytes, ms, result = "error", error);
-            }
-        }
+        self.oplog
+            .record("scp", op, path, bytes, started.elapsed(), error);
     }
 }
 

@@ -52,6 +52,7 @@ pub use handles::ConnectionHandles;
 use ops::Session;
 use order::{Access, Sequencer};
 
+use crate::server::oplog::OpLog;
 use crate::storage::HomeDir;
 
 /// Requests started and not yet answered, per session.
@@ -78,12 +79,18 @@ const EXTENSIONS: &[(&str, &str)] = &[
 
 /// Serves one SFTP session on `channel` until the client closes it, then sends EOF, an
 /// exit status and closes the channel.
-pub async fn serve(channel: Channel<Msg>, home: HomeDir, user: String, handles: ConnectionHandles) {
+pub async fn serve(
+    channel: Channel<Msg>,
+    home: HomeDir,
+    user: String,
+    handles: ConnectionHandles,
+    oplog: Arc<OpLog>,
+) {
     let (mut reader, writer) = channel.split();
     let (queue, replies) = mpsc::unbounded_channel();
     let writer_task = tokio::spawn(write_replies(writer, replies).in_current_span());
     let mut dispatch = Dispatch {
-        session: Arc::new(Session::new(home, user, handles)),
+        session: Arc::new(Session::new(home, user, handles, oplog)),
         queue,
         count: Arc::new(Semaphore::new(MAX_IN_FLIGHT)),
         bytes: Arc::new(Semaphore::new(MAX_IN_FLIGHT_BYTES)),

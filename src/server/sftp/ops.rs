@@ -7,13 +7,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
-use tracing::{info, warn};
+use tracing::warn;
 
 use super::codec::{self, Attrs, MAX_DATA, MAX_PACKET, NameEntry, Request, StatusCode, pflags};
 use super::handles::{
     ConnectionHandles, DirHandle, FileHandle, Handle, HandleSlot, Handles, Held, MAX_HANDLES,
     MAX_HANDLES_PER_CONNECTION,
 };
+use crate::server::oplog::OpLog;
 use crate::server::replies::sftp_status;
 use crate::storage::{Entry, HomeDir, OpenOptions, StorageError, VirtualPath};
 
@@ -38,8 +39,8 @@ struct Done {
     reply: Vec<u8>,
     path: Option<VirtualPath>,
     bytes: u64,
-    /// `false` for the requests too frequent to log one by one (read, write, readdir):
-    /// their totals are logged when the handle closes.
+    /// `false` for the requests too frequent to log one by one (read, write): their
+    /// totals are logged when the handle closes.
     log: bool,
 }
 
@@ -60,6 +61,7 @@ pub struct Session {
     user: String,
     handles: Mutex<Handles>,
     connection: ConnectionHandles,
+    oplog: Arc<OpLog>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -68,12 +70,18 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Session {
-    pub fn new(home: HomeDir, user: String, connection: ConnectionHandles) -> Session {
+    pub fn new(
+        home: HomeDir,
+        user: String,
+        connection: ConnectionHandles,
+        oplog: Arc<OpLog>,
+    ) -> Session {
         Session {
             home,
             user,
             handles: Mutex::default(),
             connection,
+            oplog,
         }
     }
 
@@ -89,7 +97,7 @@ impl Session {
             Ok(done) => {
                 if done.log {
                     let path = done.path.as_ref().map_or("", VirtualPath::as_str);
-                    log_ok(&self.user, op, path, done.bytes, started.elapsed());
+                    self.log_ok(op, path, done.bytes, started.elapsed());
                 }
                 done.reply
             }
@@ -103,7 +111,7 @@ impl Session {
                     }
                     Failed::Status(code, message) => (code, message),
                 };
-                log_error(&self.user, op, started.elapsed(), &message);
+                self.log_error(op, started.elapsed(), &message);
                 codec::status(id, code, &message)
             }
         }
@@ -142,13 +150,7 @@ impl Session {
                         } else {
                             ("read", read)
                         };
-                        log_ok(
-                            &self.user,
-                            op,
-                            file.file.path().as_str(),
-                            bytes,
-                            file.opened.elapsed(),
-                        );
+                        self.log_ok(op, file.file.path().as_str(), bytes, file.opened.elapsed());
                         Ok(Done {
                             reply: ok(id),
                             path: None,
@@ -264,7 +266,7 @@ impl Session {
                     reply,
                     path: None,
                     bytes: 0,
-                    log: false,
+                    log: true,
                 })
             }
             Request::Remove { path } => {
@@ -401,6 +403,14 @@ impl Session {
         }
     }
 
+    fn log_ok(&self, op: &str, path: &str, bytes: u64, elapsed: Duration) {
+        self.oplog.record("sftp", op, path, bytes, elapsed, None);
+    }
+
+    fn log_error(&self, op: &str, elapsed: Duration, error: &str) {
+        self.oplog.record("sftp", op, "", 0, elapsed, Some(error));
+    }
+
     /// A connection-wide slot for a handle about to be opened; taken before opening, so
     /// a refused request opens nothing.
     fn slot(&self) -> Result<HandleSlot, Failed> {
@@ -527,19 +537,6 @@ impl Session {
             ],
         )
     }
-}
-
-fn log_ok(user: &str, op: &str, path: &str, bytes: u64, elapsed: Duration) {
-    let ms = elapsed.as_millis() as u64;
-    info!(target: "rsftpd::op", user, proto = "sftp", op, path, bytes, ms, result = "ok");
-}
-
-fn log_error(user: &str, op: &str, elapsed: Duration, error: &str) {
-    let ms = elapsed.as_millis() as u64;
-    info!(
-        target: "rsftpd::op",
-        user, proto = "sftp", op, path = "", bytes = 0u64, ms, result = "error", error
-    );
 }
 
 /// A path as the client sent it, resolved in the user's view (relative to `/`, the
