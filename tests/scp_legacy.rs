@@ -523,3 +523,89 @@ async fn scp_o_sends_the_whole_home_and_needs_a_folder_for_several_files() {
     assert_ok(&output, "scp -O -r of /");
     assert_eq!(tree(&l.join("alice")), tree(&home));
 }
+
+/// Starts OpenSSH `scp -O` as alice without waiting, so a test can act while it runs;
+/// it is killed if dropped.
+fn spawn_scp(server: &TestServer, args: &[&str]) -> tokio::process::Child {
+    let mut all = server.openssh_args("alice", "-P");
+    all.push("-O".into());
+    all.extend(args.iter().map(|a| (*a).to_owned()));
+    tokio::process::Command::new("scp")
+        .args(&all)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("run scp")
+}
+
+/// Waits (60 s at most) for a started scp to end.
+async fn finished(child: tokio::process::Child) -> std::process::Output {
+    tokio::time::timeout(Duration::from_secs(60), child.wait_with_output())
+        .await
+        .expect("scp finished in time")
+        .expect("scp ran")
+}
+
+/// Waits (20 s at most) until `path` holds at least one byte.
+async fn has_bytes(path: &Path) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        if std::fs::metadata(path).is_ok_and(|m| m.len() > 0) {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    false
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scp_o_download_stops_with_an_error_when_the_file_cannot_be_read_to_its_end() {
+    let server = TestServer::start(&[TestUser::new("alice", "100MiB")]).await;
+    let home = server.home("alice");
+    let local = tempfile::tempdir().unwrap();
+    let whole = data(24 * 1024 * 1024, 9);
+    std::fs::write(home.join("shrinks.bin"), &whole).unwrap();
+    let down = local.path().join("shrinks.bin");
+    // Slowed to 2 MB/s, so the file is cut short on disk long before the server has
+    // read it all: its reads past the new end fail.
+    let child = spawn_scp(
+        &server,
+        &["-l", "16000", "127.0.0.1:shrinks.bin", &s(&down)],
+    );
+    assert!(has_bytes(&down).await, "the download started");
+    std::fs::File::options()
+        .write(true)
+        .open(home.join("shrinks.bin"))
+        .unwrap()
+        .set_len(0)
+        .unwrap();
+    let output = finished(child).await;
+    assert!(!output.status.success(), "scp failed");
+    // What arrived is the file's own bytes, cut short: none made up.
+    let got = std::fs::read(&down).unwrap();
+    assert!(got.len() < whole.len(), "{} bytes", got.len());
+    assert!(
+        got == whole[..got.len()],
+        "the bytes that arrived are the file's"
+    );
+    let stderr = text(&output.stderr);
+    assert!(
+        stderr.contains("shrinks.bin: read error after"),
+        "the reason is shown: {stderr}"
+    );
+
+    // A file that reads to its end still comes down whole.
+    std::fs::write(home.join("whole.bin"), &whole[..1000]).unwrap();
+    let output = scp(
+        &server,
+        &["127.0.0.1:whole.bin", &s(&local.path().join("w"))],
+    )
+    .await;
+    assert_ok(&output, "scp -O download");
+    assert_eq!(
+        std::fs::read(local.path().join("w")).unwrap(),
+        &whole[..1000]
+    );
+}
