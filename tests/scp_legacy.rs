@@ -609,3 +609,57 @@ async fn scp_o_download_stops_with_an_error_when_the_file_cannot_be_read_to_its_
         &whole[..1000]
     );
 }
+
+/// Waits (20 s at most) until alice's staging area holds a partial with bytes in it.
+async fn a_partial_has_bytes(server: &TestServer) -> bool {
+    let staging = server.home("alice").join(".rsftp-partial");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        let held = std::fs::read_dir(&staging)
+            .map(|dir| {
+                dir.flatten()
+                    .any(|e| e.metadata().is_ok_and(|m| m.len() > 0))
+            })
+            .unwrap_or(false);
+        if held {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    false
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scp_o_upload_that_cannot_be_published_is_reported_and_leaves_nothing() {
+    let server = TestServer::start(&[TestUser::new("alice", "100MiB")]).await;
+    let home = server.home("alice");
+    let local = tempfile::tempdir().unwrap();
+    let file = local.path().join("late");
+    std::fs::write(&file, data(8 * 1024 * 1024, 10)).unwrap();
+    // Slowed to 2 MB/s; a folder takes the name while the bytes flow, so the final
+    // rename fails.
+    let child = spawn_scp(&server, &["-l", "16000", &s(&file), "127.0.0.1:late"]);
+    assert!(a_partial_has_bytes(&server).await, "the upload started");
+    std::fs::create_dir(home.join("late")).unwrap();
+    let output = finished(child).await;
+    assert!(!output.status.success(), "scp failed");
+    let stderr = text(&output.stderr);
+    assert!(stderr.contains("scp: "), "the client is told: {stderr}");
+    assert!(home.join("late").is_dir(), "the folder is left alone");
+    assert!(no_partials_left(&server).await, "{:?}", partials(&server));
+    let (_conn, mut c) = server.client("alice").await;
+    assert_eq!(
+        c.info().await.unwrap().used,
+        0,
+        "the partial's space is back"
+    );
+
+    // With the name free, the same upload lands.
+    std::fs::remove_dir(home.join("late")).unwrap();
+    let output = scp(&server, &[&s(&file), "127.0.0.1:late"]).await;
+    assert_ok(&output, "scp -O upload");
+    assert_eq!(
+        std::fs::read(home.join("late")).unwrap(),
+        std::fs::read(&file).unwrap()
+    );
+}
