@@ -663,3 +663,58 @@ async fn scp_o_upload_that_cannot_be_published_is_reported_and_leaves_nothing() 
         std::fs::read(&file).unwrap()
     );
 }
+
+fn mode_of(path: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o7777
+}
+
+fn chmod(path: &Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scp_o_without_p_gives_new_files_the_sent_mode_masked_like_openssh() {
+    let server = TestServer::start(&[TestUser::new("alice", "10MiB")]).await;
+    let home = server.home("alice");
+    let local = tempfile::tempdir().unwrap();
+    let l = local.path();
+    // Local mode, and what the new file gets: less write for group and others, and
+    // never less than read and write for the server.
+    let cases = [
+        ("private", 0o600, 0o600),
+        ("script", 0o755, 0o755),
+        ("open", 0o777, 0o755),
+        ("readonly", 0o444, 0o644),
+        ("nothing", 0o000, 0o600),
+    ];
+    for (name, mode, _) in cases {
+        std::fs::write(l.join(name), name).unwrap();
+        chmod(&l.join(name), mode);
+    }
+    let mut args: Vec<String> = cases.iter().map(|(name, ..)| s(&l.join(name))).collect();
+    args.push("127.0.0.1:".into());
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let output = scp(&server, &args).await;
+    assert_ok(&output, "scp -O upload");
+    for (name, _, expected) in cases {
+        assert_eq!(std::fs::read(home.join(name)).unwrap(), name.as_bytes());
+        assert_eq!(mode_of(&home.join(name)), expected, "{name}");
+    }
+
+    // A file that is replaced keeps its own mode, as with OpenSSH's scp.
+    chmod(&home.join("private"), 0o640);
+    std::fs::write(l.join("private"), b"new").unwrap();
+    chmod(&l.join("private"), 0o777);
+    let output = scp(&server, &[&s(&l.join("private")), "127.0.0.1:"]).await;
+    assert_ok(&output, "scp -O upload over a file");
+    assert_eq!(std::fs::read(home.join("private")).unwrap(), b"new");
+    assert_eq!(mode_of(&home.join("private")), 0o640);
+
+    // With -p the sent mode is applied as it is.
+    let output = scp(&server, &["-p", &s(&l.join("private")), "127.0.0.1:"]).await;
+    assert_ok(&output, "scp -O -p upload");
+    assert_eq!(mode_of(&home.join("private")), 0o777);
+    assert!(partials(&server).is_empty());
+}

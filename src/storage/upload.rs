@@ -340,6 +340,14 @@ impl Upload {
         Ok(())
     }
 
+    /// Sets the permission bits the file is published with, on the partial itself: by
+    /// path after the rename they could land on whatever took the name meanwhile. Only
+    /// `0o777` is honoured, as for [`HomeDir::set_permissions`].
+    pub fn set_permissions(&self, mode: u32) -> Result<()> {
+        rustix::fs::fchmod(&self.file, rustix::fs::Mode::from_raw_mode(mode & 0o777))
+            .map_err(|e| StorageError::from_io(&self.path, e.into()))
+    }
+
     /// Appends `data` to the partial. More than the announced size in all is refused.
     pub fn write(&mut self, data: &[u8]) -> Result<()> {
         let end = self.written.saturating_add(data.len() as u64);
