@@ -11,12 +11,17 @@ use crate::real_clients::{
     TREE, assert_failure, assert_same_tree, assert_success, make_tree, run_client,
 };
 use crate::sshd::text;
-use crate::util::{TestServer, TestUser, data, key_path};
+use crate::util::{TestServer, TestUser, data, key_path, md5_hex};
 
 /// The lftp script prologue that reaches `user` on `server` with their key only.
 fn open(server: &TestServer, user: &str) -> String {
+    open_through(server, user, "ssh")
+}
+
+/// As [`open`], with `ssh` run as `program` (a wrapper that takes ssh's arguments).
+fn open_through(server: &TestServer, user: &str, program: &str) -> String {
     let ssh = format!(
-        "ssh -a -x -F /dev/null -o UserKnownHostsFile={} -o StrictHostKeyChecking=yes \
+        "{program} -a -x -F /dev/null -o UserKnownHostsFile={} -o StrictHostKeyChecking=yes \
          -o BatchMode=yes -o IdentitiesOnly=yes -o IdentityAgent=none -o ConnectTimeout=10 \
          -i {}",
         server.known_hosts.display(),
@@ -76,6 +81,20 @@ async fn mirror_up_and_back_down() {
     assert_same_tree(&source, &back);
 }
 
+/// Waits (60 s at most) until `path` holds at least `bytes`; returns what it holds.
+async fn grows_to(path: &Path, bytes: u64) -> u64 {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut seen = 0;
+    while Instant::now() < deadline {
+        seen = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+        if seen >= bytes {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    seen
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mirror_continue_after_lftp_is_killed_mid_file() {
     let server = TestServer::start(&[TestUser::new("alice", "200MiB")]).await;
@@ -85,6 +104,15 @@ async fn mirror_continue_after_lftp_is_killed_mid_file() {
     let content = data(20 * 1024 * 1024, 77);
     std::fs::write(source.join("big.bin"), &content).unwrap();
     std::fs::write(source.join("small.txt"), b"small").unwrap();
+    // lftp continues only onto a target newer than its source: the partial it leaves
+    // is written now, so the source must be older, as a file being backed up is.
+    let an_hour_ago = std::time::SystemTime::now() - Duration::from_secs(3600);
+    std::fs::File::options()
+        .write(true)
+        .open(source.join("big.bin"))
+        .unwrap()
+        .set_modified(an_hour_ago)
+        .unwrap();
 
     // Slowed down so that it is surely still sending when it is killed.
     let script = format!(
@@ -105,15 +133,7 @@ async fn mirror_continue_after_lftp_is_killed_mid_file() {
         .spawn()
         .expect("run lftp");
     let partial = server.home("alice").join("up/big.bin");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let mut seen = 0;
-    while Instant::now() < deadline {
-        seen = std::fs::metadata(&partial).map(|m| m.len()).unwrap_or(0);
-        if seen >= 1024 * 1024 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let seen = grows_to(&partial, 1024 * 1024).await;
     let killed = std::process::Command::new("kill")
         .args(["-KILL", "--", &format!("-{}", child.id())])
         .status()
@@ -121,23 +141,53 @@ async fn mirror_continue_after_lftp_is_killed_mid_file() {
     assert!(killed.success());
     let _ = child.wait();
     assert!(seen >= 1024 * 1024, "no partial upload after 60 s");
+    // SFTP writes in place: the partial is the target itself, cut short.
     let left = std::fs::metadata(&partial).unwrap().len();
     assert!(
         left < content.len() as u64,
         "killed after the whole file ({left} bytes)"
     );
+    assert!(std::fs::read(&partial).unwrap() == content[..left as usize]);
 
+    // The second run goes through a wrapper that counts what lftp sends to the server:
+    // the SFTP stream carries every byte written, so a resume sends less than the file.
+    let sent = local.path().join("sent");
+    let wrapper = local.path().join("counting-ssh");
+    std::fs::write(
+        &wrapper,
+        format!("#!/bin/sh\ntee -a {} | ssh \"$@\"\n", sent.display()),
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        &wrapper,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
     let resume = lftp(
         local.path(),
         &format!(
-            "{}mirror -R --continue {} /up",
-            open(&server, "alice"),
+            "{}mirror -R --continue -v {} /up",
+            open_through(&server, "alice", &wrapper.display().to_string()),
             source.display()
         ),
     )
     .await;
     assert_success(&resume, "lftp mirror -R --continue");
+    let said = text(&resume.stdout);
+    assert!(
+        !said.contains("Removing old file"),
+        "lftp started over: {said}"
+    );
+    let final_file = std::fs::read(&partial).unwrap();
+    assert_eq!(md5_hex(&final_file), md5_hex(&content), "the same MD5");
     assert_same_tree(&source, &server.home("alice").join("up"));
+    let sent = std::fs::metadata(&sent).unwrap().len();
+    let rest = content.len() as u64 - left;
+    assert!(
+        sent >= rest && sent < content.len() as u64,
+        "the resume sent {sent} bytes: the rest is {rest}, the file {}",
+        content.len()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

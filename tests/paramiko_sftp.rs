@@ -1,8 +1,11 @@
 //! paramiko, a Python SFTP client that scripts use, against the `sftp` subsystem:
 //! transfers at offsets, stat, listdir, resume, confinement, and quota bookkeeping.
 
-use crate::sshd::text;
-use crate::util::{TestServer, TestUser, disk_usage, key_path, run_with_input};
+use std::path::Path;
+use std::time::Duration;
+
+use crate::sshd::{Sshd, text};
+use crate::util::{PASSWORD, TestServer, TestUser, disk_usage, key_path, run_with_input};
 
 /// Connects as alice with her key and runs `body` with `s` an SFTPClient; `out(...)`
 /// records a line, and what is recorded is printed at the end.
@@ -260,4 +263,104 @@ except IOError:
     server.launch(rsftp::server::Limits::default()).await;
     let (_conn, mut c) = server.client("alice").await;
     assert_eq!(c.info().await.unwrap(), before, "a fresh scan agrees");
+}
+
+/// Makes paramiko's login calls one after another on one transport, as scripts do when
+/// they probe with `auth_none` or try keys before a password; prints one line per call:
+/// `none`, `stranger` (a key nobody authorized), `key` (the user's key) or `password`,
+/// then `accepted`, `refused` or `timeout`. paramiko asks for the `ssh-userauth`
+/// service again before each call and waits for the server to accept it.
+const LOGIN_CALLS: &str = r#"
+import sys, paramiko
+port, user, key, password = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
+t = paramiko.Transport(("127.0.0.1", port))
+t.auth_timeout = 3
+t.start_client(timeout=15)
+for call in sys.argv[5:]:
+    try:
+        if call == "none":
+            t.auth_none(user)
+        elif call == "stranger":
+            t.auth_publickey(user, paramiko.ECDSAKey.generate())
+        elif call == "key":
+            t.auth_publickey(user, paramiko.Ed25519Key.from_private_key_file(key))
+        else:
+            t.auth_password(user, password)
+        print(call, "accepted")
+    except paramiko.AuthenticationException as e:
+        print(call, "timeout" if "timeout" in str(e) else "refused")
+t.close()
+"#;
+
+async fn login_calls(
+    port: u16,
+    user: &str,
+    key: &Path,
+    password: &str,
+    calls: &[&str],
+) -> Vec<String> {
+    let mut args = vec![
+        "-c".to_owned(),
+        LOGIN_CALLS.to_owned(),
+        port.to_string(),
+        user.to_owned(),
+        key.display().to_string(),
+        password.to_owned(),
+    ];
+    args.extend(calls.iter().map(|c| (*c).to_owned()));
+    let output = tokio::time::timeout(
+        Duration::from_secs(60),
+        run_with_input("python3", &args, b""),
+    )
+    .await
+    .expect("paramiko's logins finished in time");
+    assert!(
+        output.status.success(),
+        "paramiko failed:\n{}\n{}",
+        text(&output.stdout),
+        text(&output.stderr)
+    );
+    text(&output.stdout).lines().map(str::to_owned).collect()
+}
+
+/// paramiko's `auth_none` followed by `auth_password` hangs until paramiko's own auth
+/// timeout: russh 0.65 drops a second `ssh-userauth` service request unanswered, where
+/// OpenSSH's sshd accepts one before every attempt. A script gets one login call per
+/// transport (`Transport.connect`, or `SSHClient.connect` with `look_for_keys=False,
+/// allow_agent=False`); a refused call is answered at once, so a script can learn the
+/// methods with `auth_none` and log in on a fresh transport. This pins both: when russh
+/// answers the repeated request, the rsftpd sequence below matches sshd's, and
+/// docs/SFTP.md loses its paramiko note.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn paramiko_gets_one_login_call_per_transport_where_sshd_gives_several() {
+    let sshd = Sshd::start();
+    let on_sshd = login_calls(
+        sshd.port,
+        sshd.user(),
+        &sshd.client_key(),
+        "",
+        &["none", "stranger", "key"],
+    )
+    .await;
+    assert_eq!(
+        on_sshd,
+        ["none refused", "stranger refused", "key accepted"]
+    );
+
+    let server = TestServer::start(&[TestUser::new("alice", "10MiB")]).await;
+    let key = key_path(server.root(), "alice");
+    let port = server.addr.port();
+    let on_rsftpd = login_calls(port, "alice", &key, PASSWORD, &["none", "password"]).await;
+    assert_eq!(on_rsftpd, ["none refused", "password timeout"]);
+    // One call per transport: each is answered, accepted or refused, at once.
+    for (call, password, expected) in [
+        ("none", PASSWORD, "none refused"),
+        ("stranger", PASSWORD, "stranger refused"),
+        ("password", "wrong", "password refused"),
+        ("password", PASSWORD, "password accepted"),
+        ("key", PASSWORD, "key accepted"),
+    ] {
+        let lines = login_calls(port, "alice", &key, password, &[call]).await;
+        assert_eq!(lines, [expected]);
+    }
 }

@@ -523,3 +523,198 @@ async fn scp_o_sends_the_whole_home_and_needs_a_folder_for_several_files() {
     assert_ok(&output, "scp -O -r of /");
     assert_eq!(tree(&l.join("alice")), tree(&home));
 }
+
+/// Starts OpenSSH `scp -O` as alice without waiting, so a test can act while it runs;
+/// it is killed if dropped.
+fn spawn_scp(server: &TestServer, args: &[&str]) -> tokio::process::Child {
+    let mut all = server.openssh_args("alice", "-P");
+    all.push("-O".into());
+    all.extend(args.iter().map(|a| (*a).to_owned()));
+    tokio::process::Command::new("scp")
+        .args(&all)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("run scp")
+}
+
+/// Waits (60 s at most) for a started scp to end.
+async fn finished(child: tokio::process::Child) -> std::process::Output {
+    tokio::time::timeout(Duration::from_secs(60), child.wait_with_output())
+        .await
+        .expect("scp finished in time")
+        .expect("scp ran")
+}
+
+/// Waits (20 s at most) until `path` holds at least one byte.
+async fn has_bytes(path: &Path) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        if std::fs::metadata(path).is_ok_and(|m| m.len() > 0) {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    false
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scp_o_download_stops_with_an_error_when_the_file_cannot_be_read_to_its_end() {
+    let server = TestServer::start(&[TestUser::new("alice", "100MiB")]).await;
+    let home = server.home("alice");
+    let local = tempfile::tempdir().unwrap();
+    let whole = data(24 * 1024 * 1024, 9);
+    std::fs::write(home.join("shrinks.bin"), &whole).unwrap();
+    let down = local.path().join("shrinks.bin");
+    // Slowed to 2 MB/s, so the file is cut short on disk long before the server has
+    // read it all: its reads past the new end fail.
+    let child = spawn_scp(
+        &server,
+        &["-l", "16000", "127.0.0.1:shrinks.bin", &s(&down)],
+    );
+    assert!(has_bytes(&down).await, "the download started");
+    std::fs::File::options()
+        .write(true)
+        .open(home.join("shrinks.bin"))
+        .unwrap()
+        .set_len(0)
+        .unwrap();
+    let output = finished(child).await;
+    assert!(!output.status.success(), "scp failed");
+    // What arrived is the file's own bytes, cut short: none made up.
+    let got = std::fs::read(&down).unwrap();
+    assert!(got.len() < whole.len(), "{} bytes", got.len());
+    assert!(
+        got == whole[..got.len()],
+        "the bytes that arrived are the file's"
+    );
+    let stderr = text(&output.stderr);
+    assert!(
+        stderr.contains("shrinks.bin: read error after"),
+        "the reason is shown: {stderr}"
+    );
+
+    // A file that reads to its end still comes down whole.
+    std::fs::write(home.join("whole.bin"), &whole[..1000]).unwrap();
+    let output = scp(
+        &server,
+        &["127.0.0.1:whole.bin", &s(&local.path().join("w"))],
+    )
+    .await;
+    assert_ok(&output, "scp -O download");
+    assert_eq!(
+        std::fs::read(local.path().join("w")).unwrap(),
+        &whole[..1000]
+    );
+}
+
+/// Waits (20 s at most) until alice's staging area holds a partial with bytes in it.
+async fn a_partial_has_bytes(server: &TestServer) -> bool {
+    let staging = server.home("alice").join(".rsftp-partial");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        let held = std::fs::read_dir(&staging)
+            .map(|dir| {
+                dir.flatten()
+                    .any(|e| e.metadata().is_ok_and(|m| m.len() > 0))
+            })
+            .unwrap_or(false);
+        if held {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    false
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scp_o_upload_that_cannot_be_published_is_reported_and_leaves_nothing() {
+    let server = TestServer::start(&[TestUser::new("alice", "100MiB")]).await;
+    let home = server.home("alice");
+    let local = tempfile::tempdir().unwrap();
+    let file = local.path().join("late");
+    std::fs::write(&file, data(8 * 1024 * 1024, 10)).unwrap();
+    // Slowed to 2 MB/s; a folder takes the name while the bytes flow, so the final
+    // rename fails.
+    let child = spawn_scp(&server, &["-l", "16000", &s(&file), "127.0.0.1:late"]);
+    assert!(a_partial_has_bytes(&server).await, "the upload started");
+    std::fs::create_dir(home.join("late")).unwrap();
+    let output = finished(child).await;
+    assert!(!output.status.success(), "scp failed");
+    let stderr = text(&output.stderr);
+    assert!(stderr.contains("scp: "), "the client is told: {stderr}");
+    assert!(home.join("late").is_dir(), "the folder is left alone");
+    assert!(no_partials_left(&server).await, "{:?}", partials(&server));
+    let (_conn, mut c) = server.client("alice").await;
+    assert_eq!(
+        c.info().await.unwrap().used,
+        0,
+        "the partial's space is back"
+    );
+
+    // With the name free, the same upload lands.
+    std::fs::remove_dir(home.join("late")).unwrap();
+    let output = scp(&server, &[&s(&file), "127.0.0.1:late"]).await;
+    assert_ok(&output, "scp -O upload");
+    assert_eq!(
+        std::fs::read(home.join("late")).unwrap(),
+        std::fs::read(&file).unwrap()
+    );
+}
+
+fn mode_of(path: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o7777
+}
+
+fn chmod(path: &Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scp_o_without_p_gives_new_files_the_sent_mode_masked_like_openssh() {
+    let server = TestServer::start(&[TestUser::new("alice", "10MiB")]).await;
+    let home = server.home("alice");
+    let local = tempfile::tempdir().unwrap();
+    let l = local.path();
+    // Local mode, and what the new file gets: less write for group and others, and
+    // never less than read and write for the server.
+    let cases = [
+        ("private", 0o600, 0o600),
+        ("script", 0o755, 0o755),
+        ("open", 0o777, 0o755),
+        ("readonly", 0o444, 0o644),
+        ("nothing", 0o000, 0o600),
+    ];
+    for (name, mode, _) in cases {
+        std::fs::write(l.join(name), name).unwrap();
+        chmod(&l.join(name), mode);
+    }
+    let mut args: Vec<String> = cases.iter().map(|(name, ..)| s(&l.join(name))).collect();
+    args.push("127.0.0.1:".into());
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let output = scp(&server, &args).await;
+    assert_ok(&output, "scp -O upload");
+    for (name, _, expected) in cases {
+        assert_eq!(std::fs::read(home.join(name)).unwrap(), name.as_bytes());
+        assert_eq!(mode_of(&home.join(name)), expected, "{name}");
+    }
+
+    // A file that is replaced keeps its own mode, as with OpenSSH's scp.
+    chmod(&home.join("private"), 0o640);
+    std::fs::write(l.join("private"), b"new").unwrap();
+    chmod(&l.join("private"), 0o777);
+    let output = scp(&server, &[&s(&l.join("private")), "127.0.0.1:"]).await;
+    assert_ok(&output, "scp -O upload over a file");
+    assert_eq!(std::fs::read(home.join("private")).unwrap(), b"new");
+    assert_eq!(mode_of(&home.join("private")), 0o640);
+
+    // With -p the sent mode is applied as it is.
+    let output = scp(&server, &["-p", &s(&l.join("private")), "127.0.0.1:"]).await;
+    assert_ok(&output, "scp -O -p upload");
+    assert_eq!(mode_of(&home.join("private")), 0o777);
+    assert!(partials(&server).is_empty());
+}

@@ -117,6 +117,15 @@ impl Sshd {
         self.dir.path().join("root")
     }
 
+    /// The user that logs in, and the private key it logs in with.
+    pub fn user(&self) -> &str {
+        &self.user
+    }
+
+    pub fn client_key(&self) -> PathBuf {
+        self.dir.path().join("client_key")
+    }
+
     /// Options for `ssh`, `sftp` or `scp` to log in here with the key, non-interactively.
     pub fn openssh_args(&self, port_flag: &str) -> Vec<String> {
         client_args(

@@ -340,6 +340,14 @@ impl Upload {
         Ok(())
     }
 
+    /// Sets the permission bits the file is published with, on the partial itself: by
+    /// path after the rename they could land on whatever took the name meanwhile. Only
+    /// `0o777` is honoured, as for [`HomeDir::set_permissions`].
+    pub fn set_permissions(&self, mode: u32) -> Result<()> {
+        rustix::fs::fchmod(&self.file, rustix::fs::Mode::from_raw_mode(mode & 0o777))
+            .map_err(|e| StorageError::from_io(&self.path, e.into()))
+    }
+
     /// Appends `data` to the partial. More than the announced size in all is refused.
     pub fn write(&mut self, data: &[u8]) -> Result<()> {
         let end = self.written.saturating_add(data.len() as u64);
@@ -368,6 +376,12 @@ impl Upload {
     /// target, giving back the space of a file it replaces. On a mismatch the partial is
     /// deleted and nothing is published.
     pub fn finish(self, expected: Md5Digest) -> Result<Md5Digest> {
+        self.publish(expected)
+    }
+
+    /// [`Upload::finish`] without consuming the upload, so a caller that cannot resume
+    /// can still delete the partial when publishing fails.
+    fn publish(&self, expected: Md5Digest) -> Result<Md5Digest> {
         if self.written != self.size {
             return Err(StorageError::SizeMismatch {
                 path: self.path.clone(),
@@ -407,10 +421,20 @@ impl Upload {
     }
 
     /// Publishes the upload without comparing a checksum, for protocols that carry none
-    /// (SCP): all announced bytes must have arrived. Otherwise as [`Upload::finish`].
+    /// and cannot resume (SCP): all announced bytes must have arrived. Otherwise as
+    /// [`Upload::finish`], except that a publish that fails (the rename, say) deletes
+    /// the partial and gives its space back, as [`Upload::abandon`]: nothing could
+    /// resume it.
     pub fn publish_unverified(self) -> Result<()> {
         let actual = Md5Digest::from_hasher(*self.hasher.clone());
-        self.finish(actual).map(drop)
+        let Err(err) = self.publish(actual) else {
+            return Ok(());
+        };
+        let path = self.path.clone();
+        if let Err(e) = self.abandon() {
+            tracing::warn!(path = %path, error = %e, "could not delete a partial upload that failed to publish");
+        }
+        Err(err)
     }
 
     /// Deletes the partial and gives its space back: for an upload that can never resume
@@ -1020,5 +1044,25 @@ mod tests {
             (rescanned.usage().used, rescanned.entries().count),
             (8192, 2)
         );
+    }
+
+    #[test]
+    fn an_unverified_upload_that_cannot_be_published_leaves_nothing() {
+        let f = fixture(1 << 20);
+        let h = &f.home;
+        let mut up = ready(h.begin_upload(&vp("/t"), 5, None));
+        up.write(b"hello").unwrap();
+        // A folder took the name meanwhile: the rename fails.
+        h.mkdir(&vp("/t")).unwrap();
+        assert!(up.publish_unverified().is_err());
+        assert!(staged(&f).is_empty());
+        assert_eq!((h.usage().used, h.usage().reserved), (4096, 0));
+        assert_eq!(h.entries().count, 1);
+        // A verified upload keeps its partial for a resume, as before.
+        let mut up = ready(h.begin_upload(&vp("/u"), 5, None));
+        up.write(b"hello").unwrap();
+        h.mkdir(&vp("/u")).unwrap();
+        assert!(up.finish(Md5Digest::of(b"hello")).is_err());
+        assert_eq!(staged(&f).len(), 1);
     }
 }

@@ -133,6 +133,10 @@ pub(crate) async fn run(
             }
             Direction::Source { paths } => source::send(&mut transfer, &mut peer, &paths).await,
         };
+        if let Err(Stop::Aborted(message)) = &outcome {
+            let line = format!("scp: {message}\n");
+            let _ = write_half.extended_data(1, line.as_bytes()).await;
+        }
         outcome.is_err() || transfer.errors > 0
     };
     let _ = write_half.exit_status(u32::from(failed)).await;
@@ -151,6 +155,9 @@ enum Stop {
     Gone,
     /// We refused to go on, and told the peer with a fatal line.
     Fatal,
+    /// We stopped in the middle of a file's bytes, where no control line can go: the
+    /// message goes to the client's stderr and the channel ends.
+    Aborted(String),
 }
 
 /// The two directions of the channel.

@@ -280,12 +280,14 @@ where
                 pending.discard();
                 return Err(err);
             }
+            let replaced = match home.stat(&target) {
+                Ok(entry) if entry.kind == EntryKind::File => Some(entry.mode),
+                _ => None,
+            };
+            pending.set_permissions(published_mode(mode, preserve, replaced))?;
             pending.publish()?;
-            if preserve {
-                home.set_permissions(&target, mode)?;
-                if let Some(times) = times {
-                    home.set_mtime(&target, system_time(times)?)?;
-                }
+            if let (true, Some(times)) = (preserve, times) {
+                home.set_mtime(&target, system_time(times)?)?;
             }
             Ok(())
         })
@@ -303,10 +305,29 @@ where
     }
 }
 
+/// The permission bits a received file is published with. With `-p`, the mode of the
+/// `C` line. Without, as OpenSSH's scp sink under the usual umask of 022: a new file
+/// takes the `C` line's mode less write for group and others, and always keeps read
+/// and write for its owner, the server; a file it replaces keeps its mode.
+fn published_mode(sent: u32, preserve: bool, replaced: Option<u32>) -> u32 {
+    match (preserve, replaced) {
+        (true, _) => sent & 0o777,
+        (false, Some(old)) => old & 0o777,
+        (false, None) => (sent & 0o755) | 0o600,
+    }
+}
+
 /// An upload that is deleted, and its space given back, unless it is published.
 struct Pending(Option<Upload>);
 
 impl Pending {
+    fn set_permissions(&self, mode: u32) -> Result<(), StorageError> {
+        match self.0.as_ref() {
+            Some(upload) => upload.set_permissions(mode),
+            None => Ok(()),
+        }
+    }
+
     fn publish(mut self) -> Result<(), StorageError> {
         match self.0.take() {
             Some(upload) => upload.publish_unverified(),
@@ -350,5 +371,21 @@ impl Drop for Pending {
             Ok(runtime) => drop(runtime.spawn_blocking(move || abandon(upload))),
             Err(_) => abandon(upload),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::published_mode;
+
+    #[test]
+    fn modes_without_p_are_masked_like_openssh_and_stay_usable() {
+        assert_eq!(published_mode(0o755, false, None), 0o755);
+        assert_eq!(published_mode(0o777, false, None), 0o755);
+        assert_eq!(published_mode(0o4666, false, None), 0o644);
+        assert_eq!(published_mode(0o000, false, None), 0o600);
+        assert_eq!(published_mode(0o755, false, Some(0o100640)), 0o640);
+        assert_eq!(published_mode(0o4755, true, Some(0o100640)), 0o755);
+        assert_eq!(published_mode(0o000, true, None), 0o000);
     }
 }

@@ -10,7 +10,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::{Answer, Control, Peer, Stop, Transfer, error_text};
 use crate::server::handler::LogText;
-use crate::storage::stream::{self, CHUNK};
+use crate::storage::stream;
 use crate::storage::{Entry, EntryKind, VirtualPath};
 
 /// What is left to do while walking what was asked for.
@@ -260,20 +260,17 @@ where
     }
     let mut sent = 0u64;
     let streamed = stream::send_file(&mut peer.writer, file, 0, size, None, |n| sent += n).await;
-    if streamed.is_err() {
-        // The receiver expects `size` bytes whatever happens: make them up, then say
-        // they are not to be trusted, as OpenSSH does.
-        let zeros = vec![0u8; CHUNK];
-        while sent < size {
-            let n = CHUNK.min(usize::try_from(size - sent).unwrap_or(CHUNK));
-            peer.send(&zeros[..n]).await?;
-            sent += n as u64;
-        }
+    if let Err(err) = streamed {
+        // The receiver takes the next `size - sent` bytes as the file's, whatever they
+        // are: made-up bytes would leave it a file of the right size and the wrong
+        // content. Only the end of the channel stops it, so the transfer ends here.
         t.errors += 1;
-        t.log("get", path.as_str(), 0, started, Some("read error"));
-        peer.warn(&format!("{}: read error", path.as_str())).await?;
-        note_answer(t, peer).await?;
-        return Ok(());
+        let why = format!("stopped after {sent} of {size} bytes: {err}");
+        t.log("get", path.as_str(), sent, started, Some(&why));
+        return Err(Stop::Aborted(format!(
+            "{}: read error after {sent} of {size} bytes, transfer stopped",
+            path.as_str()
+        )));
     }
     peer.ok().await?;
     if note_answer(t, peer).await? {
