@@ -442,6 +442,7 @@ fn user(args: UserArgs) -> anyhow::Result<ExitCode> {
                         });
                     }
                 }
+                purge_partials(storage, account.name.as_str(), &mut out)?;
             } else if home.exists() {
                 writeln!(
                     out,
@@ -684,6 +685,22 @@ fn measure(
         Some(failure) => Err(failure),
         None => Ok((home.usage().used, home.entries().count)),
     }))
+}
+
+/// Removes a deleted user's partial uploads, which live outside their home.
+fn purge_partials(storage: &Path, user: &str, out: &mut impl Write) -> anyhow::Result<()> {
+    let storage = Storage::open(storage).context("cannot open the storage folder")?;
+    let staging = storage.staging_path(user);
+    let removed = storage.remove_staging(user).with_context(|| {
+        format!(
+            "user {user} is deleted, but their partial uploads in {} could not be removed",
+            staging.display()
+        )
+    })?;
+    if removed {
+        writeln!(out, "Removed their partial uploads {}.", staging.display())?;
+    }
+    Ok(())
 }
 
 /// Creates the user's home (mode 0700) as the server would, owned like the storage
