@@ -39,24 +39,28 @@ pub(super) fn open_root(root: &Path) -> Result<Dir> {
 /// Opens the folder `name` in `parent` without following a link, creating it (mode
 /// 0700) if missing.
 fn open_private_dir(parent: &Dir, name: &Path) -> Result<Dir> {
-    let denied = || StorageError::Denied {
-        path: VirtualPath::root(),
-        reason: "the staging area for uploads is not a plain directory",
-    };
     match parent.create_dir_with(name, DirBuilder::new().mode(0o700)) {
         Err(e) if e.kind() != io::ErrorKind::AlreadyExists => {
             return Err(StorageError::from_io(&VirtualPath::root(), e));
         }
         _ => {}
     }
-    parent.open_dir_nofollow(name).map_err(|e| {
-        let is_link = e.raw_os_error() == Some(rustix::io::Errno::LOOP.raw_os_error());
-        if e.kind() == io::ErrorKind::NotADirectory || is_link {
-            denied()
-        } else {
-            StorageError::from_io(&VirtualPath::root(), e)
+    parent.open_dir_nofollow(name).map_err(not_plain)
+}
+
+/// The error for a staging folder that could not be opened: a link or a file there is
+/// refused as such, anything else is the filesystem's error. Errors name no user path,
+/// since the staging area has none.
+fn not_plain(err: io::Error) -> StorageError {
+    let is_link = err.raw_os_error() == Some(rustix::io::Errno::LOOP.raw_os_error());
+    if err.kind() == io::ErrorKind::NotADirectory || is_link {
+        StorageError::Denied {
+            path: VirtualPath::root(),
+            reason: "the staging area for uploads is not a plain directory",
         }
-    })
+    } else {
+        StorageError::from_io(&VirtualPath::root(), err)
+    }
 }
 
 /// Gives a folder the server just made to the owner of the folder it is in, when an
@@ -87,12 +91,7 @@ impl Storage {
         match self.staging_root.open_dir_nofollow(user) {
             Ok(dir) => return Ok(dir),
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(_) => {
-                return Err(StorageError::Denied {
-                    path: VirtualPath::root(),
-                    reason: "the staging area for uploads is not a plain directory",
-                });
-            }
+            Err(e) => return Err(not_plain(e)),
         }
         // Filled under a name no user can have, then renamed into place: a migration cut
         // short by a crash is taken up again at the next start, never left half done.
