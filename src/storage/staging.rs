@@ -259,6 +259,40 @@ mod tests {
     }
 
     #[test]
+    fn an_upload_into_another_filesystem_is_refused_before_any_data() {
+        use std::os::unix::fs::MetadataExt as _;
+        // A home on its own mount: here, a link to a folder on /dev/shm, where there is one.
+        let Ok(elsewhere) = tempfile::tempdir_in("/dev/shm") else {
+            return;
+        };
+        let f = fixture(100_000);
+        let dev = |p: &Path| std::fs::metadata(p).unwrap().dev();
+        if dev(elsewhere.path()) == dev(f.tmp.path()) {
+            return;
+        }
+        std::os::unix::fs::symlink(elsewhere.path(), f.tmp.path().join("storage/carol")).unwrap();
+        let carol = f.storage.home("carol", 100_000, None).unwrap();
+        let err = carol
+            .begin_upload(&vp("/f"), 10, None)
+            .map(drop)
+            .unwrap_err();
+        assert!(matches!(err, StorageError::Invalid { .. }), "{err:?}");
+        assert_eq!(carol.usage().reserved, 0);
+        assert_eq!(
+            std::fs::read_dir(f.storage.staging_path("carol"))
+                .unwrap()
+                .count(),
+            0
+        );
+        // In-place writes do not need the staging area.
+        carol.write_at(&vp("/g"), 0, b"in place").unwrap();
+        assert_eq!(
+            std::fs::read(elsewhere.path().join("g")).unwrap(),
+            b"in place"
+        );
+    }
+
+    #[test]
     fn a_staging_folder_planted_as_a_link_is_refused() {
         let f = fixture(1000);
         f.plant_links();
