@@ -154,7 +154,7 @@ pub(super) fn migrate_legacy(user: &str, home: &Dir, into: &Dir) {
         Ok(dir) => dir,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return,
         Err(error) => {
-            tracing::warn!(user, %error, "the old staging area {LEGACY_STAGING_DIR} in the home is not a folder; left as it is");
+            tracing::warn!(user, %error, "cannot open the old staging area {LEGACY_STAGING_DIR} in the home as a folder; left as it is");
             return;
         }
     };

@@ -2,10 +2,10 @@
 //!
 //! The data goes to a partial file in the user's staging folder, outside the home where
 //! no user path can reach it (see `storage/staging.rs`), named after the target's path
-//! and size, so that a later upload of the same file finds what an earlier
-//! one left and can resume; an upload of the same path at another size deletes it, since
-//! it could never resume. The partial is renamed onto the target only once the MD5 of
-//! all its bytes matches, so nobody ever sees a half-written file under the final name.
+//! and size, so that a later upload of the same file finds what an earlier one left and
+//! can resume; an upload of the same path at another size deletes it, since it could
+//! never resume. The partial is renamed onto the target only once the MD5 of all its
+//! bytes matches, so nobody ever sees a half-written file under the final name.
 //! Each byte is hashed as it is written (or, for a resumed prefix, read once at the
 //! start): no file is read twice.
 
