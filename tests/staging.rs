@@ -10,7 +10,7 @@ use rsftp::client::{PutStart, Quiet, upload};
 use rsftp::protocol::ErrorCode;
 
 use crate::sshd::{sftp_rsftpd, text};
-use crate::util::{Client, TestServer, TestUser, data, md5_hex};
+use crate::util::{Client, TestServer, TestUser, data, md5_hex, run_with_input};
 
 const MIB: usize = 1024 * 1024;
 
@@ -134,6 +134,26 @@ async fn issue_8_item_9_no_path_reaches_a_partial_through_a_link_to_the_home() {
     assert!(answers[2].ends_with("/self/mine.txt"), "{stdout}");
     assert!(answers.iter().all(|l| !l.contains("partial")), "{stdout}");
     assert_eq!(stderr.matches("not found").count(), 4, "{stderr}");
+
+    // Nor through the exec commands: a hash, or a download with SCP.
+    let reach = format!("/self/.rsftp-partial/{partial}");
+    let mut args = server.openssh_args("alice", "-p");
+    args.extend(["127.0.0.1".into(), format!("md5sum {reach}")]);
+    let output = run_with_input("ssh", &args, b"").await;
+    assert_eq!(output.status.code(), Some(1), "{}", text(&output.stderr));
+    assert!(output.stdout.is_empty(), "{}", text(&output.stdout));
+    let local = tempfile::tempdir().unwrap();
+    let copy = local.path().join("copy");
+    for legacy in [true, false] {
+        let mut args = server.openssh_args("alice", "-P");
+        if legacy {
+            args.push("-O".into());
+        }
+        args.extend([format!("127.0.0.1:{reach}"), copy.display().to_string()]);
+        let output = run_with_input("scp", &args, b"").await;
+        assert!(!output.status.success(), "scp (legacy {legacy}) succeeded");
+        assert!(!copy.exists());
+    }
 
     // It is where the server keeps partials, outside the home, untouched: the upload
     // resumes from it.
