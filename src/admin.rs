@@ -168,6 +168,22 @@ pub enum AdminError {
         #[source]
         source: io::Error,
     },
+    #[error(
+        "user {user} is deleted, but their partial uploads in {} could not be removed",
+        path.display()
+    )]
+    PartialsNotRemoved {
+        user: String,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("cannot open the storage folder {}", path.display())]
+    Storage {
+        path: PathBuf,
+        #[source]
+        source: StorageError,
+    },
     #[error("cannot measure the home of {user}")]
     Measure {
         user: String,
@@ -217,6 +233,8 @@ pub struct Deleted {
     pub fate: HomeFate,
     /// The keys file the account named, which is never deleted.
     pub keys_file: Option<PathBuf>,
+    /// With `purge`: where their partial uploads were, if they had any.
+    pub partials_removed: Option<PathBuf>,
 }
 
 /// Everything `show` reports of one account.
@@ -283,12 +301,15 @@ impl<E: AccountEditor> Admin<E> {
     }
 
     /// Deletes an account; a running server ends their sessions. With `purge`, their
-    /// home and every file in it go too.
+    /// home and every file in it go too, and their partial uploads, which are kept
+    /// outside the home.
     pub fn delete(&mut self, name: &str, purge: bool) -> Result<Deleted, AdminError> {
         let (account, keys_file) = self.accounts.remove_user(name)?;
-        let home = self.home_of(account.name.as_str());
+        let user = account.name.as_str().to_owned();
+        let home = self.home_of(&user);
+        let mut partials_removed = None;
         let fate = if purge {
-            match std::fs::remove_dir_all(&home) {
+            let fate = match std::fs::remove_dir_all(&home) {
                 Ok(()) => HomeFate::Removed,
                 Err(err) if err.kind() == io::ErrorKind::NotFound => HomeFate::Absent,
                 Err(source) => {
@@ -298,7 +319,22 @@ impl<E: AccountEditor> Admin<E> {
                         source,
                     });
                 }
-            }
+            };
+            let storage = Storage::open(&self.storage).map_err(|source| AdminError::Storage {
+                path: self.storage.clone(),
+                source,
+            })?;
+            let staging = storage.staging_path(&user);
+            let removed =
+                storage
+                    .remove_staging(&user)
+                    .map_err(|source| AdminError::PartialsNotRemoved {
+                        user: user.clone(),
+                        path: staging.clone(),
+                        source,
+                    })?;
+            partials_removed = removed.then_some(staging);
+            fate
         } else {
             HomeFate::Kept {
                 exists: home.exists(),
@@ -309,6 +345,7 @@ impl<E: AccountEditor> Admin<E> {
             home,
             fate,
             keys_file,
+            partials_removed,
         })
     }
 

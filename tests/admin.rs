@@ -98,6 +98,11 @@ impl Admin {
         self.root().join("storage").join(user)
     }
 
+    /// Where the user's partial uploads wait, outside their home.
+    fn staging(&self, user: &str) -> PathBuf {
+        self.root().join("storage/.partials").join(user)
+    }
+
     fn text(&self) -> String {
         fs::read_to_string(self.users_file()).expect("users.toml")
     }
@@ -219,6 +224,11 @@ async fn a_home_made_by_root_belongs_to_the_owner_of_storage() {
     use std::os::unix::fs::MetadataExt;
     let home = fs::metadata(admin.home("alice")).unwrap();
     assert_eq!((home.uid(), home.gid()), (4321, 4321));
+    // And so are the staging folders for partial uploads that it made on the way.
+    for made in [storage.join(".partials"), admin.staging("alice")] {
+        let meta = fs::metadata(&made).unwrap();
+        assert_eq!((meta.uid(), meta.gid()), (4321, 4321), "{}", made.display());
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -318,16 +328,23 @@ async fn del_keeps_the_home_unless_purged() {
     admin.add_with_password("bob", "pw").await;
     fs::write(admin.home("alice").join("file"), b"data").unwrap();
     fs::write(admin.home("bob").join("file"), b"data").unwrap();
+    for user in ["alice", "bob"] {
+        fs::write(admin.staging(user).join("p"), b"partial").unwrap();
+    }
 
     let out = succeeded(&admin.run(&["del", "alice"]).await);
     assert!(out.contains("Deleted user alice"), "{out}");
     assert!(out.contains("was kept; delete it with --purge"), "{out}");
     assert!(admin.config().get("alice").is_none());
     assert!(admin.home("alice").join("file").exists());
+    assert!(admin.staging("alice").join("p").exists());
 
     let out = succeeded(&admin.run(&["del", "bob", "--purge"]).await);
     assert!(out.contains("Removed their home"), "{out}");
+    assert!(out.contains("Removed their partial uploads"), "{out}");
     assert!(!admin.home("bob").exists());
+    assert!(!admin.staging("bob").exists());
+    assert!(admin.staging("alice").join("p").exists());
     assert!(admin.config().is_empty());
 
     admin
@@ -572,13 +589,12 @@ async fn list_and_show_report_usage_measured_on_disk() {
             ])
             .await,
     );
-    // Files and partial uploads count; the staging area is part of the home.
+    // Files and partial uploads count, though partials wait outside the home.
     fs::create_dir(admin.home("bob").join("d")).unwrap();
     fs::write(admin.home("bob").join("d/f"), vec![0u8; 1 << 20]).unwrap();
-    fs::create_dir(admin.home("bob").join(".rsftp-partial")).unwrap();
     fs::write(
-        admin.home("bob").join(".rsftp-partial/x"),
-        vec![0u8; 512 << 10],
+        admin.staging("bob").join("x"),
+        vec![0u8; (512 << 10) - 4096],
     )
     .unwrap();
     // An account whose home the server has not created yet.

@@ -16,9 +16,9 @@ const MIB: usize = 192;
 /// Kill once this much has arrived.
 const KILL_AT: u64 = 8 << 20;
 
-/// The server's partial uploads of `user`: the files in the hidden staging area.
+/// The server's partial uploads of `user`: the files in their staging folder.
 fn staged_bytes(server: &TestServer, user: &str) -> u64 {
-    let staging = server.home(user).join(".rsftp-partial");
+    let staging = server.staging(user);
     std::fs::read_dir(staging)
         .map(|entries| {
             entries

@@ -52,7 +52,7 @@ async fn ls_and_stat() {
     assert_eq!(names[0], (EntryType::File, "a b.txt", 5));
     assert_eq!(names[1].0, EntryType::Dir);
     assert_eq!(names[1].1, "docs");
-    assert_eq!(entries.len(), 2, "the staging area is hidden: {names:?}");
+    assert_eq!(entries.len(), 2, "only what the user made: {names:?}");
     assert!(c.ls(Some("docs")).await.unwrap().is_empty());
     assert_eq!(
         code(c.ls(Some("nope")).await.unwrap_err()),

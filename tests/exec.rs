@@ -213,7 +213,7 @@ async fn paths_outside_the_home_are_not_hashed() {
         "sha1sum rel",
         "sha512sum ../secret.txt",
         "sha1sum /../../secret.txt",
-        "md5sum .rsftp-partial/x",
+        "md5sum ../.partials/alice/x",
     ] {
         let output = ssh(&server, command).await;
         assert_eq!(output.status.code(), Some(1), "{command}");

@@ -5,7 +5,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use crate::sshd::{Sshd, text};
-use crate::util::{PASSWORD, TestServer, TestUser, disk_usage, key_path, run_with_input};
+use crate::util::{PASSWORD, TestServer, TestUser, key_path, run_with_input};
 
 /// Connects as alice with her key and runs `body` with `s` an SFTPClient; `out(...)`
 /// records a line, and what is recorded is printed at the end.
@@ -166,8 +166,8 @@ for link in ["abs", "rel", "bob"]:
 for path in ["/etc/passwd", "../../../etc/passwd", "/../etc/passwd"]:
     refused(path, s.open, path)
     out(path, "realpath", s.normalize(path))
-refused(".rsftp-partial/x", s.open, ".rsftp-partial/x")
-refused(".rsftp-partial/x realpath", s.normalize, ".rsftp-partial/x")
+refused("../.partials/alice", s.listdir, "../.partials/alice")
+refused("/.partials/alice/x", s.open, "/.partials/alice/x")
 out("inside", s.readlink("inside"), s.listdir("inside"))
 out("listed", sorted(s.listdir("/")))
 "#,
@@ -201,8 +201,8 @@ out("listed", sorted(s.listdir("/")))
         expected.push(format!("{path} refused {errno}"));
         expected.push(format!("{path} realpath {real}"));
     }
-    expected.push(".rsftp-partial/x refused 13".into());
-    expected.push(".rsftp-partial/x realpath refused 13".into());
+    expected.push("../.partials/alice refused 2".into());
+    expected.push("/.partials/alice/x refused 2".into());
     expected.push("inside docs ['d.txt']".into());
     expected.push("listed ['abs', 'bob', 'docs', 'inside', 'rel']".into());
     assert_eq!(lines, expected);
@@ -252,7 +252,7 @@ except IOError:
     )
     .await;
     assert_eq!(lines, ["big refused", "truncate refused"]);
-    let on_disk = disk_usage(&server.home("alice"));
+    let on_disk = server.used_on_disk("alice");
     let (_conn, mut c) = server.client("alice").await;
     let before = c.info().await.unwrap();
     assert_eq!(before.used, on_disk, "the ledger matches the disk");

@@ -3,7 +3,7 @@
 //! Inputs come from a seeded generator with a fixed number of iterations, so a failure
 //! is the same on every run and the whole file stays within a few seconds: `..` runs,
 //! absolute paths, NUL and other control bytes, very long names, non-UTF-8 bytes, the
-//! staging area's name, and on disk, symbolic links planted behind the server's back,
+//! staging area's names (now and before), and on disk, symbolic links planted behind the server's back,
 //! pointing out, in, at each other (chains) and at themselves (loops).
 
 use std::collections::BTreeMap;
@@ -14,7 +14,7 @@ use std::time::{Duration, SystemTime};
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 use rsftp::protocol::Md5Digest;
-use rsftp::storage::{HomeDir, STAGING_DIR, Storage, VirtualPath};
+use rsftp::storage::{HomeDir, LEGACY_STAGING_DIR, STAGING_ROOT, Storage, VirtualPath};
 
 /// Bytes of the file outside the home; no file inside has this size.
 const SECRET_LEN: usize = 7777;
@@ -39,7 +39,9 @@ fn component(rng: &mut StdRng, names: &[&str]) -> Vec<u8> {
             name
         }
         11 => vec![0xff, b'a', 0xc0, 0x80][..rng.random_range(1..=4)].to_vec(),
-        12 => STAGING_DIR.as_bytes().to_vec(),
+        12 => [LEGACY_STAGING_DIR, STAGING_ROOT][rng.random_range(0..2)]
+            .as_bytes()
+            .to_vec(),
         13 => [
             "...",
             ".. ",
@@ -97,7 +99,7 @@ fn expected(cwd: &VirtualPath, input: &str) -> Option<String> {
         }
     }
     let path = format!("/{}", stack.join("/"));
-    (path.len() <= 4096 && stack.first() != Some(&STAGING_DIR)).then_some(path)
+    (path.len() <= 4096).then_some(path)
 }
 
 /// The invariants of every path that resolution lets through.
@@ -121,7 +123,6 @@ fn assert_confined(path: &VirtualPath, input: &[u8]) {
             name.len()
         );
     }
-    assert_ne!(text.split('/').nth(1), Some(STAGING_DIR), "{input:?}");
     // What cap-std is handed: only plain names below the home, never `..` or `/`.
     let relative = path.to_relative();
     assert!(
@@ -138,7 +139,7 @@ fn assert_confined(path: &VirtualPath, input: &[u8]) {
 #[test]
 fn no_resolved_path_leaves_the_home() {
     let mut rng = StdRng::seed_from_u64(0x5f7a_11ce);
-    let names = ["docs", "a.txt", "sub", STAGING_DIR];
+    let names = ["docs", "a.txt", "sub", LEGACY_STAGING_DIR];
     let mut cwd = VirtualPath::root();
     let (mut accepted, mut refused, mut not_utf8) = (0, 0, 0);
     for _ in 0..20_000 {
@@ -194,12 +195,16 @@ impl Planted {
         std::fs::write(storage_root.join("bob").join(OUTSIDE_NAMES[1]), &secret).unwrap();
         let storage = Storage::open(&storage_root).unwrap();
         let home = storage.home("alice", 1 << 30, None).unwrap();
+        // Bob's partial upload, in the staging area beside the homes.
+        storage.home("bob", 1 << 30, None).unwrap();
+        std::fs::write(storage.staging_path("bob").join(OUTSIDE_NAMES[1]), &secret).unwrap();
 
         let alice = storage_root.join("alice");
         std::fs::create_dir_all(alice.join("d/e")).unwrap();
         std::fs::write(alice.join("a.txt"), b"abc").unwrap();
         std::fs::write(alice.join("d/inner.txt"), b"inner").unwrap();
-        let fixed: [(&str, String); 14] = [
+        let fixed: [(&str, String); 15] = [
+            ("partials", format!("../{STAGING_ROOT}")),
             ("up", "..".into()),
             ("upup", "../..".into()),
             ("abs", "/".into()),
@@ -242,7 +247,7 @@ impl Planted {
     /// Everything outside alice's home, as (path, size, mode, mtime), to compare after.
     fn outside_state(&self) -> BTreeMap<String, (u64, u32, i64)> {
         let mut state = BTreeMap::new();
-        for dir in ["outside", "storage/bob", "."] {
+        for dir in ["outside", "storage/bob", "storage/.partials/bob", "."] {
             for entry in std::fs::read_dir(self.tmp.path().join(dir)).unwrap() {
                 let entry = entry.unwrap();
                 let meta = std::fs::symlink_metadata(entry.path()).unwrap();
@@ -255,7 +260,8 @@ impl Planted {
 }
 
 /// Names a path may be built from: every planted link, real entries, new names.
-const LINK_NAMES: [&str; 30] = [
+const LINK_NAMES: [&str; 32] = [
+    "partials",
     "up",
     "upup",
     "abs",
@@ -286,6 +292,7 @@ const LINK_NAMES: [&str; 30] = [
     "r5",
     "r6",
     "r9",
+    STAGING_ROOT,
 ];
 
 /// A random operation on `path`; every answer must be about something inside the home.

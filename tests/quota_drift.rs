@@ -5,7 +5,7 @@ use rsftp::client::{PutStart, Quiet, upload};
 use rsftp::protocol::ErrorCode;
 
 use crate::paramiko_sftp::paramiko;
-use crate::util::{Raw, TestServer, TestUser, data, disk_usage};
+use crate::util::{Raw, TestServer, TestUser, data};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn truncating_a_deleted_file_through_its_handle_frees_nothing_twice() {
@@ -49,7 +49,7 @@ out(sorted((a.filename, a.st_size) for a in s.listdir_attr(".") if a.st_size))
     );
     let (_conn, mut c) = server.client("alice").await;
     let info = c.info().await.unwrap();
-    assert_eq!(info.used, disk_usage(&server.home("alice")));
+    assert_eq!(info.used, server.used_on_disk("alice"));
     assert_eq!(info.used, 8192);
 }
 
@@ -74,7 +74,7 @@ out("a", s.stat("a").st_size)
     assert_eq!(lines, ["write refused 2", "truncate refused 2", "a 300"]);
     let (_conn, mut c) = server.client("alice").await;
     assert_eq!(c.info().await.unwrap().used, 4096, "300 bytes count 4 KiB");
-    assert_eq!(disk_usage(&server.home("alice")), 4096);
+    assert_eq!(server.used_on_disk("alice"), 4096);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -101,7 +101,7 @@ async fn a_write_cut_short_by_a_delete_keeps_nothing_booked() {
     assert_eq!(raw.ask("pwd").await, "OK /", "the session goes on");
     assert!(c.ls(None).await.unwrap().is_empty());
     assert_eq!(c.info().await.unwrap().used, 0);
-    assert_eq!(disk_usage(&server.home("alice")), 0);
+    assert_eq!(server.used_on_disk("alice"), 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -154,5 +154,5 @@ async fn a_put_at_a_new_size_frees_the_partial_left_at_the_old_one() {
         .collect();
     assert_eq!(listed, [("f".to_owned(), 901)]);
     assert_eq!(c.info().await.unwrap().used, 4096);
-    assert_eq!(disk_usage(&server.home("alice")), 4096);
+    assert_eq!(server.used_on_disk("alice"), 4096);
 }

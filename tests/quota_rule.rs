@@ -7,7 +7,7 @@ use rsftp::protocol::ErrorCode;
 
 use crate::admin::{succeeded, user_command};
 use crate::paramiko_sftp::paramiko;
-use crate::util::{TestServer, TestUser, data, disk_usage};
+use crate::util::{TestServer, TestUser, data};
 
 /// The code and message of a refusal from the rsftp subsystem.
 fn remote(err: ClientError) -> (ErrorCode, String) {
@@ -67,7 +67,7 @@ except IOError as e:
     let lines = paramiko(&server, "s.mkdir(\"d10\")\ns.rmdir(\"d8\")\nout(\"ok\")").await;
     assert_eq!(lines, ["ok"]);
     assert_eq!(c.info().await.unwrap().used, 36_864);
-    assert_eq!(disk_usage(&server.home("alice")), 36_864);
+    assert_eq!(server.used_on_disk("alice"), 36_864);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -127,7 +127,7 @@ except IOError as e:
     );
     let info = c.info().await.unwrap();
     assert_eq!(info.used, 12_288);
-    assert_eq!(info.used, disk_usage(&server.home("alice")));
+    assert_eq!(info.used, server.used_on_disk("alice"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -289,7 +289,7 @@ s.remove("empty")
         }
     };
     assert_eq!(before.used, (3 + 31 + 1 + 2 + 1 + 13) * 4096);
-    assert_eq!(before.used, disk_usage(&server.home("alice")));
+    assert_eq!(before.used, server.used_on_disk("alice"));
 
     server.stop().await;
     server.launch(rsftp::server::Limits::default()).await;

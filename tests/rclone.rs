@@ -170,7 +170,7 @@ async fn sync_check_hashes_copy_back_and_about() {
     let total: u64 = 200 * 1024 * 1024;
     assert!(json.contains(&format!("\"total\": {total}")), "{json}");
     // What the tree costs by the quota rule: its files and folders, in 4 KiB blocks.
-    let used = crate::util::disk_usage(&server.home("alice"));
+    let used = server.used_on_disk("alice");
     let free_line = format!("\"free\": {}", (total - used) / 1024 * 1024);
     assert!(json.contains(&free_line), "want {free_line}: {json}");
 }

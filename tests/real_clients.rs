@@ -89,17 +89,13 @@ pub fn make_tree(root: &Path, files: &[(&str, usize)]) {
     }
 }
 
-/// Every regular file under `root` by its relative path, and every folder, skipping
-/// rsftp's staging area.
+/// Every regular file under `root` by its relative path, and every folder.
 pub fn tree_of(root: &Path) -> BTreeMap<PathBuf, Option<Vec<u8>>> {
     fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<PathBuf, Option<Vec<u8>>>) {
         for entry in std::fs::read_dir(dir).expect("read_dir") {
             let entry = entry.expect("entry");
             let path = entry.path();
             let relative = path.strip_prefix(root).expect("under root").to_path_buf();
-            if relative == Path::new(".rsftp-partial") {
-                continue;
-            }
             let kind = entry.file_type().expect("file type");
             if kind.is_dir() {
                 out.insert(relative, None);

@@ -365,8 +365,7 @@ async fn edits_by_hand_are_seen_however_they_are_written() {
 async fn stale_partial_uploads_are_removed() {
     let mut server = start(&[TestUser::new("alice", "10MiB")]).await;
     server.stop().await;
-    let staging = server.home("alice").join(".rsftp-partial");
-    fs::create_dir_all(&staging).unwrap();
+    let staging = server.staging("alice");
     let (stale, fresh) = (staging.join("stale"), staging.join("fresh"));
     fs::write(&stale, vec![1u8; 5000]).unwrap();
     fs::write(&fresh, vec![2u8; 300]).unwrap();
@@ -497,12 +496,25 @@ async fn the_real_server_reloads_reports_a_broken_file_and_cleans_partials() {
         text + "\n[users.nologin]\nquota = \"1GiB\"\n",
     )
     .unwrap();
-    let partial = root.join("storage/alice/.rsftp-partial/p");
-    fs::create_dir_all(partial.parent().unwrap()).unwrap();
+    let partial = root.join("storage/.partials/alice/p");
     fs::write(&partial, b"left over").unwrap();
+    // A home as an older rsftpd left it, its partials inside: moved out at start.
+    let legacy = root.join("storage/nologin/.rsftp-partial");
+    fs::create_dir_all(&legacy).unwrap();
+    let old_partial = format!("{}-20", crate::util::md5_hex(b"/old"));
+    fs::write(legacy.join(&old_partial), b"half of it").unwrap();
 
     let server = RealServer::start(root, &["--partial-max-age-hours", "0"]).await;
     assert!(server.password_login("alice", "pw").await);
+    eventually!(
+        "the migration in the log",
+        server.log().contains(
+            "INFO rsftp::storage::staging: moved partial uploads from .rsftp-partial in the \
+             home to the staging area .partials/nologin user=\"nologin\" moved=1 bytes=10"
+        ),
+        server.log()
+    );
+    assert!(!legacy.exists());
     eventually!(
         "the warning about an account nobody can use",
         server.log().contains(

@@ -14,7 +14,7 @@ const MIB: usize = 1024 * 1024;
 
 /// Waits until the server's staging area holds `at_least` bytes (bounded in time).
 async fn staged_bytes(server: &TestServer, user: &str, at_least: u64) -> u64 {
-    let staging = server.home(user).join(".rsftp-partial");
+    let staging = server.staging(user);
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let held: u64 = std::fs::read_dir(&staging)

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use crate::scp::tree;
 use crate::sshd::{assert_ok, text};
-use crate::util::{TestServer, TestUser, data, disk_usage, run_with_input};
+use crate::util::{TestServer, TestUser, data, run_with_input};
 
 /// OpenSSH `scp -O` (the legacy protocol) as alice, with her key.
 pub async fn scp(server: &TestServer, args: &[&str]) -> std::process::Output {
@@ -29,7 +29,7 @@ fn s(path: &Path) -> String {
 
 /// The files in alice's staging area for partial uploads.
 fn partials(server: &TestServer) -> Vec<String> {
-    match std::fs::read_dir(server.home("alice").join(".rsftp-partial")) {
+    match std::fs::read_dir(server.staging("alice")) {
         Ok(dir) => dir
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
             .collect(),
@@ -372,7 +372,7 @@ async fn over_quota_is_refused_before_data_and_failures_leave_nothing() {
     );
     assert!(!home.join("too big").exists());
     assert!(partials(&server).is_empty());
-    assert_eq!(disk_usage(&home), 0);
+    assert_eq!(server.used_on_disk("alice"), 0);
 
     // Cut off half way: nothing is published, and the partial and its space are gone.
     let mut input = b"C0644 800000 cut\n".to_vec();
@@ -514,8 +514,8 @@ async fn scp_o_sends_the_whole_home_and_needs_a_folder_for_several_files() {
     );
     assert!(!home.join("nodir").exists());
 
-    // The home itself, by the empty path or `/`: everything but the staging area, in a
-    // folder named after the user.
+    // The home itself, by the empty path or `/`: everything in it, in a folder named
+    // after the user.
     let output = scp(&server, &["-r", "127.0.0.1:", &s(&l.join("all"))]).await;
     assert_ok(&output, "scp -O -r of the home");
     assert_eq!(tree(&l.join("all")), tree(&home));

@@ -371,15 +371,14 @@ async fn a_connection_counts_once_whichever_subsystems_it_opens() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn links_cannot_be_made_and_the_staging_area_stays_hidden() {
+async fn links_cannot_be_made_and_partials_are_out_of_reach() {
     let server = TestServer::start(&[TestUser::new("alice", "10MiB")]).await;
     std::fs::write(server.home("alice").join("f"), b"x").unwrap();
-    std::fs::create_dir(server.home("alice").join(".rsftp-partial")).unwrap();
-    std::fs::write(server.home("alice").join(".rsftp-partial/p"), b"partial").unwrap();
+    std::fs::write(server.staging("alice").join("p"), b"partial").unwrap();
     let output = sftp_rsftpd(
         &server,
         "alice",
-        "-ln -s f link\n-ln f hard\nls -la\n-ls .rsftp-partial\n-get .rsftp-partial/p /dev/null\n",
+        "-ln -s f link\n-ln f hard\nls -la\n-ls /.partials\n-get /.partials/alice/p /dev/null\n",
     )
     .await;
     let stdout = text(&output.stdout);
@@ -387,11 +386,13 @@ async fn links_cannot_be_made_and_the_staging_area_stays_hidden() {
     assert!(!server.home("alice").join("link").exists());
     assert!(!server.home("alice").join("hard").exists());
     assert!(stderr.contains("symlink"), "{stderr}");
-    assert!(!stdout.contains(".rsftp-partial "), "{stdout}");
+    // What the server answered, without the commands that sftp echoes.
+    let answers: Vec<&str> = stdout.lines().filter(|l| !l.starts_with("sftp>")).collect();
+    assert!(answers.iter().all(|l| !l.contains("partial")), "{stdout}");
     assert!(stdout.contains(" f\n"), "{stdout}");
-    assert!(stderr.contains("\"/.rsftp-partial\" not found"), "{stderr}");
+    assert!(stderr.contains("\"/.partials\" not found"), "{stderr}");
     assert!(
-        stderr.contains("\"/.rsftp-partial/p\" not found"),
+        stderr.contains("\"/.partials/alice/p\" not found"),
         "{stderr}"
     );
 }

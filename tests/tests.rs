@@ -38,4 +38,5 @@ mod scp_legacy;
 mod sftp;
 mod sftp_raw;
 mod sshd;
+mod staging;
 mod storage_safety;

@@ -152,6 +152,23 @@ impl TestServer {
         self.dir.path().join("storage").join(user)
     }
 
+    /// The real path of a user's staging folder, where their partial uploads wait,
+    /// outside their home.
+    pub fn staging(&self, user: &str) -> PathBuf {
+        self.dir.path().join("storage/.partials").join(user)
+    }
+
+    /// What a user's home and partial uploads cost on disk by the quota rule.
+    pub fn used_on_disk(&self, user: &str) -> u64 {
+        let staging = self.staging(user);
+        let partials = if staging.exists() {
+            disk_usage(&staging)
+        } else {
+            0
+        };
+        disk_usage(&self.home(user)) + partials
+    }
+
     pub fn host_key_check(&self) -> HostKeyCheck {
         HostKeyCheck {
             known_hosts: self.known_hosts.clone(),
@@ -339,9 +356,8 @@ pub async fn two_users() -> TestServer {
     .await
 }
 
-/// What the entries under `dir` cost by the quota rule, the staging area's partial
-/// uploads included (but not the staging folder itself, which the server made): a file
-/// its length rounded up to 4 KiB, a folder or a link 4 KiB. Written out again here,
+/// What the entries under `dir` (not `dir` itself) cost by the quota rule: a file its
+/// length rounded up to 4 KiB, a folder or a link 4 KiB. Written out again here,
 /// rather than calling the server's rule, so that a change to the rule shows.
 pub fn disk_usage(dir: &Path) -> u64 {
     let mut total = 0;
@@ -349,10 +365,7 @@ pub fn disk_usage(dir: &Path) -> u64 {
         let entry = entry.unwrap();
         let kind = entry.file_type().unwrap();
         if kind.is_dir() {
-            if entry.file_name() != ".rsftp-partial" {
-                total += 4096;
-            }
-            total += disk_usage(&entry.path());
+            total += 4096 + disk_usage(&entry.path());
         } else if kind.is_file() {
             total += entry.metadata().unwrap().len().div_ceil(4096) * 4096;
         } else {

@@ -30,17 +30,23 @@ use md5::{Digest, Md5};
 use super::beneath::PathHandle;
 use super::quota::{QUOTA_BLOCK, Tally, entry_cost, file_cost};
 use super::scan::{self, MAX_DEPTH, ScanFailure};
-use super::{Entries, QuotaLedger, Result, STAGING_DIR, StorageError, Usage, VirtualPath};
+use super::staging;
+use super::{Entries, QuotaLedger, Result, StorageError, Usage, VirtualPath};
 use crate::protocol::Md5Digest;
 
 /// Files are hashed in chunks of this size.
 const HASH_CHUNK: usize = 256 * 1024;
 
-/// Where all homes live: `<root>/<user>/`, and the per-user state of those in use.
+/// Where all homes live: `<root>/<user>/`, with partial uploads in
+/// `<root>/.partials/<user>/`, and the per-user state of those in use.
 #[derive(Clone, Debug)]
 pub struct Storage {
-    root: PathBuf,
+    pub(super) root: PathBuf,
     users: Arc<Mutex<HashMap<String, Arc<UserState>>>>,
+    /// `<root>/.partials`, which holds each user's staging folder.
+    pub(super) staging_root: Arc<Dir>,
+    /// Held while a user's staging folder is made (or migrated into) or removed.
+    pub(super) staging_lock: Arc<Mutex<()>>,
 }
 
 /// What all sessions of one user share.
@@ -94,9 +100,9 @@ impl UserState {
     }
 
     /// Measures the home again after a failed scan; a success puts the ledger right.
-    fn rescan(&self, user: &str, dir: &Dir) {
+    fn rescan(&self, user: &str, dir: &Dir, staging: &Dir) {
         let _sizes = self.lock_sizes();
-        match scan::usage(dir) {
+        match scan::usage(dir, staging) {
             Ok(found) => {
                 self.ledger.set_found(found);
                 *lock(&self.unmeasured) = None;
@@ -121,12 +127,14 @@ pub(super) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Storage {
-    /// Opens the storage root, creating it if needed.
+    /// Opens the storage root, creating it and its staging area if needed.
     pub fn open(root: &Path) -> Result<Storage> {
         std::fs::create_dir_all(root).map_err(at(&VirtualPath::root()))?;
         Ok(Storage {
             root: root.to_owned(),
             users: Arc::default(),
+            staging_root: Arc::new(staging::open_root(root)?),
+            staging_lock: Arc::default(),
         })
     }
 
@@ -139,10 +147,15 @@ impl Storage {
     /// by [`HomeDir::unmeasured`], and the user's writes are refused until a later call
     /// (their next login, a reload) measures it.
     ///
+    /// The first call for a user in this process also opens their staging folder for
+    /// partial uploads, moving in what an old `.rsftp-partial` in the home holds.
+    ///
     /// `user` must already be a validated account name.
     pub fn home(&self, user: &str, quota: u64, max_files: Option<u64>) -> Result<HomeDir> {
-        // The caller validates names; this only keeps a bad one from naming another place.
-        if user.is_empty() || user == "." || user == ".." || user.contains(['/', '\0']) {
+        // The caller validates names; this only keeps a bad one from naming another
+        // place, such as the staging area `.partials` (account names never start with
+        // a dot).
+        if user.is_empty() || user.starts_with('.') || user.contains(['/', '\0']) {
             return Err(StorageError::BadPath {
                 reason: "not a valid user name",
             });
@@ -158,18 +171,20 @@ impl Storage {
             .map_err(at(&VirtualPath::root()))?;
 
         let cached = lock(&self.users).get(user).cloned();
+        let staging = self.staging_of(user, &dir, cached.is_none())?;
         let state = match cached {
             Some(state) => {
                 if lock(&state.unmeasured).is_some() {
-                    state.rescan(user, &dir);
+                    state.rescan(user, &dir, &staging);
                 }
                 state
             }
             None => {
+                warn_if_apart(user, &dir, &staging);
                 // Scan without holding the map, so other users' logins don't wait. Two
                 // first logins of one user may both scan; the first to insert wins, and
                 // no write can happen before a state exists.
-                let scanned = scan::usage(&dir);
+                let scanned = scan::usage(&dir, &staging);
                 if let Err(failure) = &scanned {
                     tracing::warn!(user, error = %failure, "home cannot be measured; writes refused");
                 }
@@ -180,6 +195,7 @@ impl Storage {
         state.ledger.set_limits(quota, max_files);
         Ok(HomeDir {
             dir: Arc::new(dir),
+            staging: Arc::new(staging),
             state,
         })
     }
@@ -202,10 +218,26 @@ pub(super) fn cost_of(meta: &Metadata) -> u64 {
     entry_cost(meta.file_type(), meta.len())
 }
 
+/// Warns once, at a home's first open, when it is on another filesystem than its
+/// staging folder: uploads there cannot be published by a rename, so they are refused.
+fn warn_if_apart(user: &str, home: &Dir, staging: &Dir) {
+    if let (Ok(home), Ok(staging)) = (home.dir_metadata(), staging.dir_metadata())
+        && home.dev() != staging.dev()
+    {
+        tracing::warn!(
+            user,
+            "the home is on another filesystem than the staging area for uploads; \
+             rsftp and SCP uploads to it are refused"
+        );
+    }
+}
+
 /// One user's home, for one session. Cheap to clone; clones share everything.
 #[derive(Clone, Debug)]
 pub struct HomeDir {
     pub(super) dir: Arc<Dir>,
+    /// The user's staging folder for partial uploads, outside the home.
+    pub(super) staging: Arc<Dir>,
     pub(super) state: Arc<UserState>,
 }
 
@@ -406,18 +438,10 @@ impl HomeDir {
             return Ok(vec![Entry::new(name, &meta)]);
         }
         let listed = self.dir.open_dir(rel).map_err(at(path))?;
-        // Compare by identity, not by name: a link to `.` lists the home root too.
-        let is_home_root = same_file(
-            &listed.dir_metadata().map_err(at(path))?,
-            &self.dir.dir_metadata().map_err(at(path))?,
-        );
         let mut entries = Vec::new();
         for item in listed.entries().map_err(at(path))? {
             let item = item.map_err(at(path))?;
             let name = item.file_name();
-            if is_home_root && name == STAGING_DIR {
-                continue;
-            }
             match item.metadata() {
                 Ok(meta) => entries.push(Entry::new(name, &meta)),
                 // Deleted while we listed.
@@ -914,8 +938,6 @@ mod tests {
             Err(StorageError::NotFound { .. })
         ));
 
-        // The staging area, as uploads leave it, stays hidden.
-        std::fs::create_dir(f.real(STAGING_DIR)).unwrap();
         let root = h.list(&VirtualPath::root()).unwrap();
         assert_eq!(names(&root), ["B.txt", "a.txt", "docs"]);
         assert_eq!(root[1].kind, EntryKind::File);
@@ -1044,12 +1066,21 @@ mod tests {
         h.write_at(&vp("/inside/new.txt"), 0, b"new").unwrap();
         assert_eq!(std::fs::read(f.real("docs/new.txt")).unwrap(), b"new");
 
-        // A link to the home root lists it, and still hides the staging area.
+        // A link to the home root lists it; partial uploads are not there to see.
         std::os::unix::fs::symlink(".", f.real("self")).unwrap();
-        std::fs::create_dir(f.real(STAGING_DIR)).unwrap();
+        let mut up = match h.begin_upload(&vp("/partial"), 10, None).unwrap() {
+            crate::storage::UploadStart::Ready(up) => up,
+            crate::storage::UploadStart::UpToDate => panic!("up to date"),
+        };
+        up.write(b"half").unwrap();
+        drop(up);
         let via_link = h.list(&vp("/self")).unwrap();
-        assert!(via_link.iter().all(|e| e.name != STAGING_DIR));
+        assert_eq!(
+            names(&h.list(&VirtualPath::root()).unwrap()),
+            names(&via_link)
+        );
         assert!(via_link.iter().any(|e| e.name == "docs"));
+        assert!(!via_link.iter().any(|e| e.name == "partial"));
     }
 
     #[test]

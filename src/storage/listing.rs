@@ -16,17 +16,16 @@
 use std::io;
 use std::os::unix::ffi::OsStrExt;
 
-use cap_std::fs::{MetadataExt as _, ReadDir};
+use cap_std::fs::ReadDir;
 
 use super::home::at;
-use super::{Entry, EntryKind, HomeDir, Result, STAGING_DIR, StorageError, VirtualPath};
+use super::{Entry, EntryKind, HomeDir, Result, StorageError, VirtualPath};
 
 /// The entries of one open directory, as the filesystem hands them out; without `.` and
-/// `..`, and without the staging area at the root of the home.
+/// `..`.
 pub struct DirStream {
     path: VirtualPath,
     entries: ReadDir,
-    hide_staging: bool,
 }
 
 impl std::fmt::Debug for DirStream {
@@ -42,16 +41,11 @@ impl HomeDir {
     /// to read its entries as they come.
     pub fn open_dir(&self, path: &VirtualPath) -> Result<DirStream> {
         let listed = self.dir.open_dir(path.to_relative()).map_err(at(path))?;
-        // Compare by identity, not by name: a link to `.` lists the home root too.
-        let this = listed.dir_metadata().map_err(at(path))?;
-        let home = self.dir.dir_metadata().map_err(at(path))?;
-        let hide_staging = this.dev() == home.dev() && this.ino() == home.ino();
         // The stream holds its own descriptor; `listed` closes here.
         let entries = listed.entries().map_err(at(path))?;
         Ok(DirStream {
             path: path.clone(),
             entries,
-            hide_staging,
         })
     }
 
@@ -95,9 +89,6 @@ impl Iterator for DirStream {
                 Err(err) => return Some(Err(StorageError::from_io(&self.path, err))),
             };
             let name = item.file_name();
-            if self.hide_staging && name == STAGING_DIR {
-                continue;
-            }
             match item.metadata() {
                 Ok(meta) => return Some(Ok(Entry::new(name, &meta))),
                 // Deleted while we listed.
@@ -211,11 +202,12 @@ mod tests {
     use crate::storage::test_support::{fixture, vp};
 
     #[test]
-    fn a_stream_yields_every_entry_once_and_hides_the_staging_area() {
+    fn a_stream_yields_every_entry_once() {
         let f = fixture(1 << 20);
         let real = f.real("");
         std::fs::create_dir(real.join("sub")).unwrap();
-        std::fs::create_dir_all(real.join(STAGING_DIR)).unwrap();
+        // The old staging area's name is an ordinary name now.
+        std::fs::create_dir_all(real.join(".rsftp-partial")).unwrap();
         for i in 0..1000 {
             std::fs::write(real.join(format!("f{i:04}")), b"x").unwrap();
         }
@@ -227,13 +219,13 @@ mod tests {
             .map(|e| e.unwrap().name.into_string().unwrap())
             .collect();
         let unique: BTreeSet<&String> = names.iter().collect();
-        assert_eq!(names.len(), 1002, "each entry once");
-        assert_eq!(unique.len(), 1002);
+        assert_eq!(names.len(), 1003, "each entry once");
+        assert_eq!(unique.len(), 1003);
         assert!(unique.contains(&"sub".to_owned()) && unique.contains(&"self".to_owned()));
-        assert!(!unique.contains(&STAGING_DIR.to_owned()));
-        // Through the link to `.`, the home root again: still hidden.
+        assert!(unique.contains(&".rsftp-partial".to_owned()));
+        // Through the link to `.`, the home root again.
         let through_link: Vec<_> = f.home.open_dir(&vp("/self")).unwrap().collect();
-        assert_eq!(through_link.len(), 1002);
+        assert_eq!(through_link.len(), 1003);
         // A link is described as a link.
         let link = f
             .home

@@ -5,7 +5,8 @@
 //! `spawn_blocking`, and both subsystems (rsftp and SFTP) share it. Users name files by
 //! [`VirtualPath`], rooted at their home; every access then goes through a cap-std
 //! directory handle opened on that home, so the kernel resolves paths *beneath* it and
-//! symbolic links that lead out are refused.
+//! symbolic links that lead out are refused. Partial uploads wait outside every home, in
+//! `<root>/.partials/<user>/`, where no user path can reach them.
 
 mod beneath;
 mod error;
@@ -14,6 +15,7 @@ mod listing;
 mod path;
 mod quota;
 mod scan;
+mod staging;
 pub mod stream;
 #[cfg(test)]
 mod test_support;
@@ -28,10 +30,8 @@ pub use quota::{
     file_cost,
 };
 pub use scan::{MAX_DEPTH, ScanFailure};
+pub use staging::{LEGACY_STAGING_DIR, STAGING_ROOT};
 pub use upload::{Upload, UploadStart};
 
 /// The result of a storage operation.
 pub type Result<T> = std::result::Result<T, StorageError>;
-
-/// The hidden staging area for partial uploads, at the root of each home.
-pub const STAGING_DIR: &str = ".rsftp-partial";

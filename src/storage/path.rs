@@ -7,7 +7,7 @@
 use std::fmt;
 use std::path::Path;
 
-use super::{Result, STAGING_DIR, StorageError};
+use super::{Result, StorageError};
 
 /// Longest name (one path component) we accept, in bytes; the usual `NAME_MAX`.
 pub const MAX_NAME_LEN: usize = 255;
@@ -29,7 +29,8 @@ impl VirtualPath {
     ///
     /// An empty input is `cwd`. `.` is dropped, `..` pops (and stays at `/`), repeated
     /// slashes collapse. Control characters and over-long names or paths are refused
-    /// with [`StorageError::BadPath`]; the staging area with [`StorageError::Denied`].
+    /// with [`StorageError::BadPath`]. No name is reserved: partial uploads live outside
+    /// the home, where no path can reach.
     pub fn resolve(cwd: &VirtualPath, input: &str) -> Result<VirtualPath> {
         check_no_control(input)?;
         let mut parts: Vec<&str> = if input.starts_with('/') {
@@ -122,31 +123,18 @@ impl VirtualPath {
         Self::checked(path)
     }
 
-    /// The staging area itself, for errors about partial files. Not reachable through
-    /// [`VirtualPath::resolve`].
-    pub(crate) fn staging() -> Self {
-        Self(format!("/{STAGING_DIR}"))
-    }
-
     fn components(&self) -> impl Iterator<Item = &str> {
         self.0.split('/').filter(|c| !c.is_empty())
     }
 
-    /// Final checks on a normalized path: total length and the reserved staging area.
+    /// Final check on a normalized path: its total length.
     fn checked(path: String) -> Result<VirtualPath> {
         if path.len() > MAX_PATH_LEN {
             return Err(StorageError::BadPath {
                 reason: "the path is longer than 4096 bytes",
             });
         }
-        let path = Self(path);
-        if path.components().next() == Some(STAGING_DIR) {
-            return Err(StorageError::Denied {
-                path,
-                reason: "a reserved name",
-            });
-        }
-        Ok(path)
+        Ok(Self(path))
     }
 }
 
@@ -198,9 +186,11 @@ mod tests {
             ("/", "sp ace", "/sp ace"),
             // `..` is textual: it never consults the disk, so a symlink can't redirect it.
             ("/link", "..", "/"),
-            // The staging area is refused only as the first component of the result.
+            // The old staging area's name, and the new one's, are ordinary names.
             ("/", ".rsftp-partial/../x", "/x"),
             ("/", "a/.rsftp-partial", "/a/.rsftp-partial"),
+            ("/", ".rsftp-partial/x", "/.rsftp-partial/x"),
+            ("/", "../.partials/alice", "/.partials/alice"),
         ];
         for (cwd, input, want) in cases {
             let got = VirtualPath::resolve(&vp(cwd), input).unwrap();
@@ -246,33 +236,6 @@ mod tests {
         let deep = vp(&fits);
         assert!(VirtualPath::resolve(&deep, "x").is_err());
         assert!(VirtualPath::resolve(&deep, "../x").is_ok());
-    }
-
-    #[test]
-    fn refuses_the_staging_area() {
-        for bad in [
-            "/.rsftp-partial",
-            ".rsftp-partial",
-            ".rsftp-partial/x",
-            "/a/../.rsftp-partial/x",
-        ] {
-            assert!(
-                matches!(
-                    VirtualPath::resolve(&VirtualPath::root(), bad),
-                    Err(StorageError::Denied { .. })
-                ),
-                "{bad:?}"
-            );
-        }
-        assert!(matches!(
-            VirtualPath::resolve(&vp("/a"), "../.rsftp-partial"),
-            Err(StorageError::Denied { .. })
-        ));
-        assert!(matches!(
-            VirtualPath::root().join(STAGING_DIR),
-            Err(StorageError::Denied { .. })
-        ));
-        assert!(vp("/a").join(STAGING_DIR).is_ok());
     }
 
     #[test]

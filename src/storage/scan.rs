@@ -13,7 +13,6 @@ use std::sync::Arc;
 use cap_fs_ext::DirExt as _;
 use cap_std::fs::Dir;
 
-use super::STAGING_DIR;
 use super::quota::{Tally, entry_cost};
 
 /// How deep folders may nest below the home: `mkdir`, and renaming a folder to where it
@@ -106,15 +105,21 @@ fn walk(
     Ok(deepest)
 }
 
-/// Counts every entry under `home` at its cost by the quota rule, without following
-/// symbolic links. Partial uploads in a staging folder at the root count too; that
+/// Counts every entry under `home`, and the partial uploads in the user's `staging`
+/// folder, at its cost by the quota rule, without following symbolic links. The staging
 /// folder itself costs nothing, since the server made it, not the user.
-pub fn usage(home: &Dir) -> Result<Tally, ScanFailure> {
+pub fn usage(home: &Dir, staging: &Dir) -> Result<Tally, ScanFailure> {
+    let mut total = entries_under(home)?;
+    let partials = entries_under(staging)
+        .map_err(|failure| ScanFailure(format!("partial uploads: {failure}")))?;
+    total.merge(partials);
+    Ok(total)
+}
+
+/// What the entries under `top` cost, `top` itself not included.
+fn entries_under(top: &Dir) -> Result<Tally, ScanFailure> {
     let mut total = Tally::default();
-    walk(home, MAX_SCAN_DEPTH, |entry, depth| {
-        if depth == 0 && entry.file_name() == STAGING_DIR {
-            return Ok(());
-        }
+    walk(top, MAX_SCAN_DEPTH, |entry, _| {
         match entry.metadata() {
             Ok(meta) => total.add(entry_cost(meta.file_type(), meta.len())),
             // Deleted while we listed.
@@ -171,7 +176,7 @@ mod tests {
         let home = open(tmp.path());
         // 40 folders, the file at the bottom, `top` and the link: one block each.
         assert_eq!(
-            usage(&home),
+            entries_under(&home),
             Ok(Tally {
                 bytes: 43 * 4096,
                 entries: 43
@@ -185,7 +190,7 @@ mod tests {
     fn a_tree_past_the_scan_bound_is_a_failure_not_a_wrong_count() {
         let tmp = tempfile::tempdir().unwrap();
         deep_chain(tmp.path(), MAX_SCAN_DEPTH + 1, b"x");
-        let err = usage(&open(tmp.path())).unwrap_err();
+        let err = entries_under(&open(tmp.path())).unwrap_err();
         assert_eq!(err.to_string(), "folders nest deeper than 256 levels");
     }
 

@@ -31,6 +31,11 @@ impl Fixture {
         self.tmp.path().join("storage/alice").join(rel)
     }
 
+    /// The real path of alice's staging folder for partial uploads.
+    pub fn staging(&self) -> PathBuf {
+        self.tmp.path().join("storage/.partials/alice")
+    }
+
     /// A fresh `Storage` on the same root, as after a server restart.
     pub fn restart(&self, quota: u64) -> HomeDir {
         Storage::open(&self.tmp.path().join("storage"))

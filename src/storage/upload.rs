@@ -1,10 +1,11 @@
 //! Uploads that land atomically, resume after a broken connection, and are verified.
 //!
-//! The data goes to a partial file in the home's hidden staging area, named after the
-//! target's path and size, so that a later upload of the same file finds what an earlier
-//! one left and can resume; an upload of the same path at another size deletes it, since
-//! it could never resume. The partial is renamed onto the target only once the MD5 of
-//! all its bytes matches, so nobody ever sees a half-written file under the final name.
+//! The data goes to a partial file in the user's staging folder, outside the home where
+//! no user path can reach it (see `storage/staging.rs`), named after the target's path
+//! and size, so that a later upload of the same file finds what an earlier one left and
+//! can resume; an upload of the same path at another size deletes it, since it could
+//! never resume. The partial is renamed onto the target only once the MD5 of all its
+//! bytes matches, so nobody ever sees a half-written file under the final name.
 //! Each byte is hashed as it is written (or, for a resumed prefix, read once at the
 //! start): no file is read twice.
 
@@ -13,12 +14,11 @@ use std::io;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use cap_fs_ext::DirExt as _;
-use cap_std::fs::{Dir, DirBuilder, DirBuilderExt as _, File, FileExt as _, OpenOptions};
+use cap_std::fs::{File, FileExt as _, MetadataExt as _, OpenOptions};
 use md5::{Digest, Md5};
 
 use super::home::{HomeDir, UserState, at, cost_of, hash_range, lock};
-use super::{Reservation, Result, STAGING_DIR, StorageError, VirtualPath, file_cost};
+use super::{Reservation, Result, StorageError, VirtualPath, file_cost};
 use crate::protocol::Md5Digest;
 
 /// How [`HomeDir::begin_upload`] went.
@@ -35,7 +35,6 @@ pub enum UploadStart {
 pub struct Upload {
     home: HomeDir,
     path: VirtualPath,
-    staging: Dir,
     partial: String,
     file: File,
     size: u64,
@@ -107,13 +106,21 @@ impl HomeDir {
         let Some(parent) = path.parent() else {
             return Err(StorageError::IsADirectory { path: path.clone() });
         };
-        if !self
+        let folder = self
             .dir
             .metadata(parent.to_relative())
-            .map_err(at(&parent))?
-            .is_dir()
-        {
+            .map_err(at(&parent))?;
+        if !folder.is_dir() {
             return Err(StorageError::NotADirectory { path: parent });
+        }
+        // Publishing is a rename from the staging folder, which cannot cross filesystems:
+        // refused now, before any data is sent, rather than after all of it.
+        if folder.dev() != self.staging.dir_metadata().map_err(at(&parent))?.dev() {
+            return Err(StorageError::Invalid {
+                path: parent,
+                reason: "uploads need the folder on the same filesystem as the server's \
+                         staging area",
+            });
         }
         let replaces = match self.dir.metadata(path.to_relative()) {
             Ok(meta) if meta.is_dir() => {
@@ -134,9 +141,9 @@ impl HomeDir {
 
         let partial = partial_name(path, size);
         let busy = BusyMark::take(&self.state, path, &partial)?;
-        let staging = self.staging_dir(path)?;
+        let staging = &self.staging;
         // Before reserving, so that their space is free for this upload.
-        self.discard_other_sizes(&staging, path, &partial)?;
+        self.discard_other_sizes(path, &partial)?;
         let mut options = OpenOptions::new();
         options.read(true).write(true);
         let existing = match staging.open_with(&partial, &options) {
@@ -186,7 +193,6 @@ impl HomeDir {
         Ok(UploadStart::Ready(Upload {
             home: self.clone(),
             path: path.clone(),
-            staging,
             partial,
             file,
             size,
@@ -203,12 +209,9 @@ impl HomeDir {
     /// uploads in progress, and gives their cost back. Returns the bytes freed, as the
     /// quota counts them.
     pub fn remove_stale_partials(&self, max_age: Duration) -> Result<u64> {
-        let staging_path = VirtualPath::staging();
-        let staging = match self.dir.open_dir_nofollow(STAGING_DIR) {
-            Ok(dir) => dir,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
-            Err(e) => return Err(StorageError::from_io(&staging_path, e)),
-        };
+        // Errors name no user path: the staging area has none.
+        let staging_path = VirtualPath::root();
+        let staging = &self.staging;
         let now = SystemTime::now();
         // Held throughout, so no upload can start on a partial while we delete it.
         let uploads = lock(&self.state.uploads);
@@ -241,9 +244,9 @@ impl HomeDir {
     /// They are earlier versions of the file, at another size, that can never resume
     /// into this upload; left alone they would hold quota, hidden from the user, until
     /// they aged out. The caller holds the path's busy mark, so no upload is writing them.
-    fn discard_other_sizes(&self, staging: &Dir, path: &VirtualPath, keep: &str) -> Result<()> {
+    fn discard_other_sizes(&self, path: &VirtualPath, keep: &str) -> Result<()> {
         let prefix = partial_prefix(path);
-        for entry in staging.entries().map_err(at(path))? {
+        for entry in self.staging.entries().map_err(at(path))? {
             let entry = entry.map_err(at(path))?;
             let name = entry.file_name();
             let Some(name) = name.to_str() else { continue };
@@ -267,30 +270,6 @@ impl HomeDir {
             }
         }
         Ok(())
-    }
-
-    /// Opens the staging area, creating it (mode 0700) if needed. It must be a real
-    /// directory: a symbolic link there is refused rather than followed.
-    fn staging_dir(&self, path: &VirtualPath) -> Result<Dir> {
-        match self
-            .dir
-            .create_dir_with(STAGING_DIR, DirBuilder::new().mode(0o700))
-        {
-            Err(e) if e.kind() != io::ErrorKind::AlreadyExists => {
-                return Err(StorageError::from_io(path, e));
-            }
-            _ => {}
-        }
-        self.dir.open_dir_nofollow(STAGING_DIR).map_err(|e| {
-            if e.kind() == io::ErrorKind::NotADirectory {
-                StorageError::Denied {
-                    path: path.clone(),
-                    reason: "the staging area is not a plain directory",
-                }
-            } else {
-                StorageError::from_io(path, e)
-            }
-        })
     }
 }
 
@@ -392,7 +371,7 @@ impl Upload {
         let actual = Md5Digest::from_hasher(*self.hasher.clone());
         let ledger = &self.home.state.ledger;
         if actual != expected {
-            match self.staging.remove_file(&self.partial) {
+            match self.home.staging.remove_file(&self.partial) {
                 Ok(()) => ledger.release_entry(file_cost(self.written)),
                 Err(e) => tracing::warn!(path = %self.path, error = %e,
                     "could not delete a partial upload that failed its checksum"),
@@ -411,7 +390,8 @@ impl Upload {
             Err(e) if e.kind() == io::ErrorKind::NotFound => None,
             Err(e) => return Err(StorageError::from_io(&self.path, e)),
         };
-        self.staging
+        self.home
+            .staging
             .rename(&self.partial, &self.home.dir, target)
             .map_err(at(&self.path))?;
         if let Some(cost) = replaced {
@@ -440,7 +420,8 @@ impl Upload {
     /// Deletes the partial and gives its space back: for an upload that can never resume
     /// (SCP has no resume), so that a failure leaves nothing behind.
     pub fn abandon(self) -> Result<()> {
-        self.staging
+        self.home
+            .staging
             .remove_file(&self.partial)
             .map_err(at(&self.path))?;
         self.home
@@ -473,7 +454,7 @@ mod tests {
     }
 
     fn staged(f: &Fixture) -> Vec<String> {
-        match std::fs::read_dir(f.real(STAGING_DIR)) {
+        match std::fs::read_dir(f.staging()) {
             Ok(dir) => dir
                 .map(|e| e.unwrap().file_name().into_string().unwrap())
                 .collect(),
@@ -878,18 +859,6 @@ mod tests {
     }
 
     #[test]
-    fn a_staging_area_planted_as_a_link_is_refused() {
-        let f = fixture(1000);
-        f.plant_links();
-        std::os::unix::fs::symlink("docs", f.real(STAGING_DIR)).unwrap();
-        assert!(matches!(
-            f.home.begin_upload(&vp("/f"), 1, None).map(drop),
-            Err(StorageError::Denied { .. })
-        ));
-        assert_eq!(std::fs::read_dir(f.real("docs")).unwrap().count(), 1);
-    }
-
-    #[test]
     fn partials_count_after_a_restart() {
         let f = fixture(100_000);
         upload(&f.home, "/done", &[0; 25]).unwrap();
@@ -917,8 +886,7 @@ mod tests {
     #[test]
     fn an_overlong_partial_is_discarded() {
         let f = fixture(100_000);
-        std::fs::create_dir(f.real(STAGING_DIR)).unwrap();
-        std::fs::write(f.real(STAGING_DIR).join(partial_name(&vp("/f"), 5)), [0; 9]).unwrap();
+        std::fs::write(f.staging().join(partial_name(&vp("/f"), 5)), [0; 9]).unwrap();
         let h = f.restart(100_000);
         assert_eq!(h.usage().used, 4096);
         let up = ready(h.begin_upload(&vp("/f"), 5, None));
@@ -989,7 +957,7 @@ mod tests {
         for name in staged(&f) {
             let file = std::fs::File::options()
                 .write(true)
-                .open(f.real(STAGING_DIR).join(name))
+                .open(f.staging().join(name))
                 .unwrap();
             file.set_modified(long_ago).unwrap();
         }

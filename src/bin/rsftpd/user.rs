@@ -225,6 +225,9 @@ pub(crate) fn run(args: UserArgs) -> anyhow::Result<ExitCode> {
                 }
                 HomeFate::Kept { exists: false } => {}
             }
+            if let Some(partials) = &deleted.partials_removed {
+                writeln!(out, "Removed their partial uploads {}.", partials.display())?;
+            }
             if let Some(keys_file) = deleted.keys_file {
                 writeln!(out, "Their keys file {} was kept.", keys_file.display())?;
             }
