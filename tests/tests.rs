@@ -37,4 +37,5 @@ mod scp_legacy;
 mod sftp;
 mod sftp_raw;
 mod sshd;
+mod stalls;
 mod storage_safety;

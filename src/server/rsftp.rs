@@ -5,7 +5,7 @@
 //! answers in few packets. Every request is logged with its user, operation, path, bytes,
 //! duration and result.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use md5::{Digest, Md5};
 use tokio::io::{
@@ -14,6 +14,7 @@ use tokio::io::{
 };
 use tracing::{info, warn};
 
+use super::activity::Activity;
 use super::replies::storage_error_reply;
 use crate::protocol::{
     EntryLine, EntryType, ErrorCode, MAX_LINE, MAX_WRITE, Md5Digest, QuotaInfo, Request, Status,
@@ -45,8 +46,15 @@ const HELP: &[&str] = &[
 
 /// Serves one rsftp/1 session on `stream` until the client quits or goes away, then
 /// sends EOF and hands the stream back, so the caller can send an exit status before it
-/// closes the channel.
-pub async fn serve<S>(stream: S, home: HomeDir, user: String) -> S
+/// closes the channel. Every request and every chunk of data touches `activity`; a
+/// transfer that makes no progress for `stall` fails.
+pub async fn serve<S>(
+    stream: S,
+    home: HomeDir,
+    user: String,
+    activity: Activity,
+    stall: Duration,
+) -> S
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -56,6 +64,8 @@ where
             reader: BufReader::with_capacity(stream::CHUNK, read),
             writer: BufWriter::with_capacity(stream::CHUNK, write),
             line: Vec::new(),
+            activity,
+            stall,
         },
         home,
         cwd: VirtualPath::root(),
@@ -66,7 +76,7 @@ where
     }
     let mut conn = session.conn;
     let _ = conn.flush().await;
-    let _ = tokio::time::timeout(stream::WRITE_STALL, conn.writer.shutdown()).await;
+    let _ = tokio::time::timeout(conn.stall, conn.writer.shutdown()).await;
     conn.reader.into_inner().unsplit(conn.writer.into_inner())
 }
 
@@ -74,6 +84,8 @@ struct Connection<S> {
     reader: BufReader<ReadHalf<S>>,
     writer: BufWriter<WriteHalf<S>>,
     line: Vec<u8>,
+    activity: Activity,
+    stall: Duration,
 }
 
 enum Line {
@@ -106,6 +118,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
             let used = chunk.len() + usize::from(newline.is_some());
             self.reader.consume(used);
             if newline.is_some() {
+                self.activity.touch();
                 if self.line.last() == Some(&b'\r') {
                     self.line.pop();
                 }
@@ -115,14 +128,52 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
     }
 
     async fn send(&mut self, text: &str) -> std::io::Result<()> {
-        stream::write_all_or_stall(&mut self.writer, text.as_bytes()).await
+        stream::write_all_or_stall(&mut self.writer, text.as_bytes(), self.stall).await
     }
 
     async fn flush(&mut self) -> std::io::Result<()> {
-        match tokio::time::timeout(stream::WRITE_STALL, self.writer.flush()).await {
+        match tokio::time::timeout(self.stall, self.writer.flush()).await {
             Ok(result) => result,
             Err(_) => Err(std::io::ErrorKind::TimedOut.into()),
         }
+    }
+
+    /// Streams `n` bytes of `file` from `offset`, each chunk counting as activity.
+    async fn send_file(
+        &mut self,
+        file: std::fs::File,
+        offset: u64,
+        n: u64,
+        hasher: Option<Md5>,
+    ) -> std::io::Result<Option<Md5>> {
+        let activity = &self.activity;
+        let progress = |_| activity.touch();
+        stream::send_file(
+            &mut self.writer,
+            file,
+            offset,
+            n,
+            hasher,
+            self.stall,
+            progress,
+        )
+        .await
+    }
+
+    /// Takes `len` data bytes into `sink`, counting them into `received` and as
+    /// activity as they arrive.
+    async fn receive<K: ChunkSink>(
+        &mut self,
+        len: u64,
+        sink: K,
+        received: &mut u64,
+    ) -> std::io::Result<(K, Result<(), K::Error>)> {
+        let activity = &self.activity;
+        let progress = |n| {
+            *received += n;
+            activity.touch();
+        };
+        stream::receive(&mut self.reader, len, sink, self.stall, progress).await
     }
 
     async fn send_error(&mut self, code: &ErrorCode, message: &str) -> std::io::Result<()> {
@@ -384,9 +435,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 let (file, entry) = self.blocking(move |home| home.open_read(&target)).await?;
                 let n = len.min(entry.size.saturating_sub(offset));
                 self.conn.send(&format!("OK {n}\n")).await?;
-                stream::send_file(&mut self.conn.writer, file, offset, n, None, |_| {})
-                    .await
-                    .map_err(Failure::Io)?;
+                self.conn.send_file(file, offset, n, None).await?;
                 Ok(Done::transfer(path, n))
             }
             Request::Write { path, offset, len } => self.write(&path, offset, len).await,
@@ -473,8 +522,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 return Err(failure);
             }
         };
-        let (_, result) =
-            stream::receive(&mut self.conn.reader, len, WriteAt { file, offset }, |_| {}).await?;
+        let sink = WriteAt { file, offset };
+        let (_, result) = self
+            .conn
+            .receive(len, sink, &mut 0)
+            .await
+            .map_err(|err| stalled(err, "write", None))?;
         result?;
         self.conn.send(&format!("OK {len}\n")).await?;
         Ok(Done::transfer(path, len))
@@ -517,10 +570,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         }
         let n = size - offset;
         self.conn.send(&format!("OK {n} {size}\n")).await?;
-        let hasher =
-            stream::send_file(&mut self.conn.writer, file, offset, n, Some(hasher), |_| {})
-                .await
-                .map_err(Failure::Io)?;
+        let hasher = self.conn.send_file(file, offset, n, Some(hasher)).await?;
         let digest = hasher
             .map(Md5Digest::from_hasher)
             .unwrap_or_else(Md5Digest::empty);
@@ -582,7 +632,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         }
 
         let n = size - start;
-        let (upload, written) = stream::receive(&mut self.conn.reader, n, upload, |_| {}).await?;
+        let mut received = 0;
+        let (upload, written) = self
+            .conn
+            .receive(n, upload, &mut received)
+            .await
+            .map_err(|err| stalled(err, "put", Some(start + received)))?;
         let expected = match md5 {
             Some(md5) => md5,
             None => match self.conn.read_line().await? {
@@ -601,6 +656,22 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         self.conn.send(&format!("OK {digest} {size}\n")).await?;
         Ok(Done::transfer(path, n))
     }
+}
+
+/// A data stream that broke: a stall is answered (the bytes the client may still send
+/// cannot be told from requests, so the channel closes after it); anything else means
+/// the channel itself is gone. A stalled `put` keeps its partial, from `held` bytes.
+fn stalled(err: std::io::Error, op: &str, held: Option<u64>) -> Failure {
+    if err.kind() != std::io::ErrorKind::TimedOut {
+        return Failure::Io(err);
+    }
+    let resume = held.map_or(String::new(), |held| {
+        format!("; the upload can resume from {held} bytes")
+    });
+    Failure::Close(
+        ErrorCode::Timeout,
+        format!("{err} inside {op}; closing{resume}"),
+    )
 }
 
 impl ChunkSink for Upload {

@@ -259,7 +259,13 @@ where
         return Ok(());
     }
     let mut sent = 0u64;
-    let streamed = stream::send_file(&mut peer.writer, file, 0, size, None, |n| sent += n).await;
+    let activity = peer.activity.clone();
+    let progress = |n| {
+        sent += n;
+        activity.touch();
+    };
+    let streamed =
+        stream::send_file(&mut peer.writer, file, 0, size, None, peer.stall, progress).await;
     if streamed.is_err() {
         // The receiver expects `size` bytes whatever happens: make them up, then say
         // they are not to be trusted, as OpenSSH does.
