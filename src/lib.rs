@@ -14,7 +14,7 @@
 //! - [`auth`]: the `users.toml` model and its comment-keeping editor, password hashes,
 //!   authorized keys, login throttling.
 //! - [`server`]: russh glue: configuration, the SSH handler, connection and session limits,
-//!   the `rsftp` and `sftp` subsystems, the hash commands, legacy SCP over exec
+//!   the per-connection idle clock (`activity`), the `rsftp` and `sftp` subsystems, the hash commands, legacy SCP over exec
 //!   (`server::scp`, with its pure control-line parser), live reload, logs.
 //! - [`client`]: the russh client: connection, host keys, the rsftp protocol, the transfer
 //!   engine, and the interactive shell behind the `rsftp` binary.

@@ -3,11 +3,13 @@
 //! Requests are read one line at a time and answered in order; replies are flushed only
 //! when no further pipelined request is already waiting, so a pipelining client gets its
 //! answers in few packets. Every request is logged with its user, operation, path, bytes,
-//! duration and result.
+//! duration and result. The data requests (`write`, `get`, `put`) are in `transfers`.
+
+mod transfers;
 
 use std::time::{Duration, Instant};
 
-use md5::{Digest, Md5};
+use md5::Md5;
 use tokio::io::{
     AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader, BufWriter, ReadHalf,
     WriteHalf,
@@ -17,13 +19,10 @@ use tracing::{info, warn};
 use super::activity::Activity;
 use super::replies::storage_error_reply;
 use crate::protocol::{
-    EntryLine, EntryType, ErrorCode, MAX_LINE, MAX_WRITE, Md5Digest, QuotaInfo, Request, Status,
-    VERSION, quote,
+    EntryLine, EntryType, ErrorCode, MAX_LINE, QuotaInfo, Request, Status, VERSION, quote,
 };
 use crate::storage::stream::{self, ChunkSink};
-use crate::storage::{
-    EntryKind, HomeDir, OpenFile, StorageError, Upload, UploadStart, VirtualPath,
-};
+use crate::storage::{EntryKind, HomeDir, StorageError, VirtualPath};
 
 /// An `ls` reply goes out in pieces of about this size.
 const LS_CHUNK: usize = 64 * 1024;
@@ -485,214 +484,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         self.blocking(move |home| work(home, &target)).await?;
         self.conn.send("OK\n").await?;
         Ok(Done::path(path))
-    }
-
-    async fn write(&mut self, path: &str, offset: u64, len: u64) -> Result<Done, Failure> {
-        if len > MAX_WRITE {
-            return Err(Failure::Close(
-                ErrorCode::TooLarge,
-                format!("write of {len} bytes is over the {MAX_WRITE}-byte limit"),
-            ));
-        }
-        if offset
-            .checked_add(len)
-            .is_none_or(|end| end > crate::protocol::MAX_NUMBER)
-        {
-            stream::discard(&mut self.conn.reader, len).await?;
-            return Err(Failure::Reply(
-                ErrorCode::BadRequest,
-                "offset too large".into(),
-            ));
-        }
-        let opened = match self.resolve(path) {
-            Ok(path) => {
-                let target = path.clone();
-                // Refused up front if it cannot fit, rather than half written (and
-                // before the file is created).
-                self.blocking(move |home| home.open_for_write(&target, offset, len))
-                    .await
-                    .map(|file| (path, file))
-            }
-            Err(failure) => Err(failure),
-        };
-        let (path, file) = match opened {
-            Ok(opened) => opened,
-            Err(failure) => {
-                stream::discard(&mut self.conn.reader, len).await?;
-                return Err(failure);
-            }
-        };
-        let sink = WriteAt { file, offset };
-        let (_, result) = self
-            .conn
-            .receive(len, sink, &mut 0)
-            .await
-            .map_err(|err| stalled(err, "write", None))?;
-        result?;
-        self.conn.send(&format!("OK {len}\n")).await?;
-        Ok(Done::transfer(path, len))
-    }
-
-    async fn get(
-        &mut self,
-        path: &str,
-        offset: u64,
-        prefix_md5: Option<Md5Digest>,
-    ) -> Result<Done, Failure> {
-        let path = self.resolve(path)?;
-        let target = path.clone();
-        let (file, size, hasher) = self
-            .blocking(move |home| {
-                let (file, entry) = home.open_read(&target)?;
-                let mut hasher = Md5::new();
-                if offset <= entry.size {
-                    // The whole-file MD5 needs the prefix too; read it once, here.
-                    stream::hash_range(&file, 0, offset, &mut hasher)
-                        .map_err(|err| StorageError::from_io(&target, err))?;
-                }
-                Ok((file, entry.size, hasher))
-            })
-            .await?;
-        if offset > size {
-            return Err(Failure::Reply(
-                ErrorCode::BadRequest,
-                format!("offset {offset} is past the end of {path} ({size} bytes)"),
-            ));
-        }
-        if let Some(claimed) = prefix_md5 {
-            let held = Md5Digest::from_hasher(hasher.clone());
-            if held != claimed {
-                return Err(Failure::Reply(
-                    ErrorCode::Mismatch,
-                    format!("the first {offset} bytes of {path} differ from yours; start from 0"),
-                ));
-            }
-        }
-        let n = size - offset;
-        self.conn.send(&format!("OK {n} {size}\n")).await?;
-        let hasher = self.conn.send_file(file, offset, n, Some(hasher)).await?;
-        let digest = hasher
-            .map(Md5Digest::from_hasher)
-            .unwrap_or_else(Md5Digest::empty);
-        self.conn.send(&format!("OK {digest}\n")).await?;
-        Ok(Done::transfer(path, n))
-    }
-
-    async fn put(
-        &mut self,
-        path: &str,
-        size: u64,
-        md5: Option<Md5Digest>,
-    ) -> Result<Done, Failure> {
-        let path = self.resolve(path)?;
-        let target = path.clone();
-        let start = self
-            .blocking(move |home| home.begin_upload(&target, size, md5))
-            .await?;
-        let mut upload = match start {
-            UploadStart::UpToDate => {
-                self.conn.send("OK uptodate\n").await?;
-                return Ok(Done::path(path));
-            }
-            UploadStart::Ready(upload) => upload,
-        };
-        self.conn
-            .send(&format!(
-                "OK have {} {}\n",
-                upload.held(),
-                upload.prefix_md5()
-            ))
-            .await?;
-        self.conn.flush().await?;
-
-        let lost = |what: &str| {
-            Failure::Close(
-                ErrorCode::BadRequest,
-                format!("expected {what} inside put; closing"),
-            )
-        };
-        let start = match self.conn.read_line().await? {
-            Line::Text => match Request::parse(&self.conn.line) {
-                Ok(Request::From(start)) => start,
-                _ => return Err(lost("`from <offset>`")),
-            },
-            Line::TooLong => return Err(lost("`from <offset>`")),
-            Line::Eof => return Err(Failure::Io(std::io::ErrorKind::UnexpectedEof.into())),
-        };
-        let (upload_back, started) = tokio::task::spawn_blocking(move || {
-            let result = upload.start_from(start);
-            (upload, result)
-        })
-        .await
-        .map_err(|join| Failure::Io(std::io::Error::other(join)))?;
-        upload = upload_back;
-        if let Err(err) = started {
-            let (code, message) = storage_error_reply(&err);
-            return Err(Failure::Close(code, message));
-        }
-
-        let n = size - start;
-        let mut received = 0;
-        let (upload, written) = self
-            .conn
-            .receive(n, upload, &mut received)
-            .await
-            .map_err(|err| stalled(err, "put", Some(start + received)))?;
-        let expected = match md5 {
-            Some(md5) => md5,
-            None => match self.conn.read_line().await? {
-                Line::Text => match Request::parse(&self.conn.line) {
-                    Ok(Request::Done(md5)) => md5,
-                    _ => return Err(lost("`done <md5>` after the data")),
-                },
-                Line::TooLong => return Err(lost("`done <md5>` after the data")),
-                Line::Eof => return Err(Failure::Io(std::io::ErrorKind::UnexpectedEof.into())),
-            },
-        };
-        written?;
-        let digest = tokio::task::spawn_blocking(move || upload.finish(expected))
-            .await
-            .map_err(|join| Failure::Io(std::io::Error::other(join)))??;
-        self.conn.send(&format!("OK {digest} {size}\n")).await?;
-        Ok(Done::transfer(path, n))
-    }
-}
-
-/// A data stream that broke: a stall is answered (the bytes the client may still send
-/// cannot be told from requests, so the channel closes after it); anything else means
-/// the channel itself is gone. A stalled `put` keeps its partial, from `held` bytes.
-fn stalled(err: std::io::Error, op: &str, held: Option<u64>) -> Failure {
-    if err.kind() != std::io::ErrorKind::TimedOut {
-        return Failure::Io(err);
-    }
-    let resume = held.map_or(String::new(), |held| {
-        format!("; the upload can resume from {held} bytes")
-    });
-    Failure::Close(
-        ErrorCode::Timeout,
-        format!("{err} inside {op}; closing{resume}"),
-    )
-}
-
-impl ChunkSink for Upload {
-    type Error = StorageError;
-    fn write_chunk(&mut self, data: &[u8]) -> Result<(), StorageError> {
-        self.write(data)
-    }
-}
-
-/// In-place writes at increasing offsets, for `write`.
-pub struct WriteAt {
-    pub file: OpenFile,
-    pub offset: u64,
-}
-
-impl ChunkSink for WriteAt {
-    type Error = StorageError;
-    fn write_chunk(&mut self, data: &[u8]) -> Result<(), StorageError> {
-        self.file.write_at(self.offset, data)?;
-        self.offset += data.len() as u64;
-        Ok(())
     }
 }
 
