@@ -1,7 +1,7 @@
 //! Stalled transfers and idle sessions (issue 8, item 4): a put that stops sending holds
 //! no blocking thread and is cut after the stall limit, resumable; a session that only
-//! answers SSH keepalives is closed after the idle timeout, one that keeps transferring
-//! is not.
+//! answers SSH keepalives is closed after the idle timeout, ones that keep transferring
+//! or asking are not.
 
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -13,6 +13,7 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, Command};
 
 use crate::memory::Daemon;
+use crate::sftp_raw::RawSftp;
 use crate::util::{Raw, TestServer, TestUser, data, md5_hex};
 
 /// One rsftp channel with a put that sent 3 of its 1000 bytes and then nothing more.
@@ -208,7 +209,7 @@ async fn a_stalled_scp_upload_is_cut_after_the_stall_limit() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn keepalives_do_not_keep_a_session_open_but_a_transfer_does() {
+async fn keepalives_do_not_keep_a_session_open_but_transfers_and_requests_do() {
     let mut server = TestServer::start(&[TestUser::new("alice", "10MiB")]).await;
     server.stop().await;
     server.idle_timeout = Some(Duration::from_secs(3));
@@ -250,6 +251,18 @@ async fn keepalives_do_not_keep_a_session_open_but_a_transfer_does() {
         })
     };
 
+    // And an SFTP session that asks something every half second, for 6 seconds.
+    let asking = {
+        let mut sftp = RawSftp::open(&server, "alice").await;
+        sftp.init().await;
+        tokio::spawn(async move {
+            for id in 1..=12 {
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                assert_eq!(sftp.realpath(id, ".").await, "/");
+            }
+        })
+    };
+
     let ended = tokio::time::timeout(Duration::from_secs(10), idle.wait()).await;
     assert!(
         ended.is_ok(),
@@ -264,6 +277,10 @@ async fn keepalives_do_not_keep_a_session_open_but_a_transfer_does() {
         .expect("the slow upload ends")
         .unwrap();
     assert_eq!(done, format!("OK {} 12", md5_hex(&bytes)));
+    tokio::time::timeout(Duration::from_secs(30), asking)
+        .await
+        .expect("the SFTP requests end")
+        .expect("the SFTP session stayed open");
     assert_eq!(
         std::fs::read(server.home("alice").join("slow.bin")).unwrap(),
         bytes
