@@ -169,12 +169,14 @@ fn ssh(server: &TestServer, user: &str, options: &[&str], remote: &[&str]) -> Ch
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stalled_scp_upload_is_cut_after_the_stall_limit() {
-    let limits = Limits {
-        stall_timeout: Duration::from_secs(2),
-        ..Limits::default()
-    };
-    let server = TestServer::start_with(&[TestUser::new("alice", "10MiB")], limits).await;
-    let mut scp = ssh(&server, "alice", &[], &["scp", "-t", "/s.bin"]);
+    // The real daemon, so that the flag is covered too.
+    let daemon = Daemon::start(
+        &[TestUser::new("alice", "10MiB")],
+        &["--stall-timeout", "2"],
+    )
+    .await;
+    let server = &daemon.server;
+    let mut scp = ssh(server, "alice", &[], &["scp", "-t", "/s.bin"]);
     let mut stdin = scp.stdin.take().unwrap();
     let mut stdout = scp.stdout.take().unwrap();
     let mut byte = [0u8; 1];
