@@ -266,6 +266,13 @@ where
     };
     let streamed =
         stream::send_file(&mut peer.writer, file, 0, size, None, peer.stall, progress).await;
+    if let Err(err) = &streamed
+        && err.kind() == std::io::ErrorKind::TimedOut
+    {
+        // The receiver stopped reading: padding the file out would only stall again.
+        t.log("get", path.as_str(), 0, started, Some(&err.to_string()));
+        return Err(Stop::Gone);
+    }
     if streamed.is_err() {
         // The receiver expects `size` bytes whatever happens: make them up, then say
         // they are not to be trusted, as OpenSSH does.
