@@ -16,7 +16,7 @@
 //!   authorized keys, login throttling, and the account-store seam
 //!   ([`auth::AccountStore`]) with its `users.toml` implementation, reloaded on change.
 //! - [`server`]: russh glue: configuration, the SSH handler, connection and session limits,
-//!   the `rsftp` and `sftp` subsystems, the hash commands, legacy SCP over exec
+//!   the per-connection idle clock (`activity`), the `rsftp` and `sftp` subsystems, the hash commands, legacy SCP over exec
 //!   (`server::scp`, with its pure control-line parser), live reload, logs.
 //! - [`client`]: the russh client: connection, host keys, the rsftp protocol, the transfer
 //!   engine, and the interactive shell behind the `rsftp` binary.

@@ -85,6 +85,10 @@ impl Daemon {
         self.memory("VmRSS:")
     }
 
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub async fn login(&self, user: &str) -> Connection {
         let mut conn = self.server.connection(user).await;
         assert!(conn.login_password(&Secret::new(PASSWORD)).await.unwrap());

@@ -39,4 +39,5 @@ mod sftp;
 mod sftp_raw;
 mod sshd;
 mod staging;
+mod stalls;
 mod storage_safety;

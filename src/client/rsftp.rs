@@ -267,7 +267,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> RsftpClient<S> {
         sink: K,
         progress: impl FnMut(u64),
     ) -> Result<(K, Result<(), K::Error>), ClientError> {
-        Ok(stream::receive(&mut self.reader, n, sink, progress).await?)
+        Ok(stream::receive(&mut self.reader, n, sink, stream::STALL_TIMEOUT, progress).await?)
     }
 
     /// Reads the MD5 of the whole file that ends a download.
@@ -307,9 +307,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin> RsftpClient<S> {
         self.writer
             .write_all(Request::From(start).to_string().as_bytes())
             .await?;
-        let hasher = stream::send_file(&mut self.writer, file, start, len, Some(hasher), progress)
-            .await?
-            .ok_or_else(|| ClientError::Protocol("hashing stopped early".into()))?;
+        let hasher = stream::send_file(
+            &mut self.writer,
+            file,
+            start,
+            len,
+            Some(hasher),
+            stream::STALL_TIMEOUT,
+            progress,
+        )
+        .await?
+        .ok_or_else(|| ClientError::Protocol("hashing stopped early".into()))?;
         self.writer.flush().await?;
         Ok(hasher)
     }

@@ -25,6 +25,7 @@ pub enum ErrorCode {
     Mismatch,
     Busy,
     TooLarge,
+    Timeout,
     Io,
     Other(String),
 }
@@ -47,6 +48,7 @@ impl ErrorCode {
             ErrorCode::Mismatch => "mismatch",
             ErrorCode::Busy => "busy",
             ErrorCode::TooLarge => "too-large",
+            ErrorCode::Timeout => "timeout",
             ErrorCode::Io => "io",
             ErrorCode::Other(code) => code,
         }
@@ -69,6 +71,7 @@ impl ErrorCode {
             "mismatch" => ErrorCode::Mismatch,
             "busy" => ErrorCode::Busy,
             "too-large" => ErrorCode::TooLarge,
+            "timeout" => ErrorCode::Timeout,
             "io" => ErrorCode::Io,
             other => ErrorCode::Other(other.to_owned()),
         }
@@ -261,6 +264,7 @@ mod tests {
         for code in [
             ErrorCode::Quota,
             ErrorCode::TooLarge,
+            ErrorCode::Timeout,
             ErrorCode::Other("x".into()),
         ] {
             assert_eq!(ErrorCode::parse(code.as_str()), code);

@@ -21,7 +21,8 @@ pub struct Settings {
     pub storage_dir: PathBuf,
     pub keys_dir: PathBuf,
     pub limits: Limits,
-    /// A session with no traffic for this long is closed.
+    /// A session with no application activity for this long is closed: no request, no
+    /// byte of a transfer either way. SSH keepalives do not count (see `activity`).
     pub idle_timeout: Duration,
     /// Partial uploads untouched for this long are removed.
     pub partial_max_age: Duration,
@@ -59,6 +60,9 @@ pub struct Limits {
     pub max_wait: Duration,
     /// Password checks running at once (each takes a core for ~30 ms).
     pub max_password_checks: usize,
+    /// How long a transfer may make no progress, either way (an upload that receives
+    /// nothing, a download or reply the peer does not read), before it fails.
+    pub stall_timeout: Duration,
     pub throttle: ThrottlePolicy,
 }
 
@@ -72,6 +76,7 @@ impl Default for Limits {
             login_grace: Duration::from_secs(60),
             max_wait: Duration::from_secs(60),
             max_password_checks: 4,
+            stall_timeout: crate::storage::stream::STALL_TIMEOUT,
             throttle: ThrottlePolicy::default(),
         }
     }
@@ -225,6 +230,9 @@ pub fn russh_config(settings: &Settings, host_key: PrivateKey) -> russh::server:
         event_buffer_size: 64,
         preferred,
         max_auth_attempts: 6,
+        // A backstop only (it also bounds a write to a peer that does not read its
+        // socket): russh counts every SSH message, keepalives too, so the idle timeout
+        // users meet is the connection's activity watchdog (see `activity`).
         inactivity_timeout: Some(settings.idle_timeout),
         nodelay: true,
         ..Default::default()

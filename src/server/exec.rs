@@ -18,6 +18,7 @@ use sha2::{Digest, Sha256, Sha512};
 use tokio::sync::oneshot;
 use tracing::warn;
 
+use super::activity::Activity;
 use crate::server::oplog::OpLog;
 use crate::storage::{EntryKind, HomeDir, StorageError, VirtualPath};
 
@@ -369,11 +370,13 @@ async fn read_stdin(
     mut reader: ChannelReadHalf,
     algorithm: Option<Algorithm>,
     digest: oneshot::Sender<(String, u64)>,
+    activity: Activity,
 ) {
     let mut hasher = algorithm.map(Hasher::new);
     let mut digest = Some(digest);
     let mut bytes = 0u64;
     while let Some(msg) = reader.wait().await {
+        activity.touch();
         match msg {
             ChannelMsg::Data { data } => {
                 if let Some(hasher) = hasher.as_mut() {
@@ -396,13 +399,25 @@ fn hex(bytes: &[u8]) -> String {
 }
 
 /// Runs a hash command on `channel`: a line on stdout per file, a line on stderr per
-/// file that could not be hashed, then exit status 0, or 1 if any could not.
-pub async fn run(channel: Channel<Msg>, command: HashCommand, home: HomeDir, oplog: Arc<OpLog>) {
+/// file that could not be hashed, then exit status 0, or 1 if any could not. Input and
+/// each answer touch `activity`.
+pub async fn run(
+    channel: Channel<Msg>,
+    command: HashCommand,
+    home: HomeDir,
+    oplog: Arc<OpLog>,
+    activity: Activity,
+) {
     let (reader, writer) = channel.split();
     let algorithm = command.algorithm;
     let (digest_tx, digest_rx) = oneshot::channel();
     let stdin_algorithm = command.reads_stdin().then_some(algorithm);
-    let stdin = tokio::spawn(read_stdin(reader, stdin_algorithm, digest_tx));
+    let stdin = tokio::spawn(read_stdin(
+        reader,
+        stdin_algorithm,
+        digest_tx,
+        activity.clone(),
+    ));
     // Standard input is read once; a second `-` finds it at its end, as in coreutils.
     let mut stdin_digest = Some(digest_rx);
     let name = algorithm.name();
@@ -454,6 +469,7 @@ pub async fn run(channel: Channel<Msg>, command: HashCommand, home: HomeDir, opl
                 }
             }
         };
+        activity.touch();
         if sent.is_err() {
             stdin.abort();
             return;

@@ -17,6 +17,7 @@ use russh::{Channel, ChannelId, Disconnect, MethodKind, MethodSet};
 use tracing::{Instrument, info, warn};
 
 use super::Shared;
+use super::activity::Activity;
 use super::oplog::OpLog;
 use super::sessions::SessionGuard;
 use super::startups::StartupGuard;
@@ -102,11 +103,19 @@ pub struct SshHandler {
     channels: SharedChannels,
     /// SFTP handles open on all of this connection's channels.
     sftp_handles: super::sftp::ConnectionHandles,
+    /// When the user last did something; the connection's idle watchdog reads it.
+    activity: Activity,
 }
 
 impl SshHandler {
-    pub(super) fn new(shared: Arc<Shared>, peer: SocketAddr, startup: StartupGuard) -> Self {
+    pub(super) fn new(
+        shared: Arc<Shared>,
+        peer: SocketAddr,
+        startup: StartupGuard,
+        activity: Activity,
+    ) -> Self {
         SshHandler {
+            activity,
             shared,
             peer,
             startup: Some(startup),
@@ -182,6 +191,7 @@ impl SshHandler {
     /// A banned peer is refused without looking at its credentials. Every real login
     /// attempt passes here first, so this also marks the connection as having tried.
     fn banned(&self, user: &str, method: &'static str) -> bool {
+        self.activity.touch();
         self.progress.tried.store(true, Ordering::Release);
         let banned = self
             .shared
@@ -338,6 +348,7 @@ impl russh::server::Handler for SshHandler {
     }
 
     async fn auth_succeeded(&mut self, session: &mut Session) -> Result<(), Self::Error> {
+        self.activity.touch();
         self.startup = None;
         self.progress.logged_in.store(true, Ordering::Release);
         let Some(user) = self.accepted.take() else {
@@ -408,6 +419,7 @@ impl russh::server::Handler for SshHandler {
         _session: &mut Session,
     ) -> Result<(), Self::Error> {
         let id = channel.id();
+        self.activity.touch();
         {
             let mut channels = lock_channels(&self.channels);
             if self.login.is_none() || channels.open.len() >= MAX_CHANNELS {
@@ -447,6 +459,7 @@ impl russh::server::Handler for SshHandler {
         name: &str,
         session: &mut Session,
     ) -> Result<(), Self::Error> {
+        self.activity.touch();
         let Some(login) = self.login() else {
             session.channel_failure(id)?;
             return Ok(());
@@ -454,6 +467,7 @@ impl russh::server::Handler for SshHandler {
         let user = login.user.clone();
         let home = login.home.clone();
         let oplog = Arc::clone(&login.oplog);
+        let activity = self.activity.clone();
         if name != "rsftp" && name != "sftp" {
             info!(user = %user, subsystem = %LogText(name), "unknown subsystem refused");
             // Nobody would read it.
@@ -471,10 +485,12 @@ impl russh::server::Handler for SshHandler {
             tracing::info_span!("session", user = %user, peer = %self.peer, subsystem = %name);
         if name == "rsftp" {
             let handle = session.handle();
+            let stall = self.shared.limits.stall_timeout;
             tokio::spawn(
                 async move {
+                    let stream = channel.into_stream();
                     let stream =
-                        super::rsftp::serve(channel.into_stream(), home, user, oplog).await;
+                        super::rsftp::serve(stream, home, user, oplog, activity, stall).await;
                     // OpenSSH reports a missing exit status as a failure.
                     let _ = handle.exit_status_request(id, 0).await;
                     drop(stream);
@@ -486,7 +502,7 @@ impl russh::server::Handler for SshHandler {
             let handles = self.sftp_handles.clone();
             tokio::spawn(
                 async move {
-                    super::sftp::serve(channel, home, user, handles, oplog).await;
+                    super::sftp::serve(channel, home, user, handles, oplog, activity).await;
                     drop(running);
                 }
                 .instrument(span),
@@ -529,20 +545,23 @@ impl russh::server::Handler for SshHandler {
         data: &[u8],
         session: &mut Session,
     ) -> Result<(), Self::Error> {
+        self.activity.touch();
         let command = String::from_utf8_lossy(data);
         let login = self
             .login()
             .map(|l| (l.user.clone(), l.home.clone(), Arc::clone(&l.oplog)));
+        let activity = self.activity.clone();
         if let Some((user, home, oplog)) = login {
             match super::exec::Parsed::from_command(data) {
                 super::exec::Parsed::Hash(hash) => {
                     return self.run_command(id, session, &user, &command, |channel| {
-                        super::exec::run(channel, hash, home, oplog)
+                        super::exec::run(channel, hash, home, oplog, activity)
                     });
                 }
                 super::exec::Parsed::Scp(scp) => {
+                    let stall = self.shared.limits.stall_timeout;
                     return self.run_command(id, session, &user, &command, |channel| {
-                        super::scp::run(channel, scp, home, user.clone(), oplog)
+                        super::scp::run(channel, scp, home, user.clone(), oplog, activity, stall)
                     });
                 }
                 super::exec::Parsed::Bad(message) => {

@@ -4,6 +4,7 @@
 //! homes, usage recomputed from disk); [`Server::run`] serves a listener until the
 //! shutdown future completes. The caller owns both, so tests bind `127.0.0.1:0`.
 
+mod activity;
 mod config;
 mod exec;
 mod handler;
@@ -73,6 +74,8 @@ struct Shared {
     throttle: LoginThrottle,
     sessions: Arc<SessionRegistry>,
     limits: Limits,
+    /// A connection with no activity (see `activity`) for this long is closed.
+    idle_timeout: Duration,
 }
 
 /// A server ready to run.
@@ -127,6 +130,7 @@ impl Server {
             throttle: LoginThrottle::new(limits.throttle),
             sessions: SessionRegistry::new(limits.max_sessions),
             limits,
+            idle_timeout: settings.idle_timeout,
         });
         let config = Arc::new(config::russh_config(&settings, host_key));
         Ok(Prepared {
@@ -308,7 +312,8 @@ async fn serve_connection(
     mut stop: broadcast::Receiver<()>,
 ) {
     let _ = socket.set_nodelay(true);
-    let handler = SshHandler::new(Arc::clone(&shared), peer, startup);
+    let activity = activity::Activity::new();
+    let handler = SshHandler::new(Arc::clone(&shared), peer, startup, activity.clone());
     let progress: Arc<LoginProgress> = handler.progress();
     let started = tokio::time::Instant::now();
     let deadline = started + shared.limits.login_grace;
@@ -358,6 +363,14 @@ async fn serve_connection(
                     let _ = tokio::time::timeout(Duration::from_secs(5), &mut session).await;
                     return;
                 }
+            }
+            () = activity.until_idle(shared.idle_timeout) => {
+                info!(peer = %peer, seconds = shared.idle_timeout.as_secs(), "connection closed: idle");
+                let _ = handle
+                    .disconnect(Disconnect::ByApplication, "idle timeout".into(), "en".into())
+                    .await;
+                let _ = tokio::time::timeout(Duration::from_secs(5), &mut session).await;
+                return;
             }
             _ = stop.recv() => {
                 let _ = handle

@@ -3,28 +3,30 @@
 //! Requests are read one line at a time and answered in order; replies are flushed only
 //! when no further pipelined request is already waiting, so a pipelining client gets its
 //! answers in few packets. Every request goes to the session's [`OpLog`] with its user,
-//! operation, path, bytes, duration and result.
+//! operation, path, bytes, duration and result. The data requests (`write`, `get`,
+//! `put`) are in `transfers`.
+
+mod transfers;
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use md5::{Digest, Md5};
+use md5::Md5;
 use tokio::io::{
     AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader, BufWriter, ReadHalf,
     WriteHalf,
 };
 use tracing::{info, warn};
 
+use super::activity::Activity;
 use super::oplog::OpLog;
 use super::replies::storage_error_reply;
 use crate::protocol::{
-    EntryLine, EntryType, ErrorCode, GetAnswer, GetDone, MAX_LINE, MAX_WRITE, Md5Answer, Md5Digest,
-    PutAnswer, PutDone, QuotaInfo, ReadAnswer, Request, Status, VERSION, quote,
+    EntryLine, EntryType, ErrorCode, MAX_LINE, Md5Answer, QuotaInfo, ReadAnswer, Request, Status,
+    VERSION, quote,
 };
 use crate::storage::stream::{self, ChunkSink};
-use crate::storage::{
-    EntryKind, HomeDir, OpenFile, StorageError, Upload, UploadStart, VirtualPath,
-};
+use crate::storage::{EntryKind, HomeDir, StorageError, VirtualPath};
 
 /// An `ls` reply goes out in pieces of about this size.
 const LS_CHUNK: usize = 64 * 1024;
@@ -47,8 +49,16 @@ const HELP: &[&str] = &[
 
 /// Serves one rsftp/1 session on `stream` until the client quits or goes away, then
 /// sends EOF and hands the stream back, so the caller can send an exit status before it
-/// closes the channel.
-pub async fn serve<S>(stream: S, home: HomeDir, user: String, oplog: Arc<OpLog>) -> S
+/// closes the channel. Every request and every chunk of data touches `activity`; a
+/// transfer that makes no progress for `stall` fails.
+pub async fn serve<S>(
+    stream: S,
+    home: HomeDir,
+    user: String,
+    oplog: Arc<OpLog>,
+    activity: Activity,
+    stall: Duration,
+) -> S
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -58,6 +68,8 @@ where
             reader: BufReader::with_capacity(stream::CHUNK, read),
             writer: BufWriter::with_capacity(stream::CHUNK, write),
             line: Vec::new(),
+            activity,
+            stall,
         },
         home,
         cwd: VirtualPath::root(),
@@ -69,7 +81,7 @@ where
     }
     let mut conn = session.conn;
     let _ = conn.flush().await;
-    let _ = tokio::time::timeout(stream::WRITE_STALL, conn.writer.shutdown()).await;
+    let _ = tokio::time::timeout(conn.stall, conn.writer.shutdown()).await;
     conn.reader.into_inner().unsplit(conn.writer.into_inner())
 }
 
@@ -77,6 +89,8 @@ struct Connection<S> {
     reader: BufReader<ReadHalf<S>>,
     writer: BufWriter<WriteHalf<S>>,
     line: Vec<u8>,
+    activity: Activity,
+    stall: Duration,
 }
 
 enum Line {
@@ -109,6 +123,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
             let used = chunk.len() + usize::from(newline.is_some());
             self.reader.consume(used);
             if newline.is_some() {
+                self.activity.touch();
                 if self.line.last() == Some(&b'\r') {
                     self.line.pop();
                 }
@@ -118,14 +133,52 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
     }
 
     async fn send(&mut self, text: &str) -> std::io::Result<()> {
-        stream::write_all_or_stall(&mut self.writer, text.as_bytes()).await
+        stream::write_all_or_stall(&mut self.writer, text.as_bytes(), self.stall).await
     }
 
     async fn flush(&mut self) -> std::io::Result<()> {
-        match tokio::time::timeout(stream::WRITE_STALL, self.writer.flush()).await {
+        match tokio::time::timeout(self.stall, self.writer.flush()).await {
             Ok(result) => result,
             Err(_) => Err(std::io::ErrorKind::TimedOut.into()),
         }
+    }
+
+    /// Streams `n` bytes of `file` from `offset`, each chunk counting as activity.
+    async fn send_file(
+        &mut self,
+        file: std::fs::File,
+        offset: u64,
+        n: u64,
+        hasher: Option<Md5>,
+    ) -> std::io::Result<Option<Md5>> {
+        let activity = &self.activity;
+        let progress = |_| activity.touch();
+        stream::send_file(
+            &mut self.writer,
+            file,
+            offset,
+            n,
+            hasher,
+            self.stall,
+            progress,
+        )
+        .await
+    }
+
+    /// Takes `len` data bytes into `sink`, counting them into `received` and as
+    /// activity as they arrive.
+    async fn receive<K: ChunkSink>(
+        &mut self,
+        len: u64,
+        sink: K,
+        received: &mut u64,
+    ) -> std::io::Result<(K, Result<(), K::Error>)> {
+        let activity = &self.activity;
+        let progress = |n| {
+            *received += n;
+            activity.touch();
+        };
+        stream::receive(&mut self.reader, len, sink, self.stall, progress).await
     }
 
     async fn send_error(&mut self, code: &ErrorCode, message: &str) -> std::io::Result<()> {
@@ -382,9 +435,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 let (file, entry) = self.blocking(move |home| home.open_read(&target)).await?;
                 let n = len.min(entry.size.saturating_sub(offset));
                 self.conn.send(&ok(ReadAnswer { len: n }.encode())).await?;
-                stream::send_file(&mut self.conn.writer, file, offset, n, None, |_| {})
-                    .await
-                    .map_err(Failure::Io)?;
+                self.conn.send_file(file, offset, n, None).await?;
                 Ok(Done::transfer(path, n))
             }
             Request::Write { path, offset, len } => self.write(&path, offset, len).await,
@@ -434,198 +485,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         self.blocking(move |home| work(home, &target)).await?;
         self.conn.send("OK\n").await?;
         Ok(Done::path(path))
-    }
-
-    async fn write(&mut self, path: &str, offset: u64, len: u64) -> Result<Done, Failure> {
-        if len > MAX_WRITE {
-            return Err(Failure::Close(
-                ErrorCode::TooLarge,
-                format!("write of {len} bytes is over the {MAX_WRITE}-byte limit"),
-            ));
-        }
-        if offset
-            .checked_add(len)
-            .is_none_or(|end| end > crate::protocol::MAX_NUMBER)
-        {
-            stream::discard(&mut self.conn.reader, len).await?;
-            return Err(Failure::Reply(
-                ErrorCode::BadRequest,
-                "offset too large".into(),
-            ));
-        }
-        let opened = match self.resolve(path) {
-            Ok(path) => {
-                let target = path.clone();
-                // Refused up front if it cannot fit, rather than half written (and
-                // before the file is created).
-                self.blocking(move |home| home.open_for_write(&target, offset, len))
-                    .await
-                    .map(|file| (path, file))
-            }
-            Err(failure) => Err(failure),
-        };
-        let (path, file) = match opened {
-            Ok(opened) => opened,
-            Err(failure) => {
-                stream::discard(&mut self.conn.reader, len).await?;
-                return Err(failure);
-            }
-        };
-        let (_, result) =
-            stream::receive(&mut self.conn.reader, len, WriteAt { file, offset }, |_| {}).await?;
-        result?;
-        self.conn.send(&format!("OK {len}\n")).await?;
-        Ok(Done::transfer(path, len))
-    }
-
-    async fn get(
-        &mut self,
-        path: &str,
-        offset: u64,
-        prefix_md5: Option<Md5Digest>,
-    ) -> Result<Done, Failure> {
-        let path = self.resolve(path)?;
-        let target = path.clone();
-        let (file, size, hasher) = self
-            .blocking(move |home| {
-                let (file, entry) = home.open_read(&target)?;
-                let mut hasher = Md5::new();
-                if offset <= entry.size {
-                    // The whole-file MD5 needs the prefix too; read it once, here.
-                    stream::hash_range(&file, 0, offset, &mut hasher)
-                        .map_err(|err| StorageError::from_io(&target, err))?;
-                }
-                Ok((file, entry.size, hasher))
-            })
-            .await?;
-        if offset > size {
-            return Err(Failure::Reply(
-                ErrorCode::BadRequest,
-                format!("offset {offset} is past the end of {path} ({size} bytes)"),
-            ));
-        }
-        if let Some(claimed) = prefix_md5 {
-            let held = Md5Digest::from_hasher(hasher.clone());
-            if held != claimed {
-                return Err(Failure::Reply(
-                    ErrorCode::Mismatch,
-                    format!("the first {offset} bytes of {path} differ from yours; start from 0"),
-                ));
-            }
-        }
-        let n = size - offset;
-        self.conn
-            .send(&ok(GetAnswer { len: n, size }.encode()))
-            .await?;
-        let hasher =
-            stream::send_file(&mut self.conn.writer, file, offset, n, Some(hasher), |_| {})
-                .await
-                .map_err(Failure::Io)?;
-        let digest = hasher
-            .map(Md5Digest::from_hasher)
-            .unwrap_or_else(Md5Digest::empty);
-        self.conn
-            .send(&ok(GetDone { md5: digest }.encode()))
-            .await?;
-        Ok(Done::transfer(path, n))
-    }
-
-    async fn put(
-        &mut self,
-        path: &str,
-        size: u64,
-        md5: Option<Md5Digest>,
-    ) -> Result<Done, Failure> {
-        let path = self.resolve(path)?;
-        let target = path.clone();
-        let start = self
-            .blocking(move |home| home.begin_upload(&target, size, md5))
-            .await?;
-        let mut upload = match start {
-            UploadStart::UpToDate => {
-                self.conn.send(&ok(PutAnswer::UpToDate.encode())).await?;
-                return Ok(Done::path(path));
-            }
-            UploadStart::Ready(upload) => upload,
-        };
-        self.conn
-            .send(&ok(PutAnswer::Have {
-                offset: upload.held(),
-                prefix_md5: upload.prefix_md5(),
-            }
-            .encode()))
-            .await?;
-        self.conn.flush().await?;
-
-        let lost = |what: &str| {
-            Failure::Close(
-                ErrorCode::BadRequest,
-                format!("expected {what} inside put; closing"),
-            )
-        };
-        let start = match self.conn.read_line().await? {
-            Line::Text => match Request::parse(&self.conn.line) {
-                Ok(Request::From(start)) => start,
-                _ => return Err(lost("`from <offset>`")),
-            },
-            Line::TooLong => return Err(lost("`from <offset>`")),
-            Line::Eof => return Err(Failure::Io(std::io::ErrorKind::UnexpectedEof.into())),
-        };
-        let (upload_back, started) = tokio::task::spawn_blocking(move || {
-            let result = upload.start_from(start);
-            (upload, result)
-        })
-        .await
-        .map_err(|join| Failure::Io(std::io::Error::other(join)))?;
-        upload = upload_back;
-        if let Err(err) = started {
-            let (code, message) = storage_error_reply(&err);
-            return Err(Failure::Close(code, message));
-        }
-
-        let n = size - start;
-        let (upload, written) = stream::receive(&mut self.conn.reader, n, upload, |_| {}).await?;
-        let expected = match md5 {
-            Some(md5) => md5,
-            None => match self.conn.read_line().await? {
-                Line::Text => match Request::parse(&self.conn.line) {
-                    Ok(Request::Done(md5)) => md5,
-                    _ => return Err(lost("`done <md5>` after the data")),
-                },
-                Line::TooLong => return Err(lost("`done <md5>` after the data")),
-                Line::Eof => return Err(Failure::Io(std::io::ErrorKind::UnexpectedEof.into())),
-            },
-        };
-        written?;
-        let digest = tokio::task::spawn_blocking(move || upload.finish(expected))
-            .await
-            .map_err(|join| Failure::Io(std::io::Error::other(join)))??;
-        self.conn
-            .send(&ok(PutDone { md5: digest, size }.encode()))
-            .await?;
-        Ok(Done::transfer(path, n))
-    }
-}
-
-impl ChunkSink for Upload {
-    type Error = StorageError;
-    fn write_chunk(&mut self, data: &[u8]) -> Result<(), StorageError> {
-        self.write(data)
-    }
-}
-
-/// In-place writes at increasing offsets, for `write`.
-pub struct WriteAt {
-    pub file: OpenFile,
-    pub offset: u64,
-}
-
-impl ChunkSink for WriteAt {
-    type Error = StorageError;
-    fn write_chunk(&mut self, data: &[u8]) -> Result<(), StorageError> {
-        self.file.write_at(self.offset, data)?;
-        self.offset += data.len() as u64;
-        Ok(())
     }
 }
 

@@ -1,8 +1,10 @@
 //! Moving bulk data between an async byte stream and a file without blocking the reactor.
 //!
-//! File I/O and MD5 run on a blocking thread; the async side only moves buffers. A small
-//! bounded queue between the two keeps both busy at once, so a transfer streams at the
-//! speed of the slower side with no round trip per chunk.
+//! File I/O and MD5 run on blocking threads, one chunk per short `spawn_blocking` call;
+//! the async side waits on the network. A blocking thread is therefore never held while
+//! the peer is slow or silent, so stalled transfers cannot use up the blocking pool. One
+//! chunk is on the disk side while the next is on the network side, so a transfer
+//! streams at the speed of the slower side with no round trip per chunk.
 
 use std::io;
 use std::os::unix::fs::FileExt;
@@ -10,25 +12,24 @@ use std::time::Duration;
 
 use md5::{Digest, Md5};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
 
 /// The size of one buffer in flight.
 pub const CHUNK: usize = 256 * 1024;
 
-/// Buffers in flight between the file thread and the channel.
-const QUEUE: usize = 4;
+/// How long a transfer may make no progress, either way, before the peer counts as
+/// gone: the default of the server's stall limit. A peer that stops reading (or floods
+/// us while we write, which over SSH stalls the connection), or stops sending in the
+/// middle of an upload, must not hold a session and its task for ever.
+pub const STALL_TIMEOUT: Duration = Duration::from_secs(120);
 
-/// How long one write may make no progress before the peer counts as gone. A peer that
-/// stops reading (or floods us while we write, which over SSH stalls the connection)
-/// must not hold a session and its task for ever.
-pub const WRITE_STALL: Duration = Duration::from_secs(120);
-
-/// Writes all of `data`, or fails with `TimedOut` after [`WRITE_STALL`] without progress.
+/// Writes all of `data`, or fails with `TimedOut` after `stall` without progress.
 pub async fn write_all_or_stall<W: AsyncWrite + Unpin + ?Sized>(
     out: &mut W,
     data: &[u8],
+    stall: Duration,
 ) -> io::Result<()> {
-    match tokio::time::timeout(WRITE_STALL, out.write_all(data)).await {
+    match tokio::time::timeout(stall, out.write_all(data)).await {
         Ok(result) => result,
         Err(_) => Err(io::Error::new(
             io::ErrorKind::TimedOut,
@@ -52,51 +53,62 @@ pub fn hash_range(file: &std::fs::File, offset: u64, len: u64, hasher: &mut Md5)
     Ok(())
 }
 
+/// What one blocking read of a chunk hands back: the file and hasher to go on with,
+/// and the chunk.
+type ReadChunk = (std::fs::File, Option<Md5>, io::Result<Vec<u8>>);
+
+/// Reads (and hashes) `want` bytes at `pos` in a short blocking call.
+fn read_chunk(
+    file: std::fs::File,
+    mut hasher: Option<Md5>,
+    pos: u64,
+    want: usize,
+) -> JoinHandle<ReadChunk> {
+    tokio::task::spawn_blocking(move || {
+        let mut buf = vec![0u8; want];
+        let read = file.read_exact_at(&mut buf, pos).map(|()| {
+            if let Some(hasher) = hasher.as_mut() {
+                hasher.update(&buf);
+            }
+            buf
+        });
+        (file, hasher, read)
+    })
+}
+
 /// Writes `len` bytes of `file` from `offset` to `out`, hashing them into `hasher` in the
 /// same pass if one is given. A file that shrinks under us is an error: the caller has
-/// promised `len` bytes and must not send fewer.
+/// promised `len` bytes and must not send fewer. A write that makes no progress for
+/// `stall` fails with `TimedOut`.
 pub async fn send_file<W: AsyncWrite + Unpin + ?Sized>(
     out: &mut W,
     file: std::fs::File,
     offset: u64,
     len: u64,
-    mut hasher: Option<Md5>,
+    hasher: Option<Md5>,
+    stall: Duration,
     mut progress: impl FnMut(u64),
 ) -> io::Result<Option<Md5>> {
-    let (tx, mut rx) = mpsc::channel::<io::Result<Vec<u8>>>(QUEUE);
-    let reader = tokio::task::spawn_blocking(move || {
-        let end = offset + len;
-        let mut pos = offset;
-        while pos < end {
-            let want = CHUNK.min((end - pos) as usize);
-            let mut buf = vec![0u8; want];
-            if let Err(err) = file.read_exact_at(&mut buf, pos) {
-                let _ = tx.blocking_send(Err(err));
-                return None;
-            }
-            if let Some(hasher) = hasher.as_mut() {
-                hasher.update(&buf);
-            }
-            if tx.blocking_send(Ok(buf)).is_err() {
-                // The channel side gave up; nothing more to do.
-                return None;
-            }
-            pos += want as u64;
-        }
-        hasher
-    });
-    let mut sent = 0u64;
-    while let Some(chunk) = rx.recv().await {
+    let end = offset + len;
+    let mut pos = offset;
+    if len == 0 {
+        return Ok(hasher);
+    }
+    // The next chunk is read while this one goes out.
+    let mut reading = read_chunk(file, hasher, pos, CHUNK.min(len as usize));
+    loop {
+        let (file, hasher, chunk) = reading.await.map_err(io::Error::other)?;
         let chunk = chunk?;
-        write_all_or_stall(out, &chunk).await?;
-        sent += chunk.len() as u64;
+        pos += chunk.len() as u64;
+        if pos == end {
+            write_all_or_stall(out, &chunk, stall).await?;
+            progress(chunk.len() as u64);
+            return Ok(hasher);
+        }
+        reading = read_chunk(file, hasher, pos, CHUNK.min((end - pos) as usize));
+        write_all_or_stall(out, &chunk, stall).await?;
         progress(chunk.len() as u64);
     }
-    let hasher = reader.await.map_err(io::Error::other)?;
-    if sent != len {
-        return Err(io::Error::other("file reader stopped early"));
-    }
-    Ok(hasher)
 }
 
 /// Somewhere received bytes go, in order, on a blocking thread.
@@ -105,47 +117,87 @@ pub trait ChunkSink: Send + 'static {
     fn write_chunk(&mut self, data: &[u8]) -> Result<(), Self::Error>;
 }
 
-/// Reads exactly `len` bytes from `input` and hands them to `sink`. If the sink fails,
-/// the rest is still read and thrown away, so the byte stream keeps its framing; the
-/// sink's first error comes back beside it. An error reading `input` (the peer went
-/// away) comes back as `Err`, and the sink is dropped.
+/// What one blocking write of a chunk hands back: the sink, the outcome of its writes
+/// so far, and the buffer for reuse.
+type Written<S> = (S, Result<(), <S as ChunkSink>::Error>, Vec<u8>);
+
+/// The sink of [`receive`], with the outcome of its writes so far: idle, or writing one
+/// chunk in a short blocking call.
+enum SinkState<S: ChunkSink> {
+    Idle(S, Result<(), S::Error>),
+    Writing(JoinHandle<Written<S>>),
+}
+
+impl<S: ChunkSink> SinkState<S> {
+    /// Waits for the chunk being written, if any; gives back its buffer for reuse.
+    async fn settle(self) -> io::Result<(S, Result<(), S::Error>, Option<Vec<u8>>)> {
+        match self {
+            SinkState::Idle(sink, result) => Ok((sink, result, None)),
+            SinkState::Writing(task) => {
+                let (sink, result, buf) = task.await.map_err(io::Error::other)?;
+                Ok((sink, result, Some(buf)))
+            }
+        }
+    }
+
+    /// Starts writing `chunk`; after a failed write, the chunk is only dropped.
+    fn write(sink: S, result: Result<(), S::Error>, chunk: Vec<u8>) -> SinkState<S> {
+        if result.is_err() {
+            return SinkState::Idle(sink, result);
+        }
+        SinkState::Writing(tokio::task::spawn_blocking(move || {
+            let mut sink = sink;
+            let result = sink.write_chunk(&chunk);
+            (sink, result, chunk)
+        }))
+    }
+}
+
+/// Reads exactly `len` bytes from `input` and hands them to `sink`, a full chunk at a
+/// time. If the sink fails, the rest is still read and thrown away, so the byte stream
+/// keeps its framing; the sink's first error comes back beside it. An error reading
+/// `input` (the peer went away, or sent nothing for `stall`: `TimedOut`) comes back as
+/// `Err`, after every byte received has reached the sink, and the sink is dropped.
 pub async fn receive<R, S>(
     input: &mut R,
     len: u64,
     sink: S,
+    stall: Duration,
     mut progress: impl FnMut(u64),
 ) -> io::Result<(S, Result<(), S::Error>)>
 where
     R: AsyncRead + Unpin + ?Sized,
     S: ChunkSink,
 {
-    let (tx, mut rx) = mpsc::channel::<Vec<u8>>(QUEUE);
-    let writer = tokio::task::spawn_blocking(move || {
-        let mut sink = sink;
-        let mut result = Ok(());
-        while let Some(chunk) = rx.blocking_recv() {
-            if result.is_ok() {
-                result = sink.write_chunk(&chunk);
-            }
-        }
-        (sink, result)
-    });
+    let mut state = SinkState::Idle(sink, Ok(()));
+    let mut spare: Option<Vec<u8>> = None;
     let mut remaining = len;
     let mut read_result = Ok(());
     while remaining > 0 {
-        let mut buf = vec![0u8; CHUNK.min(remaining as usize)];
+        let mut buf = spare.take().unwrap_or_default();
+        buf.resize(CHUNK.min(remaining as usize), 0);
         // Fill the buffer with plain reads rather than read_exact: if the peer goes
         // away mid-chunk, the bytes that did arrive must still reach the file.
         let mut filled = 0;
         while filled < buf.len() {
-            match input.read(&mut buf[filled..]).await {
-                Ok(0) => {
+            match tokio::time::timeout(stall, input.read(&mut buf[filled..])).await {
+                Ok(Ok(0)) => {
                     read_result = Err(io::ErrorKind::UnexpectedEof.into());
                     break;
                 }
-                Ok(n) => filled += n,
-                Err(err) => {
+                Ok(Ok(n)) => {
+                    filled += n;
+                    progress(n as u64);
+                }
+                Ok(Err(err)) => {
                     read_result = Err(err);
+                    break;
+                }
+                Err(_) => {
+                    read_result = Err(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        format!("no data from the peer for {} s", stall.as_secs()),
+                    ));
                     break;
                 }
             }
@@ -153,19 +205,18 @@ where
         buf.truncate(filled);
         remaining -= filled as u64;
         if filled > 0 {
-            progress(filled as u64);
-            if tx.send(buf).await.is_err() {
-                read_result = Err(io::Error::other("file writer stopped"));
-            }
+            // The chunk before this one has had the whole read to reach the disk.
+            let (sink, result, old) = state.settle().await?;
+            spare = old;
+            state = SinkState::write(sink, result, buf);
         }
         if read_result.is_err() {
             break;
         }
     }
-    drop(tx);
     // Everything received so far reaches the disk before we look at the outcome, so an
     // upload cut off here can resume from all of it.
-    let (sink, result) = writer.await.map_err(io::Error::other)?;
+    let (sink, result, _) = state.settle().await?;
     read_result?;
     Ok((sink, result))
 }

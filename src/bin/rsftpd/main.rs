@@ -97,9 +97,13 @@ struct ServeArgs {
     /// Drop connections that have not logged in this many seconds after getting a slot.
     #[arg(long, default_value_t = Limits::default().login_grace.as_secs(), value_name = "SECONDS")]
     login_grace: u64,
-    /// Close sessions idle for this many seconds.
+    /// Close sessions with no requests and no data moving for this many seconds (SSH
+    /// keepalives do not count).
     #[arg(long, default_value_t = 600, value_name = "SECONDS")]
     idle_timeout: u64,
+    /// Fail a transfer that makes no progress, either way, for this many seconds.
+    #[arg(long, default_value_t = Limits::default().stall_timeout.as_secs(), value_name = "SECONDS")]
+    stall_timeout: u64,
     /// Remove partial uploads untouched for this many hours (checked at start, then
     /// hourly).
     #[arg(long, default_value_t = 24 * 7, value_name = "HOURS")]
@@ -161,6 +165,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
             },
             version_grace: Duration::from_secs(args.version_grace),
             login_grace: Duration::from_secs(args.login_grace),
+            stall_timeout: Duration::from_secs(args.stall_timeout.max(1)),
             ..Limits::default()
         },
         idle_timeout: Duration::from_secs(args.idle_timeout),

@@ -22,6 +22,7 @@ use tracing::info;
 
 pub use control::{Control, ControlError, MAX_LINE, MAX_NAME, parse_control};
 
+use super::activity::Activity;
 use super::handler::LogText;
 use crate::server::oplog::OpLog;
 use crate::storage::stream::write_all_or_stall;
@@ -105,19 +106,24 @@ impl ScpCommand {
 }
 
 /// Runs an SCP transfer on `channel`, then reports its exit status: 0, or 1 if anything
-/// failed.
+/// failed. Every control line and every chunk of data touches `activity`; a transfer
+/// that makes no progress for `stall` fails.
 pub(crate) async fn run(
     channel: Channel<Msg>,
     command: ScpCommand,
     home: HomeDir,
     user: String,
     oplog: Arc<OpLog>,
+    activity: Activity,
+    stall: Duration,
 ) {
     let (mut read_half, write_half) = channel.split();
     let failed = {
         let mut peer = Peer {
             reader: BufReader::new(read_half.make_reader()),
             writer: write_half.make_writer(),
+            activity,
+            stall,
         };
         let mut transfer = Transfer {
             home,
@@ -164,6 +170,9 @@ enum Stop {
 struct Peer<R, W> {
     reader: BufReader<R>,
     writer: W,
+    activity: Activity,
+    /// How long a read or write of data may make no progress.
+    stall: Duration,
 }
 
 /// What the peer answered to one record.
@@ -175,7 +184,7 @@ enum Answer {
 
 impl<R: tokio::io::AsyncRead + Unpin, W: AsyncWrite + Unpin> Peer<R, W> {
     async fn send(&mut self, bytes: &[u8]) -> Result<(), Stop> {
-        write_all_or_stall(&mut self.writer, bytes)
+        write_all_or_stall(&mut self.writer, bytes, self.stall)
             .await
             .map_err(|_| Stop::Gone)
     }
@@ -202,7 +211,9 @@ impl<R: tokio::io::AsyncRead + Unpin, W: AsyncWrite + Unpin> Peer<R, W> {
 
     /// The next control line, without its newline; `None` at a clean end of input.
     async fn line(&mut self) -> Result<Option<Vec<u8>>, Stop> {
-        read_line(&mut self.reader).await
+        let line = read_line(&mut self.reader).await;
+        self.activity.touch();
+        line
     }
 
     /// One answer from the peer: `\0`, or a warning or fatal line.
@@ -232,6 +243,7 @@ impl<R: tokio::io::AsyncRead + Unpin, W: AsyncWrite + Unpin> Peer<R, W> {
         };
         if first == 0 {
             self.reader.consume(1);
+            self.activity.touch();
             return Ok(Some(Reply::Ok));
         }
         match self.line().await? {

@@ -233,10 +233,22 @@ where
     let path = upload.path().clone();
     let pending = Pending(Some(upload));
     peer.ok().await?;
-    let Ok((pending, written)) = stream::receive(&mut peer.reader, size, pending, |_| {}).await
-    else {
-        t.log("put", path.as_str(), 0, started, Some("connection lost"));
-        return Err(Stop::Gone);
+    let activity = peer.activity.clone();
+    let received = stream::receive(&mut peer.reader, size, pending, peer.stall, |_| {
+        activity.touch()
+    })
+    .await;
+    let (pending, written) = match received {
+        Ok(received) => received,
+        Err(err) if err.kind() == std::io::ErrorKind::TimedOut => {
+            // The partial goes (SCP cannot resume), and the sender hears why.
+            t.log("put", path.as_str(), 0, started, Some(&err.to_string()));
+            return Err(peer.fatal(&format!("{}: {err}", path.as_str())).await);
+        }
+        Err(_) => {
+            t.log("put", path.as_str(), 0, started, Some("connection lost"));
+            return Err(Stop::Gone);
+        }
     };
     // The sender's last word on the file: `\0` when it read all of it without error.
     let refused = match peer.line_or_byte().await? {

@@ -259,7 +259,20 @@ where
         return Ok(());
     }
     let mut sent = 0u64;
-    let streamed = stream::send_file(&mut peer.writer, file, 0, size, None, |n| sent += n).await;
+    let activity = peer.activity.clone();
+    let progress = |n| {
+        sent += n;
+        activity.touch();
+    };
+    let streamed =
+        stream::send_file(&mut peer.writer, file, 0, size, None, peer.stall, progress).await;
+    if let Err(err) = &streamed
+        && err.kind() == std::io::ErrorKind::TimedOut
+    {
+        // The receiver stopped reading: there is nobody to tell.
+        t.log("get", path.as_str(), sent, started, Some(&err.to_string()));
+        return Err(Stop::Gone);
+    }
     if let Err(err) = streamed {
         // The receiver takes the next `size - sent` bytes as the file's, whatever they
         // are: made-up bytes would leave it a file of the right size and the wrong

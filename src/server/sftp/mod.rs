@@ -52,6 +52,7 @@ pub use handles::ConnectionHandles;
 use ops::Session;
 use order::{Access, Sequencer};
 
+use super::activity::Activity;
 use crate::server::oplog::OpLog;
 use crate::storage::HomeDir;
 
@@ -78,13 +79,14 @@ const EXTENSIONS: &[(&str, &str)] = &[
 ];
 
 /// Serves one SFTP session on `channel` until the client closes it, then sends EOF, an
-/// exit status and closes the channel.
+/// exit status and closes the channel. Every piece of data received touches `activity`.
 pub async fn serve(
     channel: Channel<Msg>,
     home: HomeDir,
     user: String,
     handles: ConnectionHandles,
     oplog: Arc<OpLog>,
+    activity: Activity,
 ) {
     let (mut reader, writer) = channel.split();
     let (queue, replies) = mpsc::unbounded_channel();
@@ -97,7 +99,7 @@ pub async fn serve(
         sequencer: Sequencer::default(),
         initialized: false,
     };
-    let end = dispatch.run(&mut reader).await;
+    let end = dispatch.run(&mut reader, &activity).await;
     let user = dispatch.session.user().to_owned();
     // No more requests: the writer ends once every reply is out.
     drop(dispatch);
@@ -226,7 +228,7 @@ impl Inbox {
 }
 
 impl Dispatch {
-    async fn run(&mut self, reader: &mut russh::ChannelReadHalf) -> End {
+    async fn run(&mut self, reader: &mut russh::ChannelReadHalf, activity: &Activity) -> End {
         let mut inbox = Inbox::default();
         let mut eof = false;
         // A packet cut out and decoded, waiting for room in flight.
@@ -276,6 +278,7 @@ impl Dispatch {
             tokio::select! {
                 msg = reader.wait(), if !eof => match msg {
                     Some(ChannelMsg::Data { data }) => {
+                        activity.touch();
                         inbox.push(&data);
                         if inbox.unparsed() > MAX_BUFFERED {
                             return End::Refused("the client sends requests without reading replies");
