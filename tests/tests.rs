@@ -38,3 +38,4 @@ mod sftp;
 mod sftp_raw;
 mod sshd;
 mod storage_safety;
+mod symlinks;

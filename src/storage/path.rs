@@ -128,7 +128,7 @@ impl VirtualPath {
         Self(format!("/{STAGING_DIR}"))
     }
 
-    fn components(&self) -> impl Iterator<Item = &str> {
+    pub(super) fn components(&self) -> impl Iterator<Item = &str> {
         self.0.split('/').filter(|c| !c.is_empty())
     }
 
