@@ -41,3 +41,4 @@ mod sshd;
 mod staging;
 mod stalls;
 mod storage_safety;
+mod symlinks;

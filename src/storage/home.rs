@@ -352,7 +352,7 @@ fn too_deep(path: &VirtualPath) -> StorageError {
     }
 }
 
-fn refuse_root(path: &VirtualPath) -> Result<()> {
+pub(super) fn refuse_root(path: &VirtualPath) -> Result<()> {
     if path.is_root() {
         return Err(StorageError::Denied {
             path: path.clone(),
@@ -696,54 +696,6 @@ impl HomeDir {
         let mut hasher = Md5::new();
         let hashed = hash_range(&file.file, offset, len, &mut hasher).map_err(at(path))?;
         Ok((Md5Digest::from_hasher(hasher), hashed))
-    }
-
-    /// The target of the symbolic link `path`, as stored, but only if it is relative,
-    /// never climbs above the home when read from the link's folder, and the link
-    /// resolves inside the home (or to nothing): an answer never names a place outside.
-    pub fn read_link(&self, path: &VirtualPath) -> Result<PathBuf> {
-        let rel = path.to_relative();
-        if !self
-            .dir
-            .symlink_metadata(rel)
-            .map_err(at(path))?
-            .is_symlink()
-        {
-            return Err(StorageError::Denied {
-                path: path.clone(),
-                reason: "not a symbolic link",
-            });
-        }
-        let target = self.dir.read_link_contents(rel).map_err(at(path))?;
-        let outside = || StorageError::Denied {
-            path: path.clone(),
-            reason: "the link leads outside the home",
-        };
-        if target.is_absolute() {
-            return Err(outside());
-        }
-        // Textually, from the link's folder: `..` must never pass the root.
-        let mut depth = path.parent().map_or(0, |p| {
-            p.as_str().split('/').filter(|c| !c.is_empty()).count()
-        });
-        for part in target.components() {
-            match part {
-                std::path::Component::ParentDir => {
-                    depth = depth.checked_sub(1).ok_or_else(outside)?;
-                }
-                std::path::Component::Normal(_) => depth += 1,
-                _ => {}
-            }
-        }
-        // And on disk, through links on the way (a link to `.` fools the count above).
-        match self.dir.metadata(rel) {
-            Ok(_) => Ok(target),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(target),
-            Err(e) => match StorageError::from_io(path, e) {
-                StorageError::Denied { .. } => Err(outside()),
-                other => Err(other),
-            },
-        }
     }
 
     /// Sets the modification time of `path` (following links inside the home).
@@ -1618,43 +1570,5 @@ mod tests {
             worst, None,
             "the folder lost its rights after {rounds} rounds"
         );
-    }
-
-    #[test]
-    fn read_link_answers_only_links_that_stay_inside() {
-        let f = fixture(1 << 20);
-        f.plant_links();
-        let h = &f.home;
-        assert_eq!(h.read_link(&vp("/inside")).unwrap(), PathBuf::from("docs"));
-        assert_eq!(
-            h.read_link(&vp("/inside_file")).unwrap(),
-            PathBuf::from("docs/../docs/d.txt")
-        );
-        for link in Fixture::ESCAPES {
-            assert!(
-                matches!(h.read_link(&vp(link)), Err(StorageError::Denied { .. })),
-                "{link}"
-            );
-        }
-        // A link to `.` as the folder of a link that climbs one level: outside on disk.
-        std::os::unix::fs::symlink(".", f.real("self")).unwrap();
-        std::os::unix::fs::symlink("../x", f.real("up")).unwrap();
-        assert!(matches!(
-            h.read_link(&vp("/self/up")),
-            Err(StorageError::Denied { .. })
-        ));
-        // Dangling inside is fine; a file is not a link.
-        std::os::unix::fs::symlink("docs/none", f.real("dangling")).unwrap();
-        assert_eq!(
-            h.read_link(&vp("/dangling")).unwrap(),
-            PathBuf::from("docs/none")
-        );
-        assert!(matches!(
-            h.read_link(&vp("/docs/d.txt")),
-            Err(StorageError::Denied { .. })
-        ));
-        let entry = h.stat(&vp("/docs/d.txt")).unwrap();
-        assert_eq!(entry.nlink, 1);
-        assert!(h.stat(&vp("/docs")).unwrap().nlink >= 2);
     }
 }

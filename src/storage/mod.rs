@@ -11,6 +11,7 @@
 mod beneath;
 mod error;
 mod home;
+mod links;
 mod listing;
 mod path;
 mod quota;

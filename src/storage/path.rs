@@ -123,7 +123,7 @@ impl VirtualPath {
         Self::checked(path)
     }
 
-    fn components(&self) -> impl Iterator<Item = &str> {
+    pub(super) fn components(&self) -> impl Iterator<Item = &str> {
         self.0.split('/').filter(|c| !c.is_empty())
     }
 

@@ -324,10 +324,16 @@ impl Session {
                 };
                 Ok(Done::reply(one_name(id, target.as_bytes()), &path))
             }
-            Request::Symlink { .. } => Err(Failed::Status(
-                StatusCode::OpUnsupported,
-                "symbolic links cannot be created on this server".into(),
-            )),
+            Request::Symlink { link, target } => {
+                let link = resolve(&link)?;
+                // The target is kept as text, not resolved here: storage reads it from
+                // the link's folder and refuses one that leads outside.
+                let target = std::str::from_utf8(&target).map_err(|_| {
+                    failure("the link's target is not valid UTF-8; such names are not supported")
+                })?;
+                self.home.symlink(&link, target)?;
+                Ok(Done::reply(ok(id), &link))
+            }
             Request::Hardlink { .. } => Err(Failed::Status(
                 StatusCode::OpUnsupported,
                 "hard links cannot be created on this server".into(),
