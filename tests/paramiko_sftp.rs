@@ -35,7 +35,11 @@ pub async fn paramiko(server: &TestServer, body: &str) -> Vec<String> {
         server.addr.port().to_string(),
         key_path(server.root(), "alice").display().to_string(),
     ];
-    let output = run_with_input("python3", &args, b"").await;
+    recorded(&run_with_input("python3", &args, b"").await)
+}
+
+/// The lines a paramiko script printed, once it has succeeded.
+fn recorded(output: &std::process::Output) -> Vec<String> {
     assert!(
         output.status.success(),
         "paramiko failed:\n{}\n{}",
@@ -96,7 +100,9 @@ refused("rename onto existing", s.rename, "f.bin", "d/r.bin")
 s.posix_rename("f.bin", "d/r.bin")
 out("posix_rename", s.stat("d/r.bin").st_size)
 refused("rmdir not empty", s.rmdir, "d")
-refused("symlink", s.symlink, "d/r.bin", "link")
+s.symlink("d/r.bin", "link")
+out("symlink", s.readlink("link"), s.stat("link").st_size)
+refused("symlink out", s.symlink, "../../etc/passwd", "out")
 s.remove("d/r.bin")
 s.rmdir("d")
 out("at the end", s.listdir("."))
@@ -119,8 +125,9 @@ out("at the end", s.listdir("."))
         "rename onto existing refused None",
         "posix_rename 10",
         "rmdir not empty refused None",
-        "symlink refused None",
-        "at the end []",
+        "symlink d/r.bin 10",
+        "symlink out refused 13",
+        "at the end ['link']",
     ];
     assert_eq!(lines, expected);
 }
@@ -314,13 +321,7 @@ async fn login_calls(
     )
     .await
     .expect("paramiko's logins finished in time");
-    assert!(
-        output.status.success(),
-        "paramiko failed:\n{}\n{}",
-        text(&output.stdout),
-        text(&output.stderr)
-    );
-    text(&output.stdout).lines().map(str::to_owned).collect()
+    recorded(&output)
 }
 
 /// paramiko's `auth_none` followed by `auth_password` hangs until paramiko's own auth

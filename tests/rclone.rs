@@ -182,8 +182,18 @@ async fn an_upload_over_the_quota_fails_and_says_why() {
     let local = tempfile::tempdir().unwrap();
     std::fs::write(local.path().join("big.bin"), data(3 * 1024 * 1024, 4)).unwrap();
     std::fs::write(local.path().join("small.txt"), b"fits").unwrap();
+    // One file at a time, the small one first: in parallel, the big one could take the
+    // whole quota before the small one is written, and both would fail.
     let copy = rclone
-        .run(&["copy", &local.path().display().to_string(), "rs:up"])
+        .run(&[
+            "copy",
+            &local.path().display().to_string(),
+            "rs:up",
+            "--transfers",
+            "1",
+            "--order-by",
+            "size,ascending",
+        ])
         .await;
     assert_failure(&copy, "rclone copy over the quota");
     let said = text(&copy.stderr);

@@ -612,7 +612,7 @@ async fn scp_o_download_stops_with_an_error_when_the_file_cannot_be_read_to_its_
 
 /// Waits (20 s at most) until alice's staging area holds a partial with bytes in it.
 async fn a_partial_has_bytes(server: &TestServer) -> bool {
-    let staging = server.home("alice").join(".rsftp-partial");
+    let staging = server.staging("alice");
     let deadline = Instant::now() + Duration::from_secs(20);
     while Instant::now() < deadline {
         let held = std::fs::read_dir(&staging)
