@@ -14,11 +14,8 @@
 //! name left refuses to change it, rather than book bytes nobody can see or delete.
 
 use std::collections::HashMap;
-use std::ffi::OsString;
 use std::io;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::DirBuilderExt as _;
-use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::SystemTime;
 
@@ -28,26 +25,15 @@ use cap_std::fs::{DirBuilderExt as _, OpenOptions as CapOpenOptions};
 use md5::{Digest, Md5};
 
 use super::beneath::PathHandle;
+use super::entry::Entry;
+use super::open_file::{OpenFile, OpenOptions};
 use super::quota::{QUOTA_BLOCK, Tally, entry_cost, file_cost};
 use super::scan::{self, MAX_DEPTH, ScanFailure};
-use super::staging;
 use super::{Entries, QuotaLedger, Result, StorageError, Usage, VirtualPath};
 use crate::protocol::Md5Digest;
 
 /// Files are hashed in chunks of this size.
 const HASH_CHUNK: usize = 256 * 1024;
-
-/// Where all homes live: `<root>/<user>/`, with partial uploads in
-/// `<root>/.partials/<user>/`, and the per-user state of those in use.
-#[derive(Clone, Debug)]
-pub struct Storage {
-    pub(super) root: PathBuf,
-    users: Arc<Mutex<HashMap<String, Arc<UserState>>>>,
-    /// `<root>/.partials`, which holds each user's staging folder.
-    pub(super) staging_root: Arc<Dir>,
-    /// Held while a user's staging folder is made (or migrated into) or removed.
-    pub(super) staging_lock: Arc<Mutex<()>>,
-}
 
 /// What all sessions of one user share.
 #[derive(Debug)]
@@ -62,11 +48,11 @@ pub(super) struct UserState {
     sizes: Mutex<()>,
     /// Why the last usage scan failed, while it has: the ledger then knows nothing, so
     /// the user's writes are refused until a scan succeeds.
-    unmeasured: Mutex<Option<ScanFailure>>,
+    pub(super) unmeasured: Mutex<Option<ScanFailure>>,
 }
 
 impl UserState {
-    fn new(
+    pub(super) fn new(
         quota: u64,
         max_files: Option<u64>,
         scanned: std::result::Result<Tally, ScanFailure>,
@@ -100,7 +86,7 @@ impl UserState {
     }
 
     /// Measures the home again after a failed scan; a success puts the ledger right.
-    fn rescan(&self, user: &str, dir: &Dir, staging: &Dir) {
+    pub(super) fn rescan(&self, user: &str, dir: &Dir, staging: &Dir) {
         let _sizes = self.lock_sizes();
         match scan::usage(dir, staging) {
             Ok(found) => {
@@ -126,110 +112,9 @@ pub(super) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-impl Storage {
-    /// Opens the storage root, creating it and its staging area if needed.
-    pub fn open(root: &Path) -> Result<Storage> {
-        std::fs::create_dir_all(root).map_err(at(&VirtualPath::root()))?;
-        Ok(Storage {
-            root: root.to_owned(),
-            users: Arc::default(),
-            staging_root: Arc::new(staging::open_root(root)?),
-            staging_lock: Arc::default(),
-        })
-    }
-
-    /// Opens `user`'s home, creating it (mode 0700) if missing. The first call for a user
-    /// computes their usage from disk; later calls share that state. Every call sets the
-    /// quota to `quota` bytes and `max_files` entries, so a reloaded configuration
-    /// applies to sessions already open.
-    ///
-    /// A home whose tree cannot be measured still opens: the failure is logged, reported
-    /// by [`HomeDir::unmeasured`], and the user's writes are refused until a later call
-    /// (their next login, a reload) measures it.
-    ///
-    /// The first call for a user in this process also opens their staging folder for
-    /// partial uploads, moving in what an old `.rsftp-partial` in the home holds.
-    ///
-    /// `user` must already be a validated account name.
-    pub fn home(&self, user: &str, quota: u64, max_files: Option<u64>) -> Result<HomeDir> {
-        // The caller validates names; this only keeps a bad one from naming another
-        // place, such as the staging area `.partials` (account names never start with
-        // a dot).
-        if user.is_empty() || user.starts_with('.') || user.contains(['/', '\0']) {
-            return Err(StorageError::BadPath {
-                reason: "not a valid user name",
-            });
-        }
-        let path = self.root.join(user);
-        match std::fs::DirBuilder::new().mode(0o700).create(&path) {
-            Err(e) if e.kind() != io::ErrorKind::AlreadyExists => {
-                return Err(StorageError::from_io(&VirtualPath::root(), e));
-            }
-            _ => {}
-        }
-        let dir = Dir::open_ambient_dir(&path, cap_std::ambient_authority())
-            .map_err(at(&VirtualPath::root()))?;
-
-        let cached = lock(&self.users).get(user).cloned();
-        let staging = self.staging_of(user, &dir, cached.is_none())?;
-        let state = match cached {
-            Some(state) => {
-                if lock(&state.unmeasured).is_some() {
-                    state.rescan(user, &dir, &staging);
-                }
-                state
-            }
-            None => {
-                warn_if_apart(user, &dir, &staging);
-                // Scan without holding the map, so other users' logins don't wait. Two
-                // first logins of one user may both scan; the first to insert wins, and
-                // no write can happen before a state exists.
-                let scanned = scan::usage(&dir, &staging);
-                if let Err(failure) = &scanned {
-                    tracing::warn!(user, error = %failure, "home cannot be measured; writes refused");
-                }
-                let fresh = Arc::new(UserState::new(quota, max_files, scanned));
-                Arc::clone(lock(&self.users).entry(user.to_owned()).or_insert(fresh))
-            }
-        };
-        state.ledger.set_limits(quota, max_files);
-        Ok(HomeDir {
-            dir: Arc::new(dir),
-            staging: Arc::new(staging),
-            state,
-        })
-    }
-
-    /// The usage of `user`, if their home has been opened since start (or `forget`).
-    pub fn usage_of(&self, user: &str) -> Option<Usage> {
-        lock(&self.users).get(user).map(|s| s.ledger.usage())
-    }
-
-    /// Drops the cached state of `user` (for instance after the account was deleted);
-    /// the next [`Storage::home`] scans the disk again. Sessions still open keep the old
-    /// state, so call this only when the user has none.
-    pub fn forget(&self, user: &str) {
-        lock(&self.users).remove(user);
-    }
-}
-
 /// What the entry described by `meta` costs by the quota rule.
 pub(super) fn cost_of(meta: &Metadata) -> u64 {
     entry_cost(meta.file_type(), meta.len())
-}
-
-/// Warns once, at a home's first open, when it is on another filesystem than its
-/// staging folder: uploads there cannot be published by a rename, so they are refused.
-fn warn_if_apart(user: &str, home: &Dir, staging: &Dir) {
-    if let (Ok(home), Ok(staging)) = (home.dir_metadata(), staging.dir_metadata())
-        && home.dev() != staging.dev()
-    {
-        tracing::warn!(
-            user,
-            "the home is on another filesystem than the staging area for uploads; \
-             rsftp and SCP uploads to it are refused"
-        );
-    }
 }
 
 /// One user's home, for one session. Cheap to clone; clones share everything.
@@ -239,86 +124,6 @@ pub struct HomeDir {
     /// The user's staging folder for partial uploads, outside the home.
     pub(super) staging: Arc<Dir>,
     pub(super) state: Arc<UserState>,
-}
-
-/// What a directory entry or a `stat` reports.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Entry {
-    /// The final component in a listing; the path as asked for `stat`.
-    pub name: OsString,
-    pub kind: EntryKind,
-    /// Length in bytes.
-    pub size: u64,
-    /// Last modification, in Unix seconds.
-    pub mtime: i64,
-    /// `st_mode`: the file type and permission bits, as SFTP wants them.
-    pub mode: u32,
-    /// Last access, in Unix seconds.
-    pub atime: i64,
-    /// Hard links (for a directory, 2 plus its subdirectories), as `ls -l` shows.
-    pub nlink: u64,
-    /// The owner and group ids on disk (the server's account, not the user's).
-    pub uid: u32,
-    pub gid: u32,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum EntryKind {
-    Dir,
-    File,
-    Symlink,
-    Other,
-}
-
-impl Entry {
-    pub(super) fn new(name: impl Into<OsString>, meta: &Metadata) -> Entry {
-        let kind = meta.file_type();
-        let kind = if kind.is_dir() {
-            EntryKind::Dir
-        } else if kind.is_file() {
-            EntryKind::File
-        } else if kind.is_symlink() {
-            EntryKind::Symlink
-        } else {
-            EntryKind::Other
-        };
-        Entry {
-            name: name.into(),
-            kind,
-            size: meta.len(),
-            mtime: meta.mtime(),
-            mode: meta.mode(),
-            atime: meta.atime(),
-            nlink: meta.nlink(),
-            uid: meta.uid(),
-            gid: meta.gid(),
-        }
-    }
-}
-
-/// How to open a file with [`HomeDir::open`], as SFTP's open flags say.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct OpenOptions {
-    pub read: bool,
-    pub write: bool,
-    /// Create the file if it does not exist.
-    pub create: bool,
-    /// Cut the file to 0 bytes on open (this implies writing).
-    pub truncate: bool,
-    /// Fail with `Exists` if the file exists (this implies `create`).
-    pub exclusive: bool,
-    /// Every write goes to the end of the file, whatever its offset (implies writing).
-    pub append: bool,
-}
-
-/// A regular file opened inside a home, for SFTP handles and in-place writes.
-#[derive(Debug)]
-pub struct OpenFile {
-    file: File,
-    path: VirtualPath,
-    state: Arc<UserState>,
-    writable: bool,
-    append: bool,
 }
 
 /// Turns an I/O error on `path` into a typed error; for `map_err`.
@@ -380,7 +185,7 @@ pub(super) fn hash_range(file: &File, offset: u64, len: u64, hasher: &mut Md5) -
 }
 
 /// Reads until `buf` is full or the file ends, so a short count always means the end.
-fn read_full(file: &File, offset: u64, buf: &mut [u8]) -> io::Result<usize> {
+pub(super) fn read_full(file: &File, offset: u64, buf: &mut [u8]) -> io::Result<usize> {
     let mut filled = 0;
     while filled < buf.len() {
         match file.read_at(&mut buf[filled..], offset.saturating_add(filled as u64)) {
@@ -723,143 +528,11 @@ impl HomeDir {
     }
 }
 
-impl OpenFile {
-    pub fn path(&self) -> &VirtualPath {
-        &self.path
-    }
-
-    /// Reads from `offset` until `buf` is full or the file ends; returns the count.
-    pub fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<usize> {
-        read_full(&self.file, offset, buf).map_err(at(&self.path))
-    }
-
-    /// Writes all of `data` at `offset` (at the end, if opened to append). Growth of the
-    /// file is reserved in the quota ledger first, and refused if it does not fit. A file
-    /// deleted or replaced since it was opened is refused as [`StorageError::Deleted`].
-    pub fn write_at(&self, offset: u64, data: &[u8]) -> Result<()> {
-        self.check_writable()?;
-        let sizes = self.state.lock_sizes();
-        let len = self.named_len(&sizes)?;
-        let offset = if self.append { len } else { offset };
-        let end = offset
-            .checked_add(data.len() as u64)
-            .ok_or_else(|| StorageError::BadOffset {
-                path: self.path.clone(),
-                offset,
-                held: len,
-            })?;
-        let growth = file_cost(end.max(len)) - file_cost(len);
-        let mut reservation = self.state.ledger.reserve(growth)?;
-        if let Err(e) = self.file.write_all_at(data, offset) {
-            // Part of `data` may have landed: count whatever the file grew by.
-            if let Ok(now) = self.len() {
-                reservation.commit((file_cost(now).saturating_sub(file_cost(len))).min(growth))?;
-            }
-            return Err(StorageError::from_io(&self.path, e));
-        }
-        reservation.commit(growth)?;
-        Ok(())
-    }
-
-    /// Cuts or extends the file to `len` bytes; shrinking gives its cost back, growing
-    /// reserves it first. Refused, as `write_at` is, once the file has lost its name.
-    pub fn set_len(&self, len: u64) -> Result<()> {
-        self.check_writable()?;
-        let sizes = self.state.lock_sizes();
-        let old = self.named_len(&sizes)?;
-        let (old_cost, new_cost) = (file_cost(old), file_cost(len));
-        if new_cost <= old_cost {
-            self.file.set_len(len).map_err(at(&self.path))?;
-            self.state.ledger.release(old_cost - new_cost);
-        } else {
-            let mut reservation = self.state.ledger.reserve(new_cost - old_cost)?;
-            self.file.set_len(len).map_err(at(&self.path))?;
-            reservation.commit(new_cost - old_cost)?;
-        }
-        Ok(())
-    }
-
-    /// Describes the open file; `name` is its path.
-    pub fn stat(&self) -> Result<Entry> {
-        let meta = self.file.metadata().map_err(at(&self.path))?;
-        Ok(Entry::new(self.path.as_str(), &meta))
-    }
-
-    /// Sets the permission bits of the open file itself (fchmod), whatever name it has
-    /// now: the path it was opened by may name another file since. Only `0o777` is
-    /// honoured, as for [`HomeDir::set_permissions`].
-    pub fn set_permissions(&self, mode: u32) -> Result<()> {
-        self.state.check_measured()?;
-        rustix::fs::fchmod(&self.file, rustix::fs::Mode::from_raw_mode(mode & 0o777))
-            .map_err(|e| StorageError::from_io(&self.path, e.into()))
-    }
-
-    /// Sets the modification time of the open file itself (futimens), leaving its
-    /// access time alone.
-    pub fn set_mtime(&self, mtime: SystemTime) -> Result<()> {
-        self.state.check_measured()?;
-        let since = mtime
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .unwrap_or_default();
-        let times = rustix::fs::Timestamps {
-            last_access: rustix::fs::Timespec {
-                tv_sec: 0,
-                tv_nsec: rustix::fs::UTIME_OMIT,
-            },
-            last_modification: rustix::fs::Timespec {
-                tv_sec: i64::try_from(since.as_secs()).unwrap_or(i64::MAX),
-                tv_nsec: i64::from(since.subsec_nanos()),
-            },
-        };
-        rustix::fs::futimens(&self.file, &times)
-            .map_err(|e| StorageError::from_io(&self.path, e.into()))
-    }
-
-    /// Flushes the file's data and metadata to disk.
-    pub fn sync(&self) -> Result<()> {
-        self.file.sync_all().map_err(at(&self.path))
-    }
-
-    pub fn into_std(self) -> std::fs::File {
-        self.file.into_std()
-    }
-
-    fn len(&self) -> Result<u64> {
-        Ok(self.file.metadata().map_err(at(&self.path))?.len())
-    }
-
-    /// The file's length, if it still has a name; `Deleted` once its last name is gone.
-    ///
-    /// Deletes, renames and published uploads give a file's length back as they take its
-    /// last name, under the size lock, which the caller proves it holds. Checked under
-    /// that same lock, a file with a name here keeps it until the caller's change is
-    /// booked, and one without was already given back: changing it would book bytes (or
-    /// give them back a second time) for a file the user can neither see nor delete.
-    fn named_len(&self, _sizes: &MutexGuard<'_, ()>) -> Result<u64> {
-        let meta = self.file.metadata().map_err(at(&self.path))?;
-        if meta.nlink() == 0 {
-            return Err(StorageError::Deleted {
-                path: self.path.clone(),
-            });
-        }
-        Ok(meta.len())
-    }
-
-    fn check_writable(&self) -> Result<()> {
-        if !self.writable {
-            return Err(StorageError::Denied {
-                path: self.path.clone(),
-                reason: "not opened for writing",
-            });
-        }
-        Ok(())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::storage::test_support::{Fixture, fixture, vp};
+    use crate::storage::{EntryKind, Storage};
 
     fn names(entries: &[Entry]) -> Vec<&str> {
         entries.iter().map(|e| e.name.to_str().unwrap()).collect()

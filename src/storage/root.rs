@@ -1,0 +1,126 @@
+//! [`Storage`]: the folder where all homes live, and the per-user state of the homes in
+//! use, which every session of a user shares.
+
+use std::collections::HashMap;
+use std::io;
+use std::os::unix::fs::DirBuilderExt as _;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use cap_std::fs::{Dir, MetadataExt as _};
+
+use super::home::{HomeDir, UserState, at, lock};
+use super::{Result, StorageError, Usage, VirtualPath, scan, staging};
+
+/// Where all homes live: `<root>/<user>/`, with partial uploads in
+/// `<root>/.partials/<user>/`, and the per-user state of those in use.
+#[derive(Clone, Debug)]
+pub struct Storage {
+    pub(super) root: PathBuf,
+    users: Arc<Mutex<HashMap<String, Arc<UserState>>>>,
+    /// `<root>/.partials`, which holds each user's staging folder.
+    pub(super) staging_root: Arc<Dir>,
+    /// Held while a user's staging folder is made (or migrated into) or removed.
+    pub(super) staging_lock: Arc<Mutex<()>>,
+}
+
+impl Storage {
+    /// Opens the storage root, creating it and its staging area if needed.
+    pub fn open(root: &Path) -> Result<Storage> {
+        std::fs::create_dir_all(root).map_err(at(&VirtualPath::root()))?;
+        Ok(Storage {
+            root: root.to_owned(),
+            users: Arc::default(),
+            staging_root: Arc::new(staging::open_root(root)?),
+            staging_lock: Arc::default(),
+        })
+    }
+
+    /// Opens `user`'s home, creating it (mode 0700) if missing. The first call for a user
+    /// computes their usage from disk; later calls share that state. Every call sets the
+    /// quota to `quota` bytes and `max_files` entries, so a reloaded configuration
+    /// applies to sessions already open.
+    ///
+    /// A home whose tree cannot be measured still opens: the failure is logged, reported
+    /// by [`HomeDir::unmeasured`], and the user's writes are refused until a later call
+    /// (their next login, a reload) measures it.
+    ///
+    /// The first call for a user in this process also opens their staging folder for
+    /// partial uploads, moving in what an old `.rsftp-partial` in the home holds.
+    ///
+    /// `user` must already be a validated account name.
+    pub fn home(&self, user: &str, quota: u64, max_files: Option<u64>) -> Result<HomeDir> {
+        // The caller validates names; this only keeps a bad one from naming another
+        // place, such as the staging area `.partials` (account names never start with
+        // a dot).
+        if user.is_empty() || user.starts_with('.') || user.contains(['/', '\0']) {
+            return Err(StorageError::BadPath {
+                reason: "not a valid user name",
+            });
+        }
+        let path = self.root.join(user);
+        match std::fs::DirBuilder::new().mode(0o700).create(&path) {
+            Err(e) if e.kind() != io::ErrorKind::AlreadyExists => {
+                return Err(StorageError::from_io(&VirtualPath::root(), e));
+            }
+            _ => {}
+        }
+        let dir = Dir::open_ambient_dir(&path, cap_std::ambient_authority())
+            .map_err(at(&VirtualPath::root()))?;
+
+        let cached = lock(&self.users).get(user).cloned();
+        let staging = self.staging_of(user, &dir, cached.is_none())?;
+        let state = match cached {
+            Some(state) => {
+                if lock(&state.unmeasured).is_some() {
+                    state.rescan(user, &dir, &staging);
+                }
+                state
+            }
+            None => {
+                warn_if_apart(user, &dir, &staging);
+                // Scan without holding the map, so other users' logins don't wait. Two
+                // first logins of one user may both scan; the first to insert wins, and
+                // no write can happen before a state exists.
+                let scanned = scan::usage(&dir, &staging);
+                if let Err(failure) = &scanned {
+                    tracing::warn!(user, error = %failure, "home cannot be measured; writes refused");
+                }
+                let fresh = Arc::new(UserState::new(quota, max_files, scanned));
+                Arc::clone(lock(&self.users).entry(user.to_owned()).or_insert(fresh))
+            }
+        };
+        state.ledger.set_limits(quota, max_files);
+        Ok(HomeDir {
+            dir: Arc::new(dir),
+            staging: Arc::new(staging),
+            state,
+        })
+    }
+
+    /// The usage of `user`, if their home has been opened since start (or `forget`).
+    pub fn usage_of(&self, user: &str) -> Option<Usage> {
+        lock(&self.users).get(user).map(|s| s.ledger.usage())
+    }
+
+    /// Drops the cached state of `user` (for instance after the account was deleted);
+    /// the next [`Storage::home`] scans the disk again. Sessions still open keep the old
+    /// state, so call this only when the user has none.
+    pub fn forget(&self, user: &str) {
+        lock(&self.users).remove(user);
+    }
+}
+
+/// Warns once, at a home's first open, when it is on another filesystem than its
+/// staging folder: uploads there cannot be published by a rename, so they are refused.
+fn warn_if_apart(user: &str, home: &Dir, staging: &Dir) {
+    if let (Ok(home), Ok(staging)) = (home.dir_metadata(), staging.dir_metadata())
+        && home.dev() != staging.dev()
+    {
+        tracing::warn!(
+            user,
+            "the home is on another filesystem than the staging area for uploads; \
+             rsftp and SCP uploads to it are refused"
+        );
+    }
+}
