@@ -18,6 +18,7 @@ use tracing::{Instrument, info, warn};
 
 use super::Shared;
 use super::activity::Activity;
+use super::logging::LogText;
 use super::oplog::OpLog;
 use super::sessions::SessionGuard;
 use super::startups::StartupGuard;
@@ -603,44 +604,5 @@ impl SshHandler {
             drop(running);
         });
         Ok(())
-    }
-}
-
-/// Peer-controlled text made safe for one log line: control characters escaped, length
-/// capped, so a user name can neither forge log lines nor flood them.
-pub struct LogText<'a>(pub &'a str);
-
-impl std::fmt::Display for LogText<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        for (i, c) in self.0.chars().enumerate() {
-            if i == 64 {
-                return f.write_str("...");
-            }
-            if c.is_control() || c == ' ' || c == '"' || c == '\\' {
-                // Spaces, quotes and backslashes too, so a name cannot fake a field.
-                write!(f, "\\u{{{:x}}}", u32::from(c))?;
-            } else {
-                write!(f, "{c}")?;
-            }
-        }
-        Ok(())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::LogText;
-
-    #[test]
-    fn log_text_cannot_forge_lines_or_fields() {
-        assert_eq!(LogText("alice").to_string(), "alice");
-        assert_eq!(
-            LogText("a b\nresult=\"ok\"\\").to_string(),
-            "a\\u{20}b\\u{a}result=\\u{22}ok\\u{22}\\u{5c}"
-        );
-        assert_eq!(
-            LogText(&"x".repeat(100)).to_string(),
-            format!("{}...", "x".repeat(64))
-        );
     }
 }

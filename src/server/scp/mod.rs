@@ -23,7 +23,7 @@ use tracing::info;
 pub use control::{Control, ControlError, MAX_LINE, MAX_NAME, parse_control};
 
 use super::activity::Activity;
-use super::handler::LogText;
+use super::logging::LogText;
 use crate::server::oplog::OpLog;
 use crate::storage::stream::write_all_or_stall;
 use crate::storage::{HomeDir, StorageError, VirtualPath};

@@ -12,7 +12,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tracing::info;
 
 use super::{Control, Peer, Reply, Stop, Transfer, error_text, parse_control};
-use crate::server::handler::LogText;
+use crate::server::logging::LogText;
 use crate::storage::stream::{self, ChunkSink};
 use crate::storage::{EntryKind, StorageError, Upload, UploadStart, VirtualPath};
 

@@ -9,7 +9,7 @@ use std::time::Instant;
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::{Answer, Control, Peer, Stop, Transfer, error_text};
-use crate::server::handler::LogText;
+use crate::server::logging::LogText;
 use crate::storage::stream;
 use crate::storage::{Entry, EntryKind, VirtualPath};
 
