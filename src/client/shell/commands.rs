@@ -146,8 +146,16 @@ pub const COMMANDS: &[Spec] = &[
         aliases: &["rename"],
         group: Group::Remote,
         usage: "mv FROM TO",
-        summary: "rename or move a remote file; a file at TO is replaced",
-        details: "",
+        summary: "rename or move a remote file or folder, or move it into a folder",
+        details: "If TO is a folder (or a link to one), FROM moves into it under its own\n\
+                  name: mv a.txt docs moves a.txt to docs/a.txt. A TO ending in / must be\n\
+                  a folder: mv a.txt nope/ is refused if nope is a file or is missing.\n\
+                  FROM may be a pattern that matches one name.\n\
+                  What is already at the final name is treated as rename(2) does: a file\n\
+                  there is replaced by a file, atomically, and an empty folder by a\n\
+                  folder; anything else is refused, and nothing moves (a file onto a\n\
+                  folder: is a directory; a folder onto a file: not a directory; a folder\n\
+                  onto a folder that holds something: directory not empty).",
         flags: "",
         min_args: 2,
         max_args: Some(2),
