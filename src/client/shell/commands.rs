@@ -194,9 +194,11 @@ pub const COMMANDS: &[Spec] = &[
                   directory to put them in. A remote file is replaced, atomically.\n\
                   -r  upload a directory and everything in it\n\
                   The server keeps what an interrupted upload sent; the next put of the\n\
-                  same file continues from there once the MD5 of that part matches. A\n\
-                  file the server already has, identical, is not sent again. Every upload\n\
-                  is verified by MD5 before the file appears on the server.",
+                  same file continues from there once the MD5 of that part matches. If\n\
+                  the server still holds that upload (its client was just killed), put\n\
+                  says so and waits up to 10 s for it to be released. A file the server\n\
+                  already has, identical, is not sent again. Every upload is verified by\n\
+                  MD5 before the file appears on the server.",
         flags: "r",
         min_args: 1,
         max_args: Some(2),
