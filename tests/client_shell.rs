@@ -345,13 +345,16 @@ async fn lines_typed_during_a_transfer_run_after_it() {
     tmux.keys(&["C-c"]);
     let screen = tmux
         .wait_for(long, "the typed line to run", |s| {
-            s.contains("put: interrupted") && server.home("alice").join("after/late").is_dir()
+            has_line(s, "rsftp:/after> mkdir late") && s.trim_end().ends_with("rsftp:/after>")
         })
         .await;
-    assert!(
-        screen.contains("run the same command again to resume"),
-        "{screen}"
-    );
+    let stopped = screen.find("put: interrupted").expect("the put stopped");
+    let note = screen
+        .find("run the same command again to resume")
+        .expect("the note");
+    let late = screen.find("> mkdir late").expect("the typed line");
+    assert!(stopped < note && note < late, "{screen}");
+    assert!(server.home("alice").join("after/late").is_dir());
     assert!(!server.home("alice").join("again.bin").exists());
     tmux.command("rsftp:/after>", "exit").await;
     let end = tmux
