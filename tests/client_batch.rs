@@ -324,3 +324,115 @@ async fn help_and_usage_errors() {
     let (_, err) = expect_status(&run(cmd).await, 2);
     assert!(err.contains("no host given"), "{err}");
 }
+
+/// `rsftp alice@... mv FROM TO` as a one-shot command: its exit status and stderr.
+async fn mv(client: &ClientHome, server: &TestServer, from: &str, to: &str) -> (i32, String) {
+    let mut cmd = client.rsftp(server, "alice");
+    cmd.args(["mv", from, to]);
+    let output = run(cmd).await;
+    let (_, err) = texts(&output);
+    (
+        output.status.code().unwrap_or(-1),
+        err.trim_end().to_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mv_renames_moves_into_folders_and_refuses_the_rest() {
+    let server = alice("10MiB").await;
+    let client = ClientHome::new();
+    let home = server.home("alice");
+    std::fs::create_dir_all(home.join("docs/full/inside")).unwrap();
+    std::fs::create_dir_all(home.join("folder")).unwrap();
+    for (name, text) in [("a.txt", "a"), ("b.txt", "b"), ("c.txt", "new")] {
+        std::fs::write(home.join(name), text).unwrap();
+    }
+    std::fs::write(home.join("docs/c.txt"), "old").unwrap();
+    std::fs::create_dir(home.join("docs/x.txt")).unwrap();
+    std::fs::write(home.join("x.txt"), "x").unwrap();
+
+    // A rename, then into a folder named with and without a trailing slash.
+    assert_eq!(
+        mv(&client, &server, "a.txt", "renamed.txt").await,
+        (0, "".into())
+    );
+    assert_eq!(mv(&client, &server, "renamed.txt", "docs").await.0, 0);
+    assert_eq!(mv(&client, &server, "b.txt", "/docs/").await.0, 0);
+    assert!(!home.join("a.txt").exists() && !home.join("renamed.txt").exists());
+    assert_eq!(std::fs::read(home.join("docs/renamed.txt")).unwrap(), b"a");
+    assert_eq!(std::fs::read(home.join("docs/b.txt")).unwrap(), b"b");
+    // A file already at the final name is replaced, as the help says.
+    assert_eq!(mv(&client, &server, "c*", "docs").await.0, 0);
+    assert_eq!(std::fs::read(home.join("docs/c.txt")).unwrap(), b"new");
+    // A folder moves into a folder, with what it holds.
+    assert_eq!(mv(&client, &server, "docs/full", "folder/").await.0, 0);
+    assert!(home.join("folder/full/inside").is_dir());
+
+    // Refusals: each leaves x.txt where it is.
+    assert_eq!(
+        mv(&client, &server, "nope.txt", "docs").await,
+        (1, "rsftp: mv: no such file or directory: /nope.txt".into())
+    );
+    assert_eq!(
+        mv(&client, &server, "x.txt", "missing/").await,
+        (1, "rsftp: mv: missing/: no such remote folder".into())
+    );
+    assert_eq!(
+        mv(&client, &server, "x.txt", "missing/x.txt").await,
+        (
+            1,
+            "rsftp: mv: no such file or directory: /missing/x.txt".into()
+        )
+    );
+    assert_eq!(
+        mv(&client, &server, "x.txt", "docs/c.txt/").await,
+        (1, "rsftp: mv: docs/c.txt: not a folder".into())
+    );
+    // docs/x.txt is a folder: a file does not replace it.
+    assert_eq!(
+        mv(&client, &server, "x.txt", "docs").await,
+        (1, "rsftp: mv: is a directory: /docs/x.txt".into())
+    );
+    assert_eq!(std::fs::read(home.join("x.txt")).unwrap(), b"x");
+    // Folders at the final name: an empty one is replaced, a full one or a file is not.
+    std::fs::create_dir_all(home.join("e2/e1")).unwrap();
+    std::fs::create_dir_all(home.join("e1")).unwrap();
+    std::fs::write(home.join("e1/kept"), "k").unwrap();
+    assert_eq!(mv(&client, &server, "e1", "e2").await.0, 0);
+    assert_eq!(std::fs::read(home.join("e2/e1/kept")).unwrap(), b"k");
+    std::fs::create_dir_all(home.join("e1")).unwrap();
+    assert_eq!(
+        mv(&client, &server, "e1", "e2").await,
+        (1, "rsftp: mv: directory not empty: /e2/e1".into())
+    );
+    assert_eq!(
+        mv(&client, &server, "e1", "x.txt").await,
+        (1, "rsftp: mv: not a directory: /x.txt".into())
+    );
+    assert!(home.join("e1").is_dir());
+
+    // Traversal: `..` stops at the home's top, so neither side can leave it.
+    assert_eq!(
+        mv(&client, &server, "../../../etc/passwd", "stolen").await,
+        (
+            1,
+            "rsftp: mv: no such file or directory: /etc/passwd".into()
+        )
+    );
+    assert!(!home.join("stolen").exists());
+    assert_eq!(
+        mv(&client, &server, "x.txt", "../../../tmp/").await,
+        (1, "rsftp: mv: ../../../tmp/: no such remote folder".into())
+    );
+    // A link planted in the home that leads out of it is no way out either.
+    let outside = tempfile::tempdir().unwrap();
+    std::os::unix::fs::symlink(outside.path(), home.join("out")).unwrap();
+    let (code, err) = mv(&client, &server, "x.txt", "out/").await;
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.starts_with("rsftp: mv: permission denied: /out"),
+        "{err}"
+    );
+    assert_eq!(std::fs::read_dir(outside.path()).unwrap().count(), 0);
+    assert_eq!(std::fs::read(home.join("x.txt")).unwrap(), b"x");
+}

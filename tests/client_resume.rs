@@ -6,8 +6,10 @@ use std::io::{Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use tokio::io::{AsyncBufReadExt, BufReader};
+
 use crate::client_support::{
-    ClientHome, big_file, expect_status, run, settled, size_of, wait_while_running,
+    ClientHome, RUN_LIMIT, big_file, expect_status, run, settled, size_of, wait_while_running,
 };
 use crate::util::{TestServer, TestUser};
 
@@ -157,4 +159,112 @@ async fn an_interrupted_get_resumes_and_a_changed_part_starts_over() {
     );
     assert!(!out.contains("resuming at"), "{out}");
     same_file(&remote, &local);
+}
+
+/// Regression for "a put right after a killed one fails": the server holds the upload
+/// until it notices the dead connection, and the client waits for it rather than fail.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_put_right_after_a_killed_one_waits_for_the_server_and_resumes() {
+    let server = TestServer::start(&[TestUser::new("alice", "2GiB")]).await;
+    let client = ClientHome::new();
+    let local = client.work.join("big.bin");
+    big_file(&local, MIB, 9);
+
+    kill_midway(&client, &server, &["put", "big.bin"], || {
+        staged_bytes(&server, "alice")
+    })
+    .await;
+    // At once: no waiting here for the server to notice.
+    let mut cmd = client.rsftp(&server, "alice");
+    cmd.args(["put", "big.bin"]);
+    let (out, err) = expect_status(&run(cmd).await, 0);
+    assert!(!err.contains("already in progress"), "{err}");
+    assert!(out.contains("verified md5 "), "{out}");
+    same_file(&local, &server.home("alice").join("big.bin"));
+
+    // How soon the server lets go is not in the test's hands; so, to be sure the wait
+    // is what saves the put: start the second while the first still runs, and kill the
+    // first once the second says it waits.
+    let mut first = client.rsftp(&server, "alice");
+    first.args(["put", "big.bin", "second.bin"]);
+    let mut first = first.spawn().expect("rsftp starts");
+    let caught = wait_while_running(&mut first, Duration::from_secs(60), || {
+        staged_bytes(&server, "alice") >= KILL_AT
+    })
+    .await;
+    assert!(caught, "the first put should still be running");
+    let mut second = client.rsftp(&server, "alice");
+    second.args(["put", "big.bin", "second.bin"]);
+    let mut second = second.spawn().expect("rsftp starts");
+    let mut lines = BufReader::new(second.stdout.take().expect("stdout")).lines();
+    let mut out = String::new();
+    let waiting = tokio::time::timeout(Duration::from_secs(30), async {
+        while let Ok(Some(line)) = lines.next_line().await {
+            out.push_str(&line);
+            out.push('\n');
+            if line.contains("is already in progress; waiting up to 10s") {
+                return true;
+            }
+        }
+        false
+    })
+    .await;
+    assert!(
+        matches!(waiting, Ok(true)),
+        "the second put should wait for the first: {out}"
+    );
+    assert!(
+        first.try_wait().expect("status").is_none(),
+        "the first put was still running"
+    );
+    first.kill().await.expect("kill");
+    let rest = tokio::time::timeout(RUN_LIMIT, async {
+        let mut rest = String::new();
+        while let Ok(Some(line)) = lines.next_line().await {
+            rest.push_str(&line);
+            rest.push('\n');
+        }
+        rest
+    })
+    .await
+    .expect("the second put ends");
+    out.push_str(&rest);
+    let status = second.wait().await.expect("status");
+    assert!(status.success(), "{out}");
+    assert!(resumed_at(&out).is_some_and(|at| at > 0), "resumed: {out}");
+    assert!(out.contains("verified md5 "), "{out}");
+    same_file(&local, &server.home("alice").join("second.bin"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_put_held_by_a_live_upload_fails_after_the_wait() {
+    let server = TestServer::start(&[TestUser::new("alice", "2GiB")]).await;
+    let client = ClientHome::new();
+    std::fs::write(client.work.join("held.bin"), b"the bytes of a held file").unwrap();
+
+    // Another session starts a put of the same file and stays, sending nothing.
+    let (_conn, mut holder) = server.client("alice").await;
+    holder.begin_put("held.bin", 1 << 20, None).await.unwrap();
+
+    let started = std::time::Instant::now();
+    let mut cmd = client.rsftp(&server, "alice");
+    cmd.args(["put", "held.bin"]);
+    let (out, err) = expect_status(&run(cmd).await, 1);
+    let waited = started.elapsed();
+    assert_eq!(
+        out.matches("waiting up to 10s").count(),
+        1,
+        "says once that it waits: {out}"
+    );
+    assert!(
+        out.contains("held.bin: an upload of /held.bin is already in progress; waiting"),
+        "{out}"
+    );
+    assert_eq!(
+        err.trim_end(),
+        "rsftp: put: an upload of /held.bin is already in progress"
+    );
+    assert!(waited >= Duration::from_secs(9), "gave up after {waited:?}");
+    assert!(!server.home("alice").join("held.bin").exists());
+    drop(holder);
 }

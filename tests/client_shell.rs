@@ -9,6 +9,10 @@ use std::time::{Duration, Instant};
 use crate::client_support::{ClientHome, big_file};
 use crate::util::{TestServer, TestUser, key_path, md5_hex};
 
+/// The size of the file uploaded while lines are typed ahead: big enough that the
+/// upload is still running when they are typed.
+const TYPED_AHEAD_MIB: usize = 200;
+
 /// A tmux server of our own (its own socket), with one session running `command`.
 struct Tmux {
     socket: std::path::PathBuf,
@@ -70,6 +74,16 @@ impl Tmux {
         String::from_utf8_lossy(&output.stdout).into_owned()
     }
 
+    /// The screen and what has scrolled off it.
+    fn all_text(&self) -> String {
+        let output = self
+            .cmd()
+            .args(["capture-pane", "-p", "-S", "-", "-t", "rsftp"])
+            .output()
+            .expect("tmux capture-pane");
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    }
+
     /// Polls the screen every 20 ms, for at most `limit`, until `ready` accepts it.
     async fn wait_for(&self, limit: Duration, what: &str, ready: impl Fn(&str) -> bool) -> String {
         let start = Instant::now();
@@ -102,6 +116,21 @@ impl Drop for Tmux {
     }
 }
 
+/// The shell line that runs `rsftp` as alice in the client's working directory, then
+/// prints its exit status and stays, so the screen can still be read.
+fn shell_command(server: &TestServer, client: &ClientHome) -> String {
+    format!(
+        "cd '{work}' && HOME='{home}' SSH_AUTH_SOCK= '{bin}' alice@127.0.0.1:{port} -i '{key}' \
+         --known-hosts '{known}'; echo RSFTP-EXIT=$?; sleep 60",
+        work = client.work.display(),
+        home = client.home().display(),
+        bin = env!("CARGO_BIN_EXE_rsftp"),
+        port = server.addr.port(),
+        key = key_path(server.root(), "alice").display(),
+        known = server.known_hosts.display(),
+    )
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_interactive_session_in_a_terminal() {
     // scripts/test installs tmux; without it this test cannot run, and must not pass.
@@ -117,17 +146,7 @@ async fn an_interactive_session_in_a_terminal() {
     big_file(&local, 128, 11);
     let md5 = md5_hex(&std::fs::read(&local).unwrap());
 
-    let command = format!(
-        "cd '{work}' && HOME='{home}' SSH_AUTH_SOCK= '{bin}' alice@127.0.0.1:{port} -i '{key}' \
-         --known-hosts '{known}'; echo RSFTP-EXIT=$?; sleep 60",
-        work = client.work.display(),
-        home = client.home().display(),
-        bin = env!("CARGO_BIN_EXE_rsftp"),
-        port = server.addr.port(),
-        key = key_path(server.root(), "alice").display(),
-        known = server.known_hosts.display(),
-    );
-    let tmux = Tmux::start(client.home(), &command);
+    let tmux = Tmux::start(client.home(), &shell_command(&server, &client));
     let long = Duration::from_secs(60);
 
     tmux.command("rsftp:/>", "ls").await;
@@ -193,4 +212,165 @@ async fn an_interactive_session_in_a_terminal() {
     );
     let history = std::fs::read_to_string(client.home().join(".rsftp_history")).unwrap();
     assert!(history.contains("put big.bin"), "{history}");
+}
+
+/// Whether a line of the screen is exactly `text`.
+fn has_line(screen: &str, text: &str) -> bool {
+    screen.lines().any(|l| l.trim_end() == text)
+}
+
+/// The shell's history file, one command a line.
+fn history(client: &ClientHome) -> Vec<String> {
+    std::fs::read_to_string(client.home().join(".rsftp_history"))
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Regression for "typed-ahead and pasted lines are lost": five lines delivered at once,
+/// as a paste delivers them, all run, in order (each needs the one before it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pasted_lines_all_run_in_order() {
+    assert!(
+        Tmux::available(),
+        "tmux is not installed: run ./scripts/test, which installs it"
+    );
+    let server = TestServer::start(&[TestUser::new("alice", "1GiB")]).await;
+    let client = ClientHome::new();
+    std::fs::create_dir(client.work.join("sub")).unwrap();
+    std::fs::write(client.work.join("sub/a.txt"), b"pasted").unwrap();
+    let tmux = Tmux::start(client.home(), &shell_command(&server, &client));
+    let long = Duration::from_secs(20);
+    tmux.wait_for(long, "the prompt", |s| s.trim_end().ends_with("rsftp:/>"))
+        .await;
+
+    let lines = ["lcd sub", "mkdir d", "cd d", "put a.txt", "pwd"];
+    let mut keys = Vec::new();
+    for line in lines {
+        keys.extend([line, "Enter"]);
+    }
+    tmux.keys(&keys);
+    let screen = tmux
+        .wait_for(long, "all five lines to run", |s| {
+            has_line(s, "/d") && s.trim_end().ends_with("rsftp:/d>")
+        })
+        .await;
+    assert!(screen.contains("a.txt -> /d/a.txt: 6 B"), "{screen}");
+    assert_eq!(
+        std::fs::read(server.home("alice").join("d/a.txt")).unwrap(),
+        b"pasted"
+    );
+    assert_eq!(history(&client), lines, "run once each, in order");
+
+    // A real paste, as a terminal sends it when the program asks for bracketed paste:
+    // the lines still run one by one, each at its line end, with no Enter after.
+    let status = tmux
+        .cmd()
+        .args([
+            "set-buffer",
+            "--",
+            "mkdir e\ncd e\nlpwd\nput a.txt b.txt\npwd\n",
+        ])
+        .status()
+        .expect("tmux set-buffer");
+    assert!(status.success());
+    let status = tmux
+        .cmd()
+        .args(["paste-buffer", "-p", "-t", "rsftp"])
+        .status()
+        .expect("tmux paste-buffer");
+    assert!(status.success());
+    let screen = tmux
+        .wait_for(long, "the pasted lines to run", |s| {
+            has_line(s, "/d/e") && s.trim_end().ends_with("rsftp:/d/e>")
+        })
+        .await;
+    assert!(
+        has_line(&screen, &client.work.join("sub").display().to_string()),
+        "{screen}"
+    );
+    assert_eq!(
+        std::fs::read(server.home("alice").join("d/e/b.txt")).unwrap(),
+        b"pasted"
+    );
+    assert_eq!(history(&client).len(), 10);
+    tmux.command("rsftp:/d/e>", "exit").await;
+    let end = tmux
+        .wait_for(long, "the exit", |s| s.contains("RSFTP-EXIT="))
+        .await;
+    assert!(end.contains("RSFTP-EXIT=0"), "{end}");
+}
+
+/// Lines typed while a transfer and its bar run are kept and run after it, in order;
+/// Ctrl-C then stops just the transfer, and a line typed before it still runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lines_typed_during_a_transfer_run_after_it() {
+    assert!(
+        Tmux::available(),
+        "tmux is not installed: run ./scripts/test, which installs it"
+    );
+    let server = TestServer::start(&[TestUser::new("alice", "1GiB")]).await;
+    let client = ClientHome::new();
+    big_file(&client.work.join("big.bin"), TYPED_AHEAD_MIB, 12);
+    let tmux = Tmux::start(client.home(), &shell_command(&server, &client));
+    let long = Duration::from_secs(20);
+    let bar = |s: &str| {
+        s.lines()
+            .any(|l| l.starts_with("big.bin ") && l.contains("ETA"))
+    };
+
+    tmux.command("rsftp:/>", "put big.bin").await;
+    tmux.wait_for(long, "the bar", bar).await;
+    tmux.keys(&["mkdir after", "Enter", "cd after", "Enter", "pwd", "Enter"]);
+    assert!(
+        !tmux.screen().contains("verified md5"),
+        "the lines should be typed while the put runs"
+    );
+    tmux.wait_for(long, "the typed lines to run", |s| {
+        has_line(s, "/after") && s.trim_end().ends_with("rsftp:/after>")
+    })
+    .await;
+    let text = tmux.all_text();
+    let verified = text.find("big.bin -> /big.bin: ").expect("the put's line");
+    let pwd = text.find("\n/after\n").expect("pwd's output");
+    assert!(verified < pwd, "the typed lines ran after the put:\n{text}");
+    assert!(server.home("alice").join("after").is_dir());
+
+    // Ctrl-C during the next put stops it; the line typed before Ctrl-C is not lost.
+    tmux.keys(&["put big.bin /again.bin", "Enter"]);
+    tmux.wait_for(long, "the bar", bar).await;
+    tmux.keys(&["mkdir late", "Enter"]);
+    tmux.keys(&["C-c"]);
+    let screen = tmux
+        .wait_for(long, "the typed line to run", |s| {
+            has_line(s, "rsftp:/after> mkdir late") && s.trim_end().ends_with("rsftp:/after>")
+        })
+        .await;
+    let stopped = screen.find("put: interrupted").expect("the put stopped");
+    let note = screen
+        .find("run the same command again to resume")
+        .expect("the note");
+    let late = screen.find("> mkdir late").expect("the typed line");
+    assert!(stopped < note && note < late, "{screen}");
+    assert!(server.home("alice").join("after/late").is_dir());
+    assert!(!server.home("alice").join("again.bin").exists());
+    tmux.command("rsftp:/after>", "exit").await;
+    let end = tmux
+        .wait_for(long, "the exit", |s| s.contains("RSFTP-EXIT="))
+        .await;
+    assert!(end.contains("RSFTP-EXIT=0"), "{end}");
+    assert_eq!(
+        history(&client),
+        [
+            "put big.bin",
+            "mkdir after",
+            "cd after",
+            "pwd",
+            "put big.bin /again.bin",
+            "mkdir late",
+            "exit"
+        ]
+    );
 }

@@ -227,6 +227,15 @@ impl Progress for FileBar {
             format_size(held)
         ));
     }
+
+    fn waiting(&self, remote: &str, limit: Duration) {
+        self.printer.note(&format!(
+            "{}: an upload of {remote} is already in progress; waiting up to {}s for the \
+             server to release it",
+            self.label,
+            limit.as_secs()
+        ));
+    }
 }
 
 impl Drop for FileBar {

@@ -10,6 +10,7 @@ use std::ffi::OsString;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use md5::{Digest, Md5};
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -28,7 +29,18 @@ pub trait Progress {
     /// An earlier partial transfer of `held` bytes did not match the source and is being
     /// thrown away; the transfer starts from 0 instead.
     fn restarting(&self, _held: u64) {}
+    /// Another upload to `remote` holds it on the server (typically one whose client was
+    /// just killed, until the server notices); the upload waits up to `limit` for it.
+    fn waiting(&self, _remote: &str, _limit: Duration) {}
 }
+
+/// How long an upload waits for the server to release a path that another upload holds.
+/// The server notices a dead connection within a second or so; a live upload that holds
+/// the path longer than this is someone else's, and the put fails.
+pub const BUSY_WAIT: Duration = Duration::from_secs(10);
+
+/// How often the server is asked again while an upload waits.
+const BUSY_POLL: Duration = Duration::from_millis(200);
 
 /// No progress reports.
 pub struct Quiet;
@@ -216,7 +228,8 @@ pub async fn upload<S: AsyncRead + AsyncWrite + Unpin>(
         None
     };
 
-    let (offset, server_prefix) = match client.begin_put(remote, size, known_md5).await? {
+    let start = begin_put_when_free(client, remote, size, known_md5, progress).await?;
+    let (offset, server_prefix) = match start {
         PutStart::UpToDate => {
             progress.begin(size, size);
             return Ok(TransferReport {
@@ -285,4 +298,33 @@ pub async fn upload<S: AsyncRead + AsyncWrite + Unpin>(
         restarted,
         up_to_date: false,
     })
+}
+
+/// Starts an upload, waiting up to [`BUSY_WAIT`] (and saying so, once) while the server
+/// answers that another upload of the same path is in progress.
+async fn begin_put_when_free<S: AsyncRead + AsyncWrite + Unpin>(
+    client: &mut RsftpClient<S>,
+    remote: &str,
+    size: u64,
+    md5: Option<Md5Digest>,
+    progress: &dyn Progress,
+) -> Result<PutStart, ClientError> {
+    let deadline = tokio::time::Instant::now() + BUSY_WAIT;
+    let mut told = false;
+    // Bounded by the deadline: at most BUSY_WAIT / BUSY_POLL tries.
+    loop {
+        match client.begin_put(remote, size, md5).await {
+            Err(err)
+                if err.code() == Some(&ErrorCode::Busy)
+                    && tokio::time::Instant::now() + BUSY_POLL <= deadline =>
+            {
+                if !told {
+                    progress.waiting(remote, BUSY_WAIT);
+                    told = true;
+                }
+                tokio::time::sleep(BUSY_POLL).await;
+            }
+            other => return other,
+        }
+    }
 }

@@ -283,6 +283,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 }
             };
             let op = request.name();
+            // A put cut off with the connection ends in an I/O error; its log line still
+            // names the file.
+            let put_path = match &request {
+                Request::Put { path, .. } => self.resolve(path).ok(),
+                _ => None,
+            };
             match self.handle(request).await {
                 Ok(done) => {
                     self.log(op, done.path.as_ref(), done.bytes, started, Ok(()));
@@ -300,7 +306,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                     return Ok(());
                 }
                 Err(Failure::Io(err)) => {
-                    self.log(op, None, 0, started, Err(&err.to_string()));
+                    self.log(op, put_path.as_ref(), 0, started, Err(&err.to_string()));
                     return Err(err);
                 }
             }

@@ -146,8 +146,16 @@ pub const COMMANDS: &[Spec] = &[
         aliases: &["rename"],
         group: Group::Remote,
         usage: "mv FROM TO",
-        summary: "rename or move a remote file; a file at TO is replaced",
-        details: "",
+        summary: "rename or move a remote file or folder, or move it into a folder",
+        details: "If TO is a folder (or a link to one), FROM moves into it under its own\n\
+                  name: mv a.txt docs moves a.txt to docs/a.txt. A TO ending in / must be\n\
+                  a folder: mv a.txt nope/ is refused if nope is a file or is missing.\n\
+                  FROM may be a pattern that matches one name.\n\
+                  What is already at the final name is treated as rename(2) does: a file\n\
+                  there is replaced by a file, atomically, and an empty folder by a\n\
+                  folder; anything else is refused, and nothing moves (a file onto a\n\
+                  folder: is a directory; a folder onto a file: not a directory; a folder\n\
+                  onto a folder that holds something: directory not empty).",
         flags: "",
         min_args: 2,
         max_args: Some(2),
@@ -186,9 +194,11 @@ pub const COMMANDS: &[Spec] = &[
                   directory to put them in. A remote file is replaced, atomically.\n\
                   -r  upload a directory and everything in it\n\
                   The server keeps what an interrupted upload sent; the next put of the\n\
-                  same file continues from there once the MD5 of that part matches. A\n\
-                  file the server already has, identical, is not sent again. Every upload\n\
-                  is verified by MD5 before the file appears on the server.",
+                  same file continues from there once the MD5 of that part matches. If\n\
+                  the server still holds that upload (its client was just killed), put\n\
+                  says so and waits up to 10 s for it to be released. A file the server\n\
+                  already has, identical, is not sent again. Every upload is verified by\n\
+                  MD5 before the file appears on the server.",
         flags: "r",
         min_args: 1,
         max_args: Some(2),

@@ -6,6 +6,7 @@
 //! - `glob`: matching `*`, `?` and `[...]` against remote and local names alike.
 //! - `paths`: remote paths as text, resolved as the server resolves them.
 //! - `listing`: how `ls` and `lls` print.
+//! - `moves`: `mv`, into a folder when the target is one.
 //! - `transfers`: `get` and `put`, of one file, a pattern or a whole tree.
 //! - `complete`: tab completion of commands and of remote and local paths.
 //! - `run`: the interactive loop, scripts (`-b`) and one-shot commands.
@@ -14,6 +15,7 @@ mod commands;
 mod complete;
 mod glob;
 mod listing;
+mod moves;
 mod paths;
 mod run;
 mod transfers;
@@ -331,10 +333,7 @@ impl Shell {
                 let paths = self.expand_all_remote(&inv.args).await?;
                 self.each_remote("rm", paths, Cmd::Rm).await?
             }
-            Cmd::Mv => {
-                let from = self.expand_one_remote(&inv.args[0]).await?;
-                self.client.mv(&from, &inv.args[1].text).await?;
-            }
+            Cmd::Mv => self.mv(inv).await?,
             Cmd::Get => self.get(inv).await?,
             Cmd::Put => self.put(inv).await?,
             Cmd::Info => {

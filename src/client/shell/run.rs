@@ -4,10 +4,19 @@
 //!
 //! Each command runs to the end on the tokio runtime while this thread waits, so the
 //! line editor, prompts and scripts stay plain blocking code.
+//!
+//! Nothing typed is lost, as with OpenSSH `sftp`: lines pasted at once, or typed while a
+//! command and its progress bar run, all run afterwards, in order. Three things see to
+//! it. The line editor keeps what it read past the end of a line for the next one
+//! (rustyline's `buffer-redux`; without it each line's read-ahead was dropped). A paste
+//! arrives as typed keys, each Enter ending a line, not as one bracketed block. And the
+//! terminal keeps its input queue when Ctrl-C stops a command, and does not echo what
+//! is typed over the progress bar ([`KeepTypedAhead`]).
 
 use std::io::BufRead;
 use std::path::Path;
 
+use rustix::termios::{self, LocalModes, OptionalActions, Termios};
 use rustyline::error::ReadlineError;
 use rustyline::history::DefaultHistory;
 use rustyline::{CompletionType, Config, Editor};
@@ -93,6 +102,7 @@ pub fn interactive(
     history: Option<&Path>,
 ) -> Outcome {
     let config = Config::builder()
+        .bracketed_paste(false)
         .history_ignore_space(true)
         .completion_type(CompletionType::List)
         .auto_add_history(false);
@@ -108,6 +118,7 @@ pub fn interactive(
         }
     };
     editor.set_helper(Some(helper));
+    let _keep = KeepTypedAhead::new();
     if let Some(path) = history {
         prepare_history_file(path);
         let _ = editor.load_history(path);
@@ -142,6 +153,38 @@ pub fn interactive(
                     return Outcome::Failure;
                 }
             }
+        }
+    }
+}
+
+/// Sets the terminal up, for as long as it lives, to keep what is typed while a command
+/// runs. NOFLSH: without it, the Ctrl-C that stops a transfer makes the kernel throw
+/// away every line typed ahead of it. No ECHO: the terminal would print those lines
+/// over the progress bar, and they show anyway, each at its prompt, when they run. The
+/// line editor saves and restores the terminal's mode around each line it reads, so
+/// this mode holds while commands run; the mode from before is put back at the end.
+struct KeepTypedAhead {
+    saved: Option<Termios>,
+}
+
+impl KeepTypedAhead {
+    fn new() -> KeepTypedAhead {
+        let saved = termios::tcgetattr(std::io::stdin()).ok();
+        if let Some(saved) = &saved {
+            let mut keep = saved.clone();
+            keep.local_modes |= LocalModes::NOFLSH;
+            keep.local_modes -= LocalModes::ECHO;
+            // Without this mode the shell still works; only Ctrl-C loses typed-ahead lines.
+            let _ = termios::tcsetattr(std::io::stdin(), OptionalActions::Now, &keep);
+        }
+        KeepTypedAhead { saved }
+    }
+}
+
+impl Drop for KeepTypedAhead {
+    fn drop(&mut self) {
+        if let Some(saved) = &self.saved {
+            let _ = termios::tcsetattr(std::io::stdin(), OptionalActions::Now, saved);
         }
     }
 }
