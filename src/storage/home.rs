@@ -347,6 +347,64 @@ impl HomeDir {
         Ok(())
     }
 
+    /// Renames `from` to `to` only if nothing is at `to`, in one step (`renameat2` with
+    /// `RENAME_NOREPLACE`): a check first and a rename after could replace whatever
+    /// appeared in between. SFTP v3's rename means this.
+    pub fn rename_new(&self, from: &VirtualPath, to: &VirtualPath) -> Result<()> {
+        refuse_root(from)?;
+        refuse_root(to)?;
+        self.state.check_measured()?;
+        let _sizes = self.state.lock_sizes();
+        let source = self
+            .dir
+            .symlink_metadata(from.to_relative())
+            .map_err(at(from))?;
+        if source.is_dir() {
+            self.check_move_depth(from, to)?;
+        }
+        // Each side's folder is opened beneath the home; the final names are single
+        // components, which renameat never follows.
+        let (from_dir, from_name) = self.folder_of(from)?;
+        let (to_dir, to_name) = self.folder_of(to)?;
+        let renamed = rustix::fs::renameat_with(
+            from_dir.as_ref().unwrap_or(&self.dir),
+            from_name,
+            to_dir.as_ref().unwrap_or(&self.dir),
+            to_name,
+            rustix::fs::RenameFlags::NOREPLACE,
+        );
+        match renamed {
+            Ok(()) => Ok(()),
+            Err(rustix::io::Errno::EXIST) => Err(StorageError::Exists { path: to.clone() }),
+            Err(rustix::io::Errno::INVAL) if to.as_str().starts_with(&format!("{from}/")) => {
+                Err(StorageError::Invalid {
+                    path: from.clone(),
+                    reason: "a folder cannot be moved into itself",
+                })
+            }
+            Err(e) => Err(StorageError::from_io(to, e.into())),
+        }
+    }
+
+    /// The folder holding `path`, opened beneath the home (`None`: the home itself), and
+    /// the final name.
+    fn folder_of<'p>(&self, path: &'p VirtualPath) -> Result<(Option<Dir>, &'p str)> {
+        let name = path.file_name().ok_or_else(|| StorageError::Denied {
+            path: path.clone(),
+            reason: "the home itself",
+        })?;
+        match path.parent() {
+            Some(parent) if !parent.is_root() => {
+                let dir = self
+                    .dir
+                    .open_dir(parent.to_relative())
+                    .map_err(at(&parent))?;
+                Ok((Some(dir), name))
+            }
+            _ => Ok((None, name)),
+        }
+    }
+
     /// Refuses to move the folder `from` to `to` if it, or a folder it holds, would then
     /// nest deeper than [`MAX_DEPTH`]. The caller holds the size lock.
     fn check_move_depth(&self, from: &VirtualPath, to: &VirtualPath) -> Result<()> {
@@ -1243,5 +1301,53 @@ mod tests {
             worst, None,
             "the folder lost its rights after {rounds} rounds"
         );
+    }
+
+    #[test]
+    fn rename_new_never_replaces() {
+        let f = fixture(1 << 20);
+        let h = &f.home;
+        std::fs::write(f.real("a"), b"a").unwrap();
+        std::fs::write(f.real("b"), b"b").unwrap();
+        h.mkdir(&vp("/d")).unwrap();
+        assert!(matches!(
+            h.rename_new(&vp("/a"), &vp("/b")),
+            Err(StorageError::Exists { .. })
+        ));
+        assert!(matches!(
+            h.rename_new(&vp("/a"), &vp("/d")),
+            Err(StorageError::Exists { .. })
+        ));
+        assert_eq!(std::fs::read(f.real("b")).unwrap(), b"b");
+        let before = h.usage();
+        h.rename_new(&vp("/a"), &vp("/d/a")).unwrap();
+        assert_eq!(std::fs::read(f.real("d/a")).unwrap(), b"a");
+        h.rename_new(&vp("/d/a"), &vp("/c")).unwrap();
+        assert_eq!(h.usage(), before);
+        assert!(matches!(
+            h.rename_new(&vp("/d"), &vp("/d/e")),
+            Err(StorageError::Invalid { .. })
+        ));
+        assert!(matches!(
+            h.rename_new(&vp("/none"), &vp("/x")),
+            Err(StorageError::NotFound { .. })
+        ));
+        assert!(matches!(
+            h.rename_new(&vp("/c"), &vp("/")),
+            Err(StorageError::Denied { .. })
+        ));
+    }
+
+    #[test]
+    fn rename_new_resolves_both_folders_beneath_the_home() {
+        let f = fixture(1 << 20);
+        f.plant_links();
+        let h = &f.home;
+        std::fs::write(f.real("a"), b"a").unwrap();
+        for link in Fixture::ESCAPES {
+            let to = format!("{link}/a");
+            assert!(h.rename_new(&vp("/a"), &vp(&to)).is_err(), "{to}");
+        }
+        assert_eq!(std::fs::read(f.real("a")).unwrap(), b"a");
     }
 }

@@ -303,12 +303,7 @@ impl Session {
             Request::Rename { from, to } => {
                 let (from, to) = (resolve(&from)?, resolve(&to)?);
                 // SFTP v3: a rename never replaces (posix-rename@openssh.com does).
-                match self.home.lstat(&to) {
-                    Ok(_) => return Err(StorageError::Exists { path: to }.into()),
-                    Err(StorageError::NotFound { .. }) => {}
-                    Err(err) => return Err(err.into()),
-                }
-                self.home.rename(&from, &to)?;
+                self.home.rename_new(&from, &to)?;
                 Ok(Done::reply(ok(id), &from))
             }
             Request::PosixRename { from, to } => {
