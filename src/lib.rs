@@ -18,7 +18,8 @@
 //! - [`server`]: russh glue: configuration, the SSH handler, connection and session limits,
 //!   the per-connection idle clock (`activity`), the `rsftp` and `sftp` subsystems, the hash commands, legacy SCP over exec
 //!   (`server::scp`, with its pure control-line parser), live reload, logs.
-//! - [`client`]: the russh client: connection, host keys, the rsftp protocol, the transfer
+//! - [`client`]: the russh client: connection, host keys, the rsftp protocol, an SFTP
+//!   session for servers without it (`client::SftpClient`, pipelined), the transfer
 //!   engine, and the interactive shell behind the `rsftp` binary.
 //! - [`admin`]: the account use cases behind `rsftpd user ...` (add, delete and purge,
 //!   password, quota, keys, list, show), on an [`admin::AccountEditor`] and the storage

@@ -9,6 +9,7 @@ mod binary;
 mod client_batch;
 mod client_host_keys;
 mod client_resume;
+mod client_sftp;
 mod client_shell;
 mod client_support;
 mod commands;

@@ -11,6 +11,7 @@ use russh::{ChannelMsg, ChannelStream, Preferred};
 
 use super::ClientError;
 use super::rsftp::RsftpClient;
+use super::sftp::SftpClient;
 use crate::auth::Secret;
 use crate::protocol::transport;
 
@@ -262,6 +263,12 @@ impl Connection {
     pub async fn open_rsftp(&self) -> Result<RsftpClient<ChannelStream<Msg>>, ClientError> {
         let stream = self.open_subsystem("rsftp").await?;
         RsftpClient::start(stream).await
+    }
+
+    /// Opens the standard `sftp` subsystem, for servers without `rsftp`.
+    pub async fn open_sftp(&self) -> Result<SftpClient<ChannelStream<Msg>>, ClientError> {
+        let stream = self.open_subsystem("sftp").await?;
+        SftpClient::start(stream).await
     }
 
     /// Opens a subsystem channel and waits for the server to accept it.

@@ -13,6 +13,7 @@ pub mod login;
 pub mod progress;
 pub mod prompt;
 mod rsftp;
+mod sftp;
 pub mod shell;
 pub mod target;
 pub mod transfer;
@@ -23,6 +24,7 @@ pub use connection::{
     AskHostKey, Connection, HostKeyCheck, NewHostKey, known_hosts_name, load_key,
 };
 pub use rsftp::{PutStart, RsftpClient};
+pub use sftp::SftpClient;
 pub use transfer::{Progress, Quiet, TransferReport, download, partial_path, upload};
 
 use crate::protocol::{ErrorCode, Md5Digest};
