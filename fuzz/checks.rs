@@ -8,6 +8,7 @@ use std::path::Path;
 use rsftp::auth::{AuthorizedKey, UsersConfig, parse_file_text};
 use rsftp::protocol::sftp::{Incoming, Reply};
 use rsftp::protocol::{MAX_LINE, Request};
+use rsftp::server::scp::{Control, parse_control};
 use rsftp::server::{ExecCommand, split_words};
 
 /// An rsftp/1 request line, as the server reads it (newline removed).
@@ -38,6 +39,19 @@ pub fn sftp_packet(packet: &[u8]) {
     }
     // The same bytes from a server are a reply to a client.
     let _ = Reply::decode(packet.to_vec());
+}
+
+/// One SCP control line, newline removed. A record we accept encodes back to a line
+/// that parses to the same record (messages excepted: their line breaks become spaces).
+pub fn scp_control(line: &[u8]) {
+    if let Ok(control) = parse_control(line) {
+        if matches!(control, Control::Warning(_) | Control::Fatal(_)) {
+            return;
+        }
+        let encoded = control.encode();
+        let again = parse_control(encoded.strip_suffix(b"\n").unwrap_or(&encoded));
+        assert_eq!(again.as_ref(), Ok(&control), "round trip of {control:?}");
+    }
 }
 
 /// The command line of an SSH `exec` request.

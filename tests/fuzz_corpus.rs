@@ -54,6 +54,11 @@ fn request_line_corpus() {
 }
 
 #[test]
+fn scp_control_corpus() {
+    replay("scp_control", 15, checks::scp_control);
+}
+
+#[test]
 fn sftp_packet_corpus() {
     replay("sftp_packet", 100, checks::sftp_packet);
 }
