@@ -81,6 +81,10 @@ impl Daemon {
         kib * 1024
     }
 
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub fn rss(&self) -> u64 {
         self.memory("VmRSS:")
     }

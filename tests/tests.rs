@@ -21,6 +21,7 @@ mod limits;
 mod limits_burst;
 mod login;
 mod memory;
+mod memory_budget;
 mod openssh;
 mod paramiko_sftp;
 mod path_escape;

@@ -60,6 +60,9 @@ pub struct Limits {
     /// Password checks running at once (each takes a core for ~30 ms).
     pub max_password_checks: usize,
     pub throttle: ThrottlePolicy,
+    /// Bytes of buffered request and reply data on the whole server, shared fairly by
+    /// the connections logged in; see `budget`.
+    pub memory_budget: usize,
 }
 
 impl Default for Limits {
@@ -73,6 +76,7 @@ impl Default for Limits {
             max_wait: Duration::from_secs(60),
             max_password_checks: 4,
             throttle: ThrottlePolicy::default(),
+            memory_budget: super::budget::DEFAULT_BUDGET,
         }
     }
 }

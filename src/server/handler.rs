@@ -17,6 +17,7 @@ use russh::{Channel, ChannelId, Disconnect, MethodKind, MethodSet};
 use tracing::{Instrument, info, warn};
 
 use super::Shared;
+use super::budget::{ConnectionAccount, Transit};
 use super::sessions::SessionGuard;
 use super::startups::StartupGuard;
 use crate::auth::Secret;
@@ -99,10 +100,19 @@ pub struct SshHandler {
     channels: SharedChannels,
     /// SFTP handles open on all of this connection's channels.
     sftp_handles: super::sftp::ConnectionHandles,
+    /// What this connection's front ends buffer, against its share of the budget.
+    account: Arc<ConnectionAccount>,
+    /// The SFTP channels' data queued for them and not yet taken.
+    transit: HashMap<ChannelId, Arc<Transit>>,
 }
 
 impl SshHandler {
-    pub(super) fn new(shared: Arc<Shared>, peer: SocketAddr, startup: StartupGuard) -> Self {
+    pub(super) fn new(
+        shared: Arc<Shared>,
+        peer: SocketAddr,
+        startup: StartupGuard,
+        account: Arc<ConnectionAccount>,
+    ) -> Self {
         SshHandler {
             shared,
             peer,
@@ -113,7 +123,9 @@ impl SshHandler {
             declined_key: None,
             refused_password: false,
             channels: Arc::default(),
-            sftp_handles: super::sftp::ConnectionHandles::default(),
+            sftp_handles: super::sftp::ConnectionHandles::new(Arc::clone(&account)),
+            account,
+            transit: HashMap::new(),
         }
     }
 
@@ -371,6 +383,7 @@ impl russh::server::Handler for SshHandler {
         match home {
             Ok(Ok(home)) => {
                 info!(target: "rsftpd::auth", user = %user, peer = %self.peer, "session started");
+                self.account.admit();
                 self.login = Some(Login {
                     user,
                     home,
@@ -429,10 +442,23 @@ impl russh::server::Handler for SshHandler {
         channel: ChannelId,
         _session: &mut Session,
     ) -> Result<(), Self::Error> {
+        self.transit.remove(&channel);
         // A running channel stays counted until its task has finished with it.
         let mut channels = lock_channels(&self.channels);
         if channels.pending.remove(&channel).is_some() {
             channels.open.remove(&channel);
+        }
+        Ok(())
+    }
+
+    async fn data(
+        &mut self,
+        channel: ChannelId,
+        data: &[u8],
+        _session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        if let Some(transit) = self.transit.get(&channel) {
+            transit.arrived(data.len());
         }
         Ok(())
     }
@@ -466,9 +492,11 @@ impl russh::server::Handler for SshHandler {
             tracing::info_span!("session", user = %user, peer = %self.peer, subsystem = %name);
         if name == "rsftp" {
             let handle = session.handle();
+            let account = Arc::clone(&self.account);
             tokio::spawn(
                 async move {
-                    let stream = super::rsftp::serve(channel.into_stream(), home, user).await;
+                    let stream =
+                        super::rsftp::serve(channel.into_stream(), home, user, account).await;
                     // OpenSSH reports a missing exit status as a failure.
                     let _ = handle.exit_status_request(id, 0).await;
                     drop(stream);
@@ -478,9 +506,11 @@ impl russh::server::Handler for SshHandler {
             );
         } else {
             let handles = self.sftp_handles.clone();
+            let transit = self.account.transit();
+            self.transit.insert(id, Arc::clone(&transit));
             tokio::spawn(
                 async move {
-                    super::sftp::serve(channel, home, user, handles).await;
+                    super::sftp::serve(channel, home, user, handles, transit).await;
                     drop(running);
                 }
                 .instrument(span),
@@ -533,8 +563,9 @@ impl russh::server::Handler for SshHandler {
                     });
                 }
                 super::exec::Parsed::Scp(scp) => {
+                    let account = Arc::clone(&self.account);
                     return self.run_command(id, session, &user, &command, |channel| {
-                        super::scp::run(channel, scp, home, user.clone())
+                        super::scp::run(channel, scp, home, user.clone(), account)
                     });
                 }
                 super::exec::Parsed::Bad(message) => {

@@ -5,6 +5,7 @@
 //! shutdown future completes. The caller owns both, so tests bind `127.0.0.1:0`.
 
 mod accounts;
+pub mod budget;
 mod config;
 mod exec;
 mod handler;
@@ -72,6 +73,7 @@ struct Shared {
     throttle: LoginThrottle,
     sessions: Arc<SessionRegistry>,
     limits: Limits,
+    memory: Arc<budget::MemoryBudget>,
 }
 
 /// A server ready to run.
@@ -124,6 +126,7 @@ impl Server {
             passwords: PasswordChecker::new(limits.max_password_checks),
             throttle: LoginThrottle::new(limits.throttle),
             sessions: SessionRegistry::new(limits.max_sessions),
+            memory: budget::MemoryBudget::new(limits.memory_budget),
             limits,
         });
         let config = Arc::new(config::russh_config(&settings, host_key));
@@ -306,7 +309,11 @@ async fn serve_connection(
     mut stop: broadcast::Receiver<()>,
 ) {
     let _ = socket.set_nodelay(true);
-    let handler = SshHandler::new(Arc::clone(&shared), peer, startup);
+    // Over its share of the memory budget, the connection is not read until its front
+    // ends have drained what it sent.
+    let account = shared.memory.account();
+    let socket = budget::ThrottledStream::new(socket, Arc::clone(&account));
+    let handler = SshHandler::new(Arc::clone(&shared), peer, startup, account);
     let progress: Arc<LoginProgress> = handler.progress();
     let started = tokio::time::Instant::now();
     let deadline = started + shared.limits.login_grace;

@@ -5,6 +5,7 @@
 //! answers in few packets. Every request is logged with its user, operation, path, bytes,
 //! duration and result.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use md5::{Digest, Md5};
@@ -14,6 +15,7 @@ use tokio::io::{
 };
 use tracing::{info, warn};
 
+use super::budget::{self, ConnectionAccount, Kind};
 use super::replies::storage_error_reply;
 use crate::protocol::{
     EntryLine, EntryType, ErrorCode, MAX_LINE, MAX_WRITE, Md5Digest, QuotaInfo, Request, Status,
@@ -46,7 +48,7 @@ const HELP: &[&str] = &[
 /// Serves one rsftp/1 session on `stream` until the client quits or goes away, then
 /// sends EOF and hands the stream back, so the caller can send an exit status before it
 /// closes the channel.
-pub async fn serve<S>(stream: S, home: HomeDir, user: String) -> S
+pub async fn serve<S>(stream: S, home: HomeDir, user: String, account: Arc<ConnectionAccount>) -> S
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -60,6 +62,7 @@ where
         home,
         cwd: VirtualPath::root(),
         user,
+        account,
     };
     if let Err(err) = session.run().await {
         info!(user = %session.user, error = %err, "rsftp session ended by an I/O error");
@@ -186,6 +189,8 @@ struct Session<S> {
     home: HomeDir,
     cwd: VirtualPath,
     user: String,
+    /// Uploads charge their chunks as queued, downloads and listings as in flight.
+    account: Arc<ConnectionAccount>,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
@@ -316,6 +321,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 let listing = self
                     .blocking(move |home| home.sorted_listing(&target))
                     .await?;
+                let _memory = self.account.charge(Kind::InFlight, listing.held_bytes());
                 // Written as it is encoded, never as one reply of the whole directory.
                 let mut text = format!("OK {}\n", listing.len());
                 for entry in listing.iter() {
@@ -384,6 +390,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 let (file, entry) = self.blocking(move |home| home.open_read(&target)).await?;
                 let n = len.min(entry.size.saturating_sub(offset));
                 self.conn.send(&format!("OK {n}\n")).await?;
+                let _memory = self
+                    .account
+                    .charge(Kind::InFlight, budget::DOWNLOAD_PIPELINE);
                 stream::send_file(&mut self.conn.writer, file, offset, n, None, |_| {})
                     .await
                     .map_err(Failure::Io)?;
@@ -473,8 +482,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 return Err(failure);
             }
         };
+        let sink = WriteAt { file, offset };
         let (_, result) =
-            stream::receive(&mut self.conn.reader, len, WriteAt { file, offset }, |_| {}).await?;
+            budget::receive(&self.account, &mut self.conn.reader, len, sink, |_| {}).await?;
         result?;
         self.conn.send(&format!("OK {len}\n")).await?;
         Ok(Done::transfer(path, len))
@@ -517,6 +527,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         }
         let n = size - offset;
         self.conn.send(&format!("OK {n} {size}\n")).await?;
+        let _memory = self
+            .account
+            .charge(Kind::InFlight, budget::DOWNLOAD_PIPELINE);
         let hasher =
             stream::send_file(&mut self.conn.writer, file, offset, n, Some(hasher), |_| {})
                 .await
@@ -582,7 +595,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         }
 
         let n = size - start;
-        let (upload, written) = stream::receive(&mut self.conn.reader, n, upload, |_| {}).await?;
+        let (upload, written) =
+            budget::receive(&self.account, &mut self.conn.reader, n, upload, |_| {}).await?;
         let expected = match md5 {
             Some(md5) => md5,
             None => match self.conn.read_line().await? {

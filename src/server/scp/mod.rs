@@ -12,6 +12,7 @@ mod control;
 mod sink;
 mod source;
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use russh::Channel;
@@ -21,6 +22,7 @@ use tracing::info;
 
 pub use control::{Control, ControlError, MAX_LINE, MAX_NAME, parse_control};
 
+use super::budget::ConnectionAccount;
 use super::handler::LogText;
 use crate::storage::stream::write_all_or_stall;
 use crate::storage::{HomeDir, StorageError, VirtualPath};
@@ -104,7 +106,13 @@ impl ScpCommand {
 
 /// Runs an SCP transfer on `channel`, then reports its exit status: 0, or 1 if anything
 /// failed.
-pub(crate) async fn run(channel: Channel<Msg>, command: ScpCommand, home: HomeDir, user: String) {
+pub(crate) async fn run(
+    channel: Channel<Msg>,
+    command: ScpCommand,
+    home: HomeDir,
+    user: String,
+    account: Arc<ConnectionAccount>,
+) {
     let (mut read_half, write_half) = channel.split();
     let failed = {
         let mut peer = Peer {
@@ -114,6 +122,7 @@ pub(crate) async fn run(channel: Channel<Msg>, command: ScpCommand, home: HomeDi
         let mut transfer = Transfer {
             home,
             user,
+            account,
             recursive: command.recursive,
             preserve: command.preserve,
             errors: 0,
@@ -271,6 +280,8 @@ async fn read_line<R: AsyncBufRead + Unpin>(reader: &mut R) -> Result<Option<Vec
 struct Transfer {
     home: HomeDir,
     user: String,
+    /// Uploads charge their chunks as queued, downloads as in flight.
+    account: Arc<ConnectionAccount>,
     recursive: bool,
     preserve: bool,
     /// Files or folders that failed; the exit status is 1 if there were any.

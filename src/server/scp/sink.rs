@@ -12,8 +12,9 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tracing::info;
 
 use super::{Control, Peer, Reply, Stop, Transfer, error_text, parse_control};
+use crate::server::budget;
 use crate::server::handler::LogText;
-use crate::storage::stream::{self, ChunkSink};
+use crate::storage::stream::ChunkSink;
 use crate::storage::{EntryKind, StorageError, Upload, UploadStart, VirtualPath};
 
 /// A folder entered with `D`, left again with `E`.
@@ -233,8 +234,8 @@ where
     let path = upload.path().clone();
     let pending = Pending(Some(upload));
     peer.ok().await?;
-    let Ok((pending, written)) = stream::receive(&mut peer.reader, size, pending, |_| {}).await
-    else {
+    let received = budget::receive(&t.account, &mut peer.reader, size, pending, |_| {}).await;
+    let Ok((pending, written)) = received else {
         t.log("put", path.as_str(), 0, started, Some("connection lost"));
         return Err(Stop::Gone);
     };
