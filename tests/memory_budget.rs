@@ -143,7 +143,7 @@ async fn download(sftp: &mut RawSftp, path: &str, len: u64, depth: u32) -> Strin
 
 /// 50 connections flood WRITEs and never read a reply: the server's RSS stays under
 /// twice the budget over its baseline. Beside them, a well-behaved client puts and gets
-/// a file with the right MD5, and a downloader with 64 READs in flight finishes.
+/// a file with the right MD5, and a downloader with 128 READs in flight finishes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn flooding_connections_are_slowed_and_others_still_move_data() {
     let size = size();
@@ -219,8 +219,10 @@ async fn flooding_connections_are_slowed_and_others_still_move_data() {
         assert_eq!(got.md5.to_string(), md5_hex(&bytes));
         assert_eq!(std::fs::read(&dest).unwrap(), bytes);
 
-        // The honest downloader, 64 READs in flight.
-        let md5 = download(&mut downloader, "/big.bin", big.len() as u64, 64).await;
+        // The honest downloader, with more READs in flight (128, the server's limit per
+        // channel: 32 MiB of replies) than its window lets through: were replies waiting
+        // for the window to stop the socket, the window adjusts would never be read.
+        let md5 = download(&mut downloader, "/big.bin", big.len() as u64, 128).await;
         assert_eq!(md5, big_md5);
 
         // Keep flooding for the rest of the time.
