@@ -450,8 +450,12 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for ThrottledStream<S> {
     }
 }
 
-/// [`stream::receive`] with the upload's bytes charged as queued from the read that
+/// [`stream::receive`] with the upload's chunks charged as queued from the read that
 /// takes them off the channel until they are on disk.
+///
+/// The chunk still being filled is not charged: it waits for more data from the
+/// socket, so charging it could pause the socket that would complete it. It is one
+/// [`stream::CHUNK`] per upload at most, a fixed buffer of the channel.
 pub async fn receive<R, S>(
     account: &Arc<ConnectionAccount>,
     input: &mut R,
@@ -463,23 +467,68 @@ where
     R: AsyncRead + Unpin + ?Sized,
     S: ChunkSink,
 {
-    let charge = Arc::new(account.charge(Kind::Queued, 0));
+    let meter = Arc::new(UploadMeter {
+        account: Arc::clone(account),
+        read: AtomicUsize::new(0),
+        written: AtomicUsize::new(0),
+        charged: AtomicUsize::new(0),
+    });
     let mut input = Metered {
         inner: input,
-        charge: Arc::clone(&charge),
+        meter: Arc::clone(&meter),
     };
-    let sink = Unmetered {
-        inner: sink,
-        charge,
-    };
+    let sink = Unmetered { inner: sink, meter };
     let (sink, result) = stream::receive(&mut input, len, sink, progress).await?;
     Ok((sink.inner, result))
 }
 
-/// Charges what is read.
+/// An upload's bytes read and written, and what of them is charged: all but the chunk
+/// being filled.
+struct UploadMeter {
+    account: Arc<ConnectionAccount>,
+    read: AtomicUsize,
+    written: AtomicUsize,
+    charged: AtomicUsize,
+}
+
+impl UploadMeter {
+    /// Brings the charge to what is read and not written, less one chunk. Each side
+    /// counts its bytes before calling this, so the last call sees both counts.
+    fn settle(&self) {
+        loop {
+            let charged = self.charged.load(Ordering::SeqCst);
+            let read = self.read.load(Ordering::SeqCst);
+            let written = self.written.load(Ordering::SeqCst);
+            let target = read.saturating_sub(written).saturating_sub(stream::CHUNK);
+            if self
+                .charged
+                .compare_exchange(charged, target, Ordering::SeqCst, Ordering::SeqCst)
+                .is_ok()
+            {
+                if target > charged {
+                    self.account
+                        .queued
+                        .fetch_add(target - charged, Ordering::SeqCst);
+                } else {
+                    self.account.release(Kind::Queued, charged - target);
+                }
+                return;
+            }
+        }
+    }
+}
+
+impl Drop for UploadMeter {
+    fn drop(&mut self) {
+        let charged = *self.charged.get_mut();
+        self.account.release(Kind::Queued, charged);
+    }
+}
+
+/// Counts what is read.
 struct Metered<'a, R: ?Sized> {
     inner: &'a mut R,
-    charge: Arc<Charge>,
+    meter: Arc<UploadMeter>,
 }
 
 impl<R: AsyncRead + Unpin + ?Sized> AsyncRead for Metered<'_, R> {
@@ -490,15 +539,19 @@ impl<R: AsyncRead + Unpin + ?Sized> AsyncRead for Metered<'_, R> {
     ) -> Poll<io::Result<()>> {
         let before = buf.filled().len();
         let polled = Pin::new(&mut *self.inner).poll_read(cx, buf);
-        self.charge.grow(buf.filled().len() - before);
+        let read = buf.filled().len() - before;
+        if read > 0 {
+            self.meter.read.fetch_add(read, Ordering::SeqCst);
+            self.meter.settle();
+        }
         polled
     }
 }
 
-/// Gives back what is written.
+/// Counts what is written.
 struct Unmetered<S> {
     inner: S,
-    charge: Arc<Charge>,
+    meter: Arc<UploadMeter>,
 }
 
 impl<S: ChunkSink> ChunkSink for Unmetered<S> {
@@ -506,7 +559,8 @@ impl<S: ChunkSink> ChunkSink for Unmetered<S> {
 
     fn write_chunk(&mut self, data: &[u8]) -> Result<(), S::Error> {
         let written = self.inner.write_chunk(data);
-        self.charge.shrink(data.len());
+        self.meter.written.fetch_add(data.len(), Ordering::SeqCst);
+        self.meter.settle();
         written
     }
 }
@@ -598,6 +652,46 @@ mod tests {
             !account.paused(),
             "a closed channel gives back what it held"
         );
+    }
+
+    #[tokio::test]
+    async fn an_upload_charges_its_whole_chunks_until_written() {
+        struct Slow(std::sync::mpsc::Receiver<()>);
+        impl ChunkSink for Slow {
+            type Error = ();
+            fn write_chunk(&mut self, _: &[u8]) -> Result<(), ()> {
+                let _ = self.0.recv();
+                Ok(())
+            }
+        }
+        let budget = MemoryBudget::new(64 * MIB);
+        let account = budget.account();
+        let (go, wait) = std::sync::mpsc::channel();
+        let data = vec![7u8; 3 * stream::CHUNK];
+        let receiving = {
+            let account = Arc::clone(&account);
+            tokio::spawn(async move {
+                let mut input = &data[..];
+                let len = input.len() as u64;
+                receive(&account, &mut input, len, Slow(wait), |_| {}).await
+            })
+        };
+        // The writer holds the first chunk; the other two wait, charged.
+        let mut charged = 0;
+        for _ in 0..100 {
+            charged = account.usage().0;
+            if charged == 2 * stream::CHUNK {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        assert_eq!(charged, 2 * stream::CHUNK);
+        for _ in 0..3 {
+            go.send(()).unwrap();
+        }
+        let (_, written) = receiving.await.unwrap().unwrap();
+        assert!(written.is_ok());
+        assert_eq!(account.usage(), (0, 0, 0));
     }
 
     #[tokio::test]
