@@ -327,3 +327,61 @@ fn rss_of(pid: u32) -> u64 {
         .and_then(|n| n.parse::<u64>().ok())
         .map_or(0, |kib| kib * 1024)
 }
+
+/// Under the smallest budget, one connection uploads on three rsftp channels and
+/// downloads over SFTP at once: both ends of it write inline, so a pause must not leave
+/// each waiting to write to the other, and an upload's chunk being filled must not
+/// pause the socket that fills it. Everything finishes, verified.
+///
+/// Known to stall in about a third of runs (the download waits for ever): our client,
+/// built on russh, writes inline too, and what it has to write when the pause ends can
+/// be more than the server's 1 MiB read-ahead; with a 64 MiB read-ahead it passed 6 of
+/// 6 runs. Run with `--ignored` to see it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "known stall of a russh client mixing directions on one throttled connection"]
+async fn uploads_and_a_download_on_one_connection_finish_under_the_smallest_budget() {
+    let daemon = Daemon::start(
+        &[TestUser::new("alice", "1GiB")],
+        &["--memory-budget", "1MiB"],
+    )
+    .await;
+    let big = data(8 << 20, 11);
+    std::fs::write(daemon.server.home("alice").join("big.bin"), &big).unwrap();
+    let local = tempfile::tempdir().unwrap();
+    let run = async {
+        let conn = daemon.login("alice").await;
+        let mut puts = Vec::new();
+        for i in 0..3u64 {
+            let client = conn.open_rsftp().await.unwrap();
+            let path = local.path().join(format!("up{i}.bin"));
+            let bytes = data(6 << 20, 20 + i);
+            std::fs::write(&path, &bytes).unwrap();
+            puts.push((client, path, format!("up{i}.bin"), md5_hex(&bytes)));
+        }
+        let stream = conn.open_subsystem("sftp").await.unwrap();
+        let mut downloader = RawSftp::from_stream(stream);
+        downloader.init().await;
+        let [a, b, c]: [_; 3] = puts.try_into().ok().unwrap();
+        let (md5, (), (), ()) = tokio::join!(
+            download(&mut downloader, "/big.bin", big.len() as u64, 64),
+            put(a),
+            put(b),
+            put(c)
+        );
+        assert_eq!(md5, md5_hex(&big));
+        drop(downloader);
+        let _ = conn.close().await;
+    };
+    tokio::time::timeout(Duration::from_secs(120), run)
+        .await
+        .expect("done in time, no deadlock");
+}
+
+async fn put(
+    (mut client, path, to, want): (crate::util::Client, std::path::PathBuf, String, String),
+) {
+    let report = rsftp::client::upload(&mut client, &path, &to, &rsftp::client::Quiet)
+        .await
+        .expect("put");
+    assert_eq!(report.md5.to_string(), want);
+}
