@@ -81,12 +81,12 @@ impl Daemon {
         kib * 1024
     }
 
-    pub fn rss(&self) -> u64 {
-        self.memory("VmRSS:")
-    }
-
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    pub fn rss(&self) -> u64 {
+        self.memory("VmRSS:")
     }
 
     pub async fn login(&self, user: &str) -> Connection {

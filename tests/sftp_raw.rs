@@ -103,6 +103,20 @@ impl RawSftp {
         }
     }
 
+    /// The subsystem on `stream`, keeping `conn` open as long as it lives.
+    pub fn with_connection(stream: ChannelStream<Msg>, conn: Connection) -> RawSftp {
+        RawSftp {
+            stream,
+            _conn: Some(conn),
+        }
+    }
+
+    /// Sends `bytes`; an error if the channel or connection is gone.
+    pub async fn try_send(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        self.stream.write_all(bytes).await?;
+        self.stream.flush().await
+    }
+
     pub async fn send(&mut self, bytes: &[u8]) {
         self.stream.write_all(bytes).await.expect("send");
         self.stream.flush().await.expect("flush");

@@ -23,6 +23,7 @@ mod limits_burst;
 mod log_volume;
 mod login;
 mod memory;
+mod memory_budget;
 mod openssh;
 mod paramiko_sftp;
 mod path_escape;

@@ -64,6 +64,9 @@ pub struct Limits {
     /// nothing, a download or reply the peer does not read), before it fails.
     pub stall_timeout: Duration,
     pub throttle: ThrottlePolicy,
+    /// Bytes of buffered request and reply data on the whole server, shared fairly by
+    /// the connections logged in; see `budget`.
+    pub memory_budget: usize,
 }
 
 impl Default for Limits {
@@ -78,6 +81,7 @@ impl Default for Limits {
             max_password_checks: 4,
             stall_timeout: crate::storage::stream::STALL_TIMEOUT,
             throttle: ThrottlePolicy::default(),
+            memory_budget: super::budget::DEFAULT_BUDGET,
         }
     }
 }

@@ -18,6 +18,7 @@ use tracing::{Instrument, info, warn};
 
 use super::Shared;
 use super::activity::Activity;
+use super::budget::{ConnectionAccount, Transit};
 use super::logging::LogText;
 use super::oplog::OpLog;
 use super::sessions::SessionGuard;
@@ -106,6 +107,10 @@ pub struct SshHandler {
     sftp_handles: super::sftp::ConnectionHandles,
     /// When the user last did something; the connection's idle watchdog reads it.
     activity: Activity,
+    /// What this connection's front ends buffer, against its share of the budget.
+    account: Arc<ConnectionAccount>,
+    /// The SFTP channels' data queued for them and not yet taken.
+    transit: HashMap<ChannelId, Arc<Transit>>,
 }
 
 impl SshHandler {
@@ -114,6 +119,7 @@ impl SshHandler {
         peer: SocketAddr,
         startup: StartupGuard,
         activity: Activity,
+        account: Arc<ConnectionAccount>,
     ) -> Self {
         SshHandler {
             activity,
@@ -126,7 +132,9 @@ impl SshHandler {
             declined_key: None,
             refused_password: false,
             channels: Arc::default(),
-            sftp_handles: super::sftp::ConnectionHandles::default(),
+            sftp_handles: super::sftp::ConnectionHandles::new(Arc::clone(&account)),
+            account,
+            transit: HashMap::new(),
         }
     }
 
@@ -386,6 +394,7 @@ impl russh::server::Handler for SshHandler {
         match home {
             Ok(Ok(home)) => {
                 info!(target: "rsftpd::auth", user = %user, peer = %self.peer, "session started");
+                self.account.admit();
                 self.login = Some(Login {
                     oplog: OpLog::start(&user, self.peer),
                     user,
@@ -446,10 +455,23 @@ impl russh::server::Handler for SshHandler {
         channel: ChannelId,
         _session: &mut Session,
     ) -> Result<(), Self::Error> {
+        self.transit.remove(&channel);
         // A running channel stays counted until its task has finished with it.
         let mut channels = lock_channels(&self.channels);
         if channels.pending.remove(&channel).is_some() {
             channels.open.remove(&channel);
+        }
+        Ok(())
+    }
+
+    async fn data(
+        &mut self,
+        channel: ChannelId,
+        data: &[u8],
+        _session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        if let Some(transit) = self.transit.get(&channel) {
+            transit.arrived(data.len());
         }
         Ok(())
     }
@@ -487,11 +509,17 @@ impl russh::server::Handler for SshHandler {
         if name == "rsftp" {
             let handle = session.handle();
             let stall = self.shared.limits.stall_timeout;
+            let account = Arc::clone(&self.account);
             tokio::spawn(
                 async move {
                     let stream = channel.into_stream();
-                    let stream =
-                        super::rsftp::serve(stream, home, user, oplog, activity, stall).await;
+                    let front = super::front::Front {
+                        oplog,
+                        activity,
+                        stall,
+                        account,
+                    };
+                    let stream = super::rsftp::serve(stream, home, user, front).await;
                     // OpenSSH reports a missing exit status as a failure.
                     let _ = handle.exit_status_request(id, 0).await;
                     drop(stream);
@@ -501,9 +529,12 @@ impl russh::server::Handler for SshHandler {
             );
         } else {
             let handles = self.sftp_handles.clone();
+            let transit = self.account.transit();
+            self.transit.insert(id, Arc::clone(&transit));
             tokio::spawn(
                 async move {
-                    super::sftp::serve(channel, home, user, handles, oplog, activity).await;
+                    super::sftp::serve(channel, home, user, handles, oplog, activity, transit)
+                        .await;
                     drop(running);
                 }
                 .instrument(span),
@@ -560,9 +591,14 @@ impl russh::server::Handler for SshHandler {
                     });
                 }
                 super::exec::Parsed::Scp(scp) => {
-                    let stall = self.shared.limits.stall_timeout;
+                    let front = super::front::Front {
+                        oplog,
+                        activity,
+                        stall: self.shared.limits.stall_timeout,
+                        account: Arc::clone(&self.account),
+                    };
                     return self.run_command(id, session, &user, &command, |channel| {
-                        super::scp::run(channel, scp, home, user.clone(), oplog, activity, stall)
+                        super::scp::run(channel, scp, home, user.clone(), front)
                     });
                 }
                 super::exec::Parsed::Bad(message) => {

@@ -5,8 +5,10 @@
 //! shutdown future completes. The caller owns both, so tests bind `127.0.0.1:0`.
 
 mod activity;
+pub mod budget;
 mod config;
 mod exec;
+mod front;
 mod handler;
 mod logfile;
 pub mod logging;
@@ -76,6 +78,7 @@ struct Shared {
     limits: Limits,
     /// A connection with no activity (see `activity`) for this long is closed.
     idle_timeout: Duration,
+    memory: Arc<budget::MemoryBudget>,
 }
 
 /// A server ready to run.
@@ -129,6 +132,7 @@ impl Server {
             passwords: PasswordChecker::new(limits.max_password_checks),
             throttle: LoginThrottle::new(limits.throttle),
             sessions: SessionRegistry::new(limits.max_sessions),
+            memory: budget::MemoryBudget::new(limits.memory_budget),
             limits,
             idle_timeout: settings.idle_timeout,
         });
@@ -313,7 +317,17 @@ async fn serve_connection(
 ) {
     let _ = socket.set_nodelay(true);
     let activity = activity::Activity::new();
-    let handler = SshHandler::new(Arc::clone(&shared), peer, startup, activity.clone());
+    // Over its share of the memory budget, the connection is not read until its front
+    // ends have drained what it sent.
+    let account = shared.memory.account();
+    let socket = budget::ThrottledStream::new(socket, Arc::clone(&account));
+    let handler = SshHandler::new(
+        Arc::clone(&shared),
+        peer,
+        startup,
+        activity.clone(),
+        account,
+    );
     let progress: Arc<LoginProgress> = handler.progress();
     let started = tokio::time::Instant::now();
     let deadline = started + shared.limits.login_grace;

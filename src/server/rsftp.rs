@@ -19,6 +19,8 @@ use tokio::io::{
 use tracing::{info, warn};
 
 use super::activity::Activity;
+use super::budget::{self, ConnectionAccount, Kind};
+use super::front::Front;
 use super::oplog::OpLog;
 use super::replies::storage_error_reply;
 use crate::protocol::{
@@ -49,16 +51,10 @@ const HELP: &[&str] = &[
 
 /// Serves one rsftp/1 session on `stream` until the client quits or goes away, then
 /// sends EOF and hands the stream back, so the caller can send an exit status before it
-/// closes the channel. Every request and every chunk of data touches `activity`; a
-/// transfer that makes no progress for `stall` fails.
-pub async fn serve<S>(
-    stream: S,
-    home: HomeDir,
-    user: String,
-    oplog: Arc<OpLog>,
-    activity: Activity,
-    stall: Duration,
-) -> S
+/// closes the channel. Every request and every chunk of data touches the front's
+/// activity clock; a transfer that makes no progress for its stall limit fails; what is
+/// buffered is charged to its memory account.
+pub async fn serve<S>(stream: S, home: HomeDir, user: String, front: Front) -> S
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -68,13 +64,14 @@ where
             reader: BufReader::with_capacity(stream::CHUNK, read),
             writer: BufWriter::with_capacity(stream::CHUNK, write),
             line: Vec::new(),
-            activity,
-            stall,
+            activity: front.activity,
+            stall: front.stall,
         },
         home,
         cwd: VirtualPath::root(),
         user,
-        oplog,
+        oplog: front.oplog,
+        account: front.account,
     };
     if let Err(err) = session.run().await {
         info!(user = %session.user, error = %err, "rsftp session ended by an I/O error");
@@ -166,9 +163,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
     }
 
     /// Takes `len` data bytes into `sink`, counting them into `received` and as
-    /// activity as they arrive.
+    /// activity as they arrive, and charging them to `account` until they are written.
     async fn receive<K: ChunkSink>(
         &mut self,
+        account: &Arc<ConnectionAccount>,
         len: u64,
         sink: K,
         received: &mut u64,
@@ -178,7 +176,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
             *received += n;
             activity.touch();
         };
-        stream::receive(&mut self.reader, len, sink, self.stall, progress).await
+        budget::receive(account, &mut self.reader, len, sink, self.stall, progress).await
     }
 
     async fn send_error(&mut self, code: &ErrorCode, message: &str) -> std::io::Result<()> {
@@ -243,6 +241,8 @@ struct Session<S> {
     cwd: VirtualPath,
     user: String,
     oplog: Arc<OpLog>,
+    /// Uploads charge their chunks as queued, downloads and listings as in flight.
+    account: Arc<ConnectionAccount>,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
@@ -371,6 +371,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 let listing = self
                     .blocking(move |home| home.sorted_listing(&target))
                     .await?;
+                let _memory = self.account.charge(Kind::InFlight, listing.held_bytes());
                 // Written as it is encoded, never as one reply of the whole directory.
                 let mut text = format!("OK {}\n", listing.len());
                 for entry in listing.iter() {
@@ -441,6 +442,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 let (file, entry) = self.blocking(move |home| home.open_read(&target)).await?;
                 let n = len.min(entry.size.saturating_sub(offset));
                 self.conn.send(&ok(ReadAnswer { len: n }.encode())).await?;
+                let _memory = self
+                    .account
+                    .charge(Kind::InFlight, budget::DOWNLOAD_PIPELINE);
                 self.conn.send_file(file, offset, n, None).await?;
                 Ok(Done::transfer(path, n))
             }

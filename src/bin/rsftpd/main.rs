@@ -108,6 +108,11 @@ struct ServeArgs {
     /// hourly).
     #[arg(long, default_value_t = 24 * 7, value_name = "HOURS")]
     partial_max_age_hours: u64,
+    /// Memory for buffered request and reply data on the whole server (e.g. 512MiB,
+    /// 2GiB), shared fairly by the logged-in connections; a connection over its share
+    /// is read more slowly, not closed.
+    #[arg(long, default_value = "512MiB", value_name = "SIZE")]
+    memory_budget: String,
 }
 
 fn main() -> ExitCode {
@@ -139,6 +144,18 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// A `--memory-budget` size: at least the share one connection always gets.
+fn memory_budget(text: &str) -> anyhow::Result<usize> {
+    let bytes = parse_size(text).context("--memory-budget")?;
+    let floor = rsftp::server::budget::MIN_SHARE as u64;
+    anyhow::ensure!(
+        bytes >= floor,
+        "--memory-budget: {text} is less than the {} each connection always gets",
+        format_size(floor)
+    );
+    Ok(usize::try_from(bytes).unwrap_or(usize::MAX))
+}
+
 fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let rotation = LogRotation {
         max_size: args.log_max_size,
@@ -166,6 +183,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
             version_grace: Duration::from_secs(args.version_grace),
             login_grace: Duration::from_secs(args.login_grace),
             stall_timeout: Duration::from_secs(args.stall_timeout.max(1)),
+            memory_budget: memory_budget(&args.memory_budget)?,
             ..Limits::default()
         },
         idle_timeout: Duration::from_secs(args.idle_timeout),

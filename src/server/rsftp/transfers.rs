@@ -9,6 +9,7 @@ use super::{Done, Failure, Line, Session, ok, storage_error_reply};
 use crate::protocol::{
     ErrorCode, GetAnswer, GetDone, MAX_WRITE, Md5Digest, PutAnswer, PutDone, Request,
 };
+use crate::server::budget::{self, Kind};
 use crate::storage::stream::{self, ChunkSink};
 use crate::storage::{OpenFile, StorageError, Upload, UploadStart};
 
@@ -56,7 +57,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         let sink = WriteAt { file, offset };
         let (_, result) = self
             .conn
-            .receive(len, sink, &mut 0)
+            .receive(&self.account, len, sink, &mut 0)
             .await
             .map_err(|err| stalled(err, "write", None))?;
         result?;
@@ -103,6 +104,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         self.conn
             .send(&ok(GetAnswer { len: n, size }.encode()))
             .await?;
+        let _memory = self
+            .account
+            .charge(Kind::InFlight, budget::DOWNLOAD_PIPELINE);
         let hasher = self.conn.send_file(file, offset, n, Some(hasher)).await?;
         let digest = hasher
             .map(Md5Digest::from_hasher)
@@ -170,7 +174,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         let mut received = 0;
         let (upload, written) = self
             .conn
-            .receive(n, upload, &mut received)
+            .receive(&self.account, n, upload, &mut received)
             .await
             .map_err(|err| stalled(err, "put", Some(start + received)))?;
         let expected = match md5 {

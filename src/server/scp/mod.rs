@@ -23,6 +23,8 @@ use tracing::info;
 pub use control::{Control, ControlError, MAX_LINE, MAX_NAME, parse_control};
 
 use super::activity::Activity;
+use super::budget::ConnectionAccount;
+use super::front::Front;
 use super::logging::LogText;
 use crate::server::oplog::OpLog;
 use crate::storage::stream::write_all_or_stall;
@@ -106,29 +108,29 @@ impl ScpCommand {
 }
 
 /// Runs an SCP transfer on `channel`, then reports its exit status: 0, or 1 if anything
-/// failed. Every control line and every chunk of data touches `activity`; a transfer
-/// that makes no progress for `stall` fails.
+/// failed. Every control line and every chunk of data touches the front's activity
+/// clock; a transfer that makes no progress for its stall limit fails; upload chunks are
+/// charged to its memory account until they are written, downloads while they go out.
 pub(crate) async fn run(
     channel: Channel<Msg>,
     command: ScpCommand,
     home: HomeDir,
     user: String,
-    oplog: Arc<OpLog>,
-    activity: Activity,
-    stall: Duration,
+    front: Front,
 ) {
     let (mut read_half, write_half) = channel.split();
     let failed = {
         let mut peer = Peer {
             reader: BufReader::new(read_half.make_reader()),
             writer: write_half.make_writer(),
-            activity,
-            stall,
+            activity: front.activity,
+            stall: front.stall,
         };
         let mut transfer = Transfer {
             home,
             user,
-            oplog,
+            oplog: front.oplog,
+            account: front.account,
             recursive: command.recursive,
             preserve: command.preserve,
             errors: 0,
@@ -300,6 +302,8 @@ struct Transfer {
     home: HomeDir,
     user: String,
     oplog: Arc<OpLog>,
+    /// Uploads charge their chunks as queued, downloads as in flight.
+    account: Arc<ConnectionAccount>,
     recursive: bool,
     preserve: bool,
     /// Files or folders that failed; the exit status is 1 if there were any.

@@ -12,8 +12,9 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tracing::info;
 
 use super::{Control, Peer, Reply, Stop, Transfer, error_text, parse_control};
+use crate::server::budget;
 use crate::server::logging::LogText;
-use crate::storage::stream::{self, ChunkSink};
+use crate::storage::stream::ChunkSink;
 use crate::storage::{EntryKind, StorageError, Upload, UploadStart, VirtualPath};
 
 /// A folder entered with `D`, left again with `E`.
@@ -234,9 +235,14 @@ where
     let pending = Pending(Some(upload));
     peer.ok().await?;
     let activity = peer.activity.clone();
-    let received = stream::receive(&mut peer.reader, size, pending, peer.stall, |_| {
-        activity.touch()
-    })
+    let received = budget::receive(
+        &t.account,
+        &mut peer.reader,
+        size,
+        pending,
+        peer.stall,
+        |_| activity.touch(),
+    )
     .await;
     let (pending, written) = match received {
         Ok(received) => received,

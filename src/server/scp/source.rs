@@ -9,6 +9,7 @@ use std::time::Instant;
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::{Answer, Control, Peer, Stop, Transfer, error_text};
+use crate::server::budget::{DOWNLOAD_PIPELINE, Kind};
 use crate::server::logging::LogText;
 use crate::storage::stream;
 use crate::storage::{Entry, EntryKind, VirtualPath};
@@ -259,6 +260,7 @@ where
         return Ok(());
     }
     let mut sent = 0u64;
+    let _memory = t.account.charge(Kind::InFlight, DOWNLOAD_PIPELINE);
     let activity = peer.activity.clone();
     let progress = |n| {
         sent += n;

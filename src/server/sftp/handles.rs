@@ -11,6 +11,7 @@ use std::time::Instant;
 use super::codec::{self, MAX_PACKET, NameEntry, StatusCode};
 use super::longname::longname;
 use super::ops::attrs_of;
+use crate::server::budget::{self, Charge, ConnectionAccount, Kind};
 use crate::storage::{DirStream, Entry, HomeDir, OpenFile, StorageError, VirtualPath};
 
 /// Handles one SFTP channel may hold open at once.
@@ -76,28 +77,57 @@ pub(super) struct Handles {
 }
 
 /// Handles open on all the SFTP channels of one connection, so that a client cannot
-/// multiply [`MAX_HANDLES`] (and the descriptors behind it) by opening more channels.
-#[derive(Clone, Debug, Default)]
-pub struct ConnectionHandles(Arc<AtomicUsize>);
+/// multiply [`MAX_HANDLES`] (and the descriptors behind it) by opening more channels;
+/// and the connection's memory account, which every channel charges.
+#[derive(Clone, Debug)]
+pub struct ConnectionHandles {
+    open: Arc<AtomicUsize>,
+    account: Arc<ConnectionAccount>,
+}
 
-/// One handle counted in [`ConnectionHandles`], until dropped.
-pub(super) struct HandleSlot(Arc<AtomicUsize>);
+/// One handle counted in [`ConnectionHandles`], until dropped; a directory handle's read
+/// buffer is charged to the connection's account with it.
+pub(super) struct HandleSlot {
+    open: Arc<AtomicUsize>,
+    memory: Option<Charge>,
+}
 
 impl ConnectionHandles {
+    pub fn new(account: Arc<ConnectionAccount>) -> ConnectionHandles {
+        ConnectionHandles {
+            open: Arc::default(),
+            account,
+        }
+    }
+
+    pub fn account(&self) -> &Arc<ConnectionAccount> {
+        &self.account
+    }
+
     pub(super) fn take(&self) -> Option<HandleSlot> {
         let taken = self
-            .0
+            .open
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
                 (n < MAX_HANDLES_PER_CONNECTION).then_some(n + 1)
             })
             .is_ok();
-        taken.then(|| HandleSlot(Arc::clone(&self.0)))
+        taken.then(|| HandleSlot {
+            open: Arc::clone(&self.open),
+            memory: None,
+        })
+    }
+
+    /// Charges a directory handle's read buffer to `slot`; `None` if the connection's
+    /// memory share has no room for it.
+    pub(super) fn charge_dir(&self, slot: &mut HandleSlot) -> Option<()> {
+        slot.memory = Some(self.account.try_charge(Kind::Held, budget::DIR_HANDLE)?);
+        Some(())
     }
 }
 
 impl Drop for HandleSlot {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::AcqRel);
+        self.open.fetch_sub(1, Ordering::AcqRel);
     }
 }
 

@@ -20,10 +20,24 @@
 //!
 //! - the **dispatch loop** (this task) drains the channel into a reassembly buffer at
 //!   all times, cuts packets out of it, and starts each request, as long as the
-//!   requests in flight stay under [`MAX_IN_FLIGHT`] and [`MAX_IN_FLIGHT_BYTES`]. Over
-//!   that, it stops cutting packets (not reading the channel) until replies go out.
-//!   Unparsed bytes past [`MAX_BUFFERED`] mean a peer that sends without reading
-//!   replies: that channel is closed.
+//!   requests in flight stay under [`MAX_IN_FLIGHT`] and [`MAX_IN_FLIGHT_BYTES`] and
+//!   the connection's memory account has room for the reply. Over that, it stops
+//!   cutting packets (not reading the channel) until replies go out.
+//!
+//! # Memory
+//!
+//! Everything the loop holds is charged to the connection's account (see
+//! [`budget`](crate::server::budget)): the channel's data from the moment russh takes
+//! it off the socket, the unparsed bytes and a request's packet until it has run as
+//! *queued*, its reply from its start until it is written as *in flight*.
+//! When a peer sends faster than its requests start, the queued bytes pass half the
+//! connection's share and the connection's socket is no longer read: the peer is
+//! slowed, not cut off. Replies never pause the socket (they wait for the peer's window
+//! adjusts, which come through it); they only keep new requests from starting. Status
+//! replies start whatever is in flight, so an upload on one channel is never stuck
+//! behind downloads waiting for their window on another. Unparsed bytes past
+//! [`MAX_BUFFERED`] cannot happen while that throttle works; they close the channel as
+//! a last resort.
 //! - **requests** run on blocking threads, concurrently where that cannot change a
 //!   result (see `order`), and each hands back its reply through a one-shot channel.
 //! - the **writer** task owns the write side. It takes the replies in request order, so
@@ -53,6 +67,7 @@ use ops::Session;
 use order::{Access, Sequencer};
 
 use super::activity::Activity;
+use crate::server::budget::{Charge, ConnectionAccount, Kind, Transit};
 use crate::server::oplog::OpLog;
 use crate::storage::HomeDir;
 
@@ -60,8 +75,9 @@ use crate::storage::HomeDir;
 pub const MAX_IN_FLIGHT: usize = 128;
 /// Bytes those requests may hold (their packets and their replies), per session.
 pub const MAX_IN_FLIGHT_BYTES: usize = 32 * 1024 * 1024;
-/// Bytes received and not yet cut into requests, past which the channel is closed.
-pub const MAX_BUFFERED: usize = 64 * 1024 * 1024;
+/// Bytes received and not yet cut into requests, past which the channel is closed: a
+/// last resort, twice what the memory throttle lets a connection queue at most.
+pub const MAX_BUFFERED: usize = 128 * 1024 * 1024;
 /// Small replies are gathered into channel writes of about this size.
 const COALESCE: usize = 64 * 1024;
 /// How long the end of a session waits for replies still being written.
@@ -79,7 +95,9 @@ const EXTENSIONS: &[(&str, &str)] = &[
 ];
 
 /// Serves one SFTP session on `channel` until the client closes it, then sends EOF, an
-/// exit status and closes the channel. Every piece of data received touches `activity`.
+/// exit status and closes the channel. Every piece of data received touches `activity`;
+/// what is buffered is charged to the connection's memory account, and `transit` holds
+/// what russh queued for the channel and the loop has not taken yet.
 pub async fn serve(
     channel: Channel<Msg>,
     home: HomeDir,
@@ -87,11 +105,16 @@ pub async fn serve(
     handles: ConnectionHandles,
     oplog: Arc<OpLog>,
     activity: Activity,
+    transit: Arc<Transit>,
 ) {
     let (mut reader, writer) = channel.split();
     let (queue, replies) = mpsc::unbounded_channel();
     let writer_task = tokio::spawn(write_replies(writer, replies).in_current_span());
+    let account = Arc::clone(handles.account());
     let mut dispatch = Dispatch {
+        transit: Arc::clone(&transit),
+        queued: account.charge(Kind::Queued, 0),
+        account,
         session: Arc::new(Session::new(home, user, handles, oplog)),
         queue,
         count: Arc::new(Semaphore::new(MAX_IN_FLIGHT)),
@@ -123,6 +146,9 @@ pub async fn serve(
                 done = &mut writer_task => return done.ok(),
                 msg = reader.wait() => {
                     // Whatever still comes is thrown away; the channel's end stops us.
+                    if let Some(ChannelMsg::Data { data }) = &msg {
+                        transit.taken(data.len());
+                    }
                     msg.as_ref()?;
                 }
             }
@@ -153,13 +179,31 @@ struct Reply {
     permits: Option<Permits>,
 }
 
-type Permits = (OwnedSemaphorePermit, OwnedSemaphorePermit);
+/// What a started request holds until its reply is written: its places in the
+/// channel's limits, and its reply's charge on the connection's account.
+struct Permits {
+    _count: OwnedSemaphorePermit,
+    _bytes: OwnedSemaphorePermit,
+    reply: Charge,
+}
+
+impl Permits {
+    /// Once the request has run: what is left is its reply, of this size.
+    fn ran(&self, reply: &[u8]) {
+        self.reply.set(reply.len());
+    }
+}
 
 /// A reply in request order: its id (to answer if the request's task died), and where
 /// it will come from.
 type Queued = (u32, oneshot::Receiver<Reply>);
 
 struct Dispatch {
+    /// This channel's data not yet taken off its queue.
+    transit: Arc<Transit>,
+    account: Arc<ConnectionAccount>,
+    /// The unparsed bytes and the packet cut out and not yet started.
+    queued: Charge,
     session: Arc<Session>,
     queue: mpsc::UnboundedSender<Queued>,
     count: Arc<Semaphore>,
@@ -232,7 +276,7 @@ impl Dispatch {
         let mut inbox = Inbox::default();
         let mut eof = false;
         // A packet cut out and decoded, waiting for room in flight.
-        let mut waiting: Option<(Result<Incoming, BadPacket>, u32)> = None;
+        let mut waiting: Option<Head> = None;
         loop {
             // Start every request there is room for.
             loop {
@@ -242,8 +286,12 @@ impl Dispatch {
                         Frame::Packet(packet) => {
                             let len = packet.len();
                             let incoming = decode(packet);
-                            let cost = cost(&incoming, len);
-                            waiting = Some((incoming, cost));
+                            let reply = reply_bound(&incoming);
+                            waiting = Some(Head {
+                                incoming,
+                                len,
+                                reply,
+                            });
                         }
                         Frame::TooLarge { len, kind, id } => {
                             debug!(len, ?kind, "sftp packet over the limit");
@@ -261,25 +309,28 @@ impl Dispatch {
                         Frame::Garbled => return End::Refused("garbled packet framing"),
                     }
                 }
-                let Some((_, cost)) = &waiting else { break };
-                let Some(permits) = self.try_permits(*cost) else {
+                let Some(head) = &waiting else { break };
+                let Some(permits) = self.try_permits(head) else {
                     break;
                 };
-                if let Some((incoming, _)) = waiting.take()
-                    && let Err(reason) = self.start(incoming, permits)
+                if let Some(head) = waiting.take()
+                    && let Err(reason) = self.start(head, permits)
                 {
                     return End::Refused(reason);
                 }
             }
+            self.queued
+                .set(inbox.unparsed() + waiting.as_ref().map_or(0, |head| head.len));
             if eof && waiting.is_none() {
                 return End::Finished;
             }
-            let cost = waiting.as_ref().map_or(0, |(_, cost)| *cost);
             tokio::select! {
                 msg = reader.wait(), if !eof => match msg {
                     Some(ChannelMsg::Data { data }) => {
                         activity.touch();
                         inbox.push(&data);
+                        self.queued.grow(data.len());
+                        self.transit.taken(data.len());
                         if inbox.unparsed() > MAX_BUFFERED {
                             return End::Refused("the client sends requests without reading replies");
                         }
@@ -288,9 +339,9 @@ impl Dispatch {
                     Some(ChannelMsg::Close) | None => return End::Gone,
                     Some(_) => {}
                 },
-                permits = self.permits(cost), if waiting.is_some() => {
-                    if let Some((incoming, _)) = waiting.take()
-                        && let Err(reason) = self.start(incoming, permits)
+                permits = self.permits(waiting.as_ref()), if waiting.is_some() => {
+                    if let Some(head) = waiting.take()
+                        && let Err(reason) = self.start(head, permits)
                     {
                         return End::Refused(reason);
                     }
@@ -299,19 +350,36 @@ impl Dispatch {
         }
     }
 
-    fn try_permits(&self, cost: u32) -> Option<Permits> {
+    fn try_permits(&self, head: &Head) -> Option<Permits> {
         let count = Arc::clone(&self.count).try_acquire_owned().ok()?;
-        let bytes = Arc::clone(&self.bytes).try_acquire_many_owned(cost).ok()?;
-        Some((count, bytes))
+        let bytes = Arc::clone(&self.bytes)
+            .try_acquire_many_owned(head.cost())
+            .ok()?;
+        let reply = self.account.try_charge(Kind::InFlight, head.reply)?;
+        Some(Permits {
+            _count: count,
+            _bytes: bytes,
+            reply,
+        })
     }
 
-    async fn permits(&self, cost: u32) -> Permits {
+    async fn permits(&self, head: Option<&Head>) -> Permits {
+        let Some(head) = head else {
+            return std::future::pending().await;
+        };
         let count = Arc::clone(&self.count).acquire_owned().await;
-        let bytes = Arc::clone(&self.bytes).acquire_many_owned(cost).await;
-        match (count, bytes) {
-            (Ok(count), Ok(bytes)) => (count, bytes),
+        let bytes = Arc::clone(&self.bytes)
+            .acquire_many_owned(head.cost())
+            .await;
+        let (Ok(count), Ok(bytes)) = (count, bytes) else {
             // The semaphores are never closed while the loop runs.
-            _ => std::future::pending().await,
+            return std::future::pending().await;
+        };
+        let reply = self.account.charge_when_room(head.reply).await;
+        Permits {
+            _count: count,
+            _bytes: bytes,
+            reply,
         }
     }
 
@@ -322,6 +390,7 @@ impl Dispatch {
     }
 
     fn ready(&self, id: u32, bytes: Vec<u8>, permits: Permits) {
+        permits.ran(&bytes);
         self.queue_reply(id, bytes, Some(permits));
     }
 
@@ -332,12 +401,10 @@ impl Dispatch {
     }
 
     /// Starts one request; `Err` ends the session.
-    fn start(
-        &mut self,
-        incoming: Result<Incoming, BadPacket>,
-        permits: Permits,
-    ) -> Result<(), &'static str> {
-        let (id, request) = match incoming {
+    fn start(&mut self, head: Head, permits: Permits) -> Result<(), &'static str> {
+        // The packet stays queued until the request has run.
+        let packet = self.account.charge(Kind::Queued, head.len);
+        let (id, request) = match head.incoming {
             Ok(Incoming::Init { version }) => {
                 if self.initialized {
                     return Err("a second SSH_FXP_INIT");
@@ -389,6 +456,8 @@ impl Dispatch {
                 Err(_) => codec::status(id, StatusCode::Failure, "internal error"),
             };
             drop(finish);
+            drop(packet);
+            permits.ran(&bytes);
             let _ = tx.send(Reply {
                 bytes,
                 permits: Some(permits),
@@ -433,14 +502,28 @@ fn access(request: &Request) -> Access<'_> {
     }
 }
 
-/// What a request holds while in flight: its packet, and the most its reply can be.
-fn cost(incoming: &Result<Incoming, BadPacket>, packet_len: usize) -> u32 {
-    let reply = match incoming {
+/// A packet cut out and decoded, not yet started.
+struct Head {
+    incoming: Result<Incoming, BadPacket>,
+    /// The packet's length.
+    len: usize,
+    /// The most its reply can be.
+    reply: usize,
+}
+
+impl Head {
+    /// What the request holds of the channel's in-flight bytes: its packet and reply.
+    fn cost(&self) -> u32 {
+        // At most 2 * MAX_PACKET: far below the limit, which it must never pass.
+        (self.len + self.reply) as u32
+    }
+}
+
+fn reply_bound(incoming: &Result<Incoming, BadPacket>) -> usize {
+    match incoming {
         Ok(Incoming::Request { request, .. }) => request.reply_bound(),
         Ok(Incoming::Init { .. }) | Err(_) => 1024,
-    };
-    // At most 2 * MAX_PACKET: far below the budget, which it must never pass.
-    (packet_len + reply) as u32
+    }
 }
 
 enum Pending {

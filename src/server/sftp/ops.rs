@@ -252,7 +252,12 @@ impl Session {
             }
             Request::Opendir { path } => {
                 let path = resolve(&path)?;
-                let slot = self.slot()?;
+                let mut slot = self.slot()?;
+                self.connection.charge_dir(&mut slot).ok_or_else(|| {
+                    failure(
+                        "too many open directories for this connection's memory share; close some",
+                    )
+                })?;
                 let dir = DirHandle::open(&self.home, &path)?;
                 let handle = self.insert(Handle::Dir(Arc::new(Mutex::new(dir))), slot)?;
                 Ok(Done::reply(codec::handle(id, &handle), &path))
