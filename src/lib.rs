@@ -15,9 +15,18 @@
 //! - [`auth`]: the `users.toml` model and its comment-keeping editor, password hashes,
 //!   authorized keys, login throttling, and the account-store seam
 //!   ([`auth::AccountStore`]) with its `users.toml` implementation, reloaded on change.
-//! - [`server`]: russh glue: configuration, the SSH handler, connection and session limits,
-//!   the per-connection idle clock (`activity`), the `rsftp` and `sftp` subsystems, the hash commands, legacy SCP over exec
-//!   (`server::scp`, with its pure control-line parser), live reload, logs.
+//! - [`server`]: russh glue, each concern in its own module:
+//!   - connections: `handler` (the russh callbacks, which delegate), `startups` and
+//!     `sessions` (connection and session limits), `activity` (the idle clock),
+//!     `budget` (the server-wide memory budget and the socket throttle), `front` (what a
+//!     connection hands each front end), `config` (SSH settings and limits), and live
+//!     reload of the accounts in `mod.rs`;
+//!   - front ends: `rsftp` (with `rsftp::transfers`), `sftp` (the dispatch loop, `ops`,
+//!     open `handles`, request `order`), `exec` (the hash commands), `scp` (legacy SCP,
+//!     with its pure control-line parser);
+//!   - shared by them: `replies` (storage errors as each protocol's code), `oplog` (one
+//!     operation log per connection; metadata reads counted), `logging` and `logfile`
+//!     (log setup, and rotation by day and size).
 //! - [`client`]: the russh client: connection, host keys, the rsftp protocol, an SFTP
 //!   session for servers without it (`client::SftpClient`, pipelined), the transfer
 //!   engine, and the interactive shell behind the `rsftp` binary.
@@ -26,7 +35,10 @@
 //!   root.
 //! - `bin/`: `rsftpd` and `rsftp`, argument parsing, prompts, printing and wiring only.
 //!
-//! Dependencies point one way: `protocol` <- `storage` <- `server` / `client`.
+//! Dependencies point one way: `protocol` <- `storage` <- `server`; `auth` <- `server`
+//! and `admin`. `client` uses `protocol`, `storage::stream` (chunked file data, hashed
+//! in the same pass) and two small pieces of `auth` (`Secret`, `format_size`), never
+//! `server`.
 #![forbid(unsafe_code)]
 
 pub mod admin;
