@@ -8,7 +8,9 @@
 //! - `handles`: open files and directories, and the per-connection cap on them.
 //! - `order`: which requests may run at the same time, and which wait.
 //! - `longname`: the `ls -l` line beside each name.
-//! - here: the loop that reads the channel, dispatches requests, and writes replies.
+//! - `inbox`: cutting the channel's bytes into packets, and decoding them.
+//! - `writer`: replies in request order, small ones gathered into one write.
+//! - here: the loop that reads the channel and dispatches requests.
 //!
 //! # The loop, and why it never stops reading
 //!
@@ -45,9 +47,11 @@
 //!   one channel packet.
 
 mod handles;
+mod inbox;
 mod longname;
 mod ops;
 mod order;
+mod writer;
 
 /// The SFTP wire format, which lives in `protocol`.
 use crate::protocol::sftp as codec;
@@ -56,15 +60,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use russh::server::Msg;
-use russh::{Channel, ChannelMsg, ChannelWriteHalf};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
+use russh::{Channel, ChannelMsg};
+use tokio::sync::{Semaphore, mpsc, oneshot};
 use tracing::{Instrument, Span, debug, info};
 
 use codec::StatusCode;
 use codec::{BadPacket, Incoming, MAX_PACKET, Request};
 pub use handles::ConnectionHandles;
+use inbox::{Frame, Inbox, decode};
 use ops::Session;
 use order::{Access, Sequencer};
+use writer::{Permits, Queued, Reply, write_replies};
 
 use super::activity::Activity;
 use crate::server::budget::{Charge, ConnectionAccount, Kind, Transit};
@@ -78,8 +84,6 @@ pub const MAX_IN_FLIGHT_BYTES: usize = 32 * 1024 * 1024;
 /// Bytes received and not yet cut into requests, past which the channel is closed: a
 /// last resort, twice what the memory throttle lets a connection queue at most.
 pub const MAX_BUFFERED: usize = 128 * 1024 * 1024;
-/// Small replies are gathered into channel writes of about this size.
-const COALESCE: usize = 64 * 1024;
 /// How long the end of a session waits for replies still being written.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -173,31 +177,6 @@ enum End {
     Refused(&'static str),
 }
 
-/// One reply on its way to the writer, with the in-flight budget it holds.
-struct Reply {
-    bytes: Vec<u8>,
-    permits: Option<Permits>,
-}
-
-/// What a started request holds until its reply is written: its places in the
-/// channel's limits, and its reply's charge on the connection's account.
-struct Permits {
-    _count: OwnedSemaphorePermit,
-    _bytes: OwnedSemaphorePermit,
-    reply: Charge,
-}
-
-impl Permits {
-    /// Once the request has run: what is left is its reply, of this size.
-    fn ran(&self, reply: &[u8]) {
-        self.reply.set(reply.len());
-    }
-}
-
-/// A reply in request order: its id (to answer if the request's task died), and where
-/// it will come from.
-type Queued = (u32, oneshot::Receiver<Reply>);
-
 struct Dispatch {
     /// This channel's data not yet taken off its queue.
     transit: Arc<Transit>,
@@ -210,65 +189,6 @@ struct Dispatch {
     bytes: Arc<Semaphore>,
     sequencer: Sequencer,
     initialized: bool,
-}
-
-/// Received bytes not yet cut into packets.
-#[derive(Default)]
-struct Inbox {
-    buf: Vec<u8>,
-    start: usize,
-}
-
-enum Frame {
-    Incomplete,
-    Packet(Vec<u8>),
-    /// Too large to trust: what we know of it, to answer before closing.
-    TooLarge {
-        len: usize,
-        kind: Option<u8>,
-        id: Option<u32>,
-    },
-    /// Too short to hold even a type and an id.
-    Garbled,
-}
-
-impl Inbox {
-    fn push(&mut self, data: &[u8]) {
-        if self.start > 0 && self.start * 2 >= self.buf.len() {
-            self.buf.drain(..self.start);
-            self.start = 0;
-        }
-        self.buf.extend_from_slice(data);
-    }
-
-    fn unparsed(&self) -> usize {
-        self.buf.len() - self.start
-    }
-
-    fn next(&mut self) -> Frame {
-        let pending = &self.buf[self.start..];
-        let Some(len) = codec::frame_len(pending) else {
-            return Frame::Incomplete;
-        };
-        if len > MAX_PACKET {
-            let kind = pending.get(4).copied();
-            let id = pending
-                .get(5..9)
-                .and_then(|b| b.try_into().ok())
-                .map(u32::from_be_bytes)
-                .filter(|_| kind != Some(codec::kind::INIT));
-            return Frame::TooLarge { len, kind, id };
-        }
-        if len < 5 {
-            return Frame::Garbled;
-        }
-        let Some(packet) = pending.get(4..4 + len) else {
-            return Frame::Incomplete;
-        };
-        let packet = packet.to_vec();
-        self.start += 4 + len;
-        Frame::Packet(packet)
-    }
 }
 
 impl Dispatch {
@@ -524,88 +444,4 @@ fn reply_bound(incoming: &Result<Incoming, BadPacket>) -> usize {
         Ok(Incoming::Request { request, .. }) => request.reply_bound(),
         Ok(Incoming::Init { .. }) | Err(_) => 1024,
     }
-}
-
-enum Pending {
-    Waiting(Queued),
-    Ready(Reply),
-}
-
-/// Writes replies in request order, gathering small ones, until the dispatch loop is
-/// gone and every reply is out; returns the write side for EOF and close.
-async fn write_replies(
-    writer: ChannelWriteHalf<Msg>,
-    mut queue: mpsc::UnboundedReceiver<Queued>,
-) -> ChannelWriteHalf<Msg> {
-    let mut held: Option<Pending> = None;
-    loop {
-        let first = match held.take() {
-            Some(Pending::Ready(reply)) => reply,
-            Some(Pending::Waiting(queued)) => receive(queued).await,
-            None => match queue.recv().await {
-                Some(queued) => receive(queued).await,
-                None => break,
-            },
-        };
-        let mut batch = first.bytes;
-        let mut permits = vec![first.permits];
-        while batch.len() < COALESCE {
-            let Ok((id, mut rx)) = queue.try_recv() else {
-                break;
-            };
-            let reply = match rx.try_recv() {
-                Ok(reply) => reply,
-                Err(oneshot::error::TryRecvError::Empty) => {
-                    held = Some(Pending::Waiting((id, rx)));
-                    break;
-                }
-                Err(oneshot::error::TryRecvError::Closed) => {
-                    held = Some(Pending::Waiting((id, rx)));
-                    break;
-                }
-            };
-            if batch.len() + reply.bytes.len() > COALESCE {
-                held = Some(Pending::Ready(reply));
-                break;
-            }
-            batch.extend_from_slice(&reply.bytes);
-            permits.push(reply.permits);
-        }
-        if writer.data_bytes(batch).await.is_err() {
-            break;
-        }
-        drop(permits);
-    }
-    writer
-}
-
-/// The reply for one queued request; a request whose task died is answered with a
-/// failure, so the client never waits for an id forever.
-async fn receive((id, rx): Queued) -> Reply {
-    match rx.await {
-        Ok(reply) => reply,
-        Err(_) => Reply {
-            bytes: codec::status(id, StatusCode::Failure, "internal error"),
-            // Its budget went with the task.
-            permits: None,
-        },
-    }
-}
-
-/// Decodes one packet. Bytes after a request's fields are dropped, as OpenSSH's server
-/// drops them, and noted at debug level.
-fn decode(packet: Vec<u8>) -> Result<Incoming, BadPacket> {
-    Incoming::decode_with_trailing(packet).map(|(incoming, trailing)| {
-        if trailing > 0
-            && let Incoming::Request { id, request } = &incoming
-        {
-            debug!(
-                id,
-                request = request.name(),
-                bytes = trailing,
-                "ignoring bytes after the fields of an sftp request"
-            );
-        }
-        incoming
-    })
 }
