@@ -16,6 +16,7 @@ mod commands;
 mod confinement;
 mod curl;
 mod exec;
+mod full_disk;
 mod fuzz_corpus;
 mod lftp;
 mod limits;

@@ -44,6 +44,8 @@ pub struct TestServer {
     /// Close sessions idle this long (the server's default if `None`).
     pub idle_timeout: Option<Duration>,
     pub dir: TempDir,
+    /// Where the homes live: `storage` in `dir`, or a folder the test chose.
+    pub storage: PathBuf,
     pub known_hosts: PathBuf,
     shutdown: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<()>>,
@@ -60,6 +62,16 @@ impl TestServer {
     }
 
     pub async fn start_with(users: &[TestUser], limits: Limits) -> TestServer {
+        TestServer::start_on(users, limits, None).await
+    }
+
+    /// Starts with the homes in `storage` (such as a small filesystem the test mounted)
+    /// rather than in the server's temporary folder.
+    pub async fn start_on(
+        users: &[TestUser],
+        limits: Limits,
+        storage: Option<PathBuf>,
+    ) -> TestServer {
         let dir = tempfile::tempdir().expect("temp dir");
         let mut toml = String::from("# test accounts\n");
         let hash = hash_password(&Secret::new(PASSWORD)).expect("hash");
@@ -86,6 +98,7 @@ impl TestServer {
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             idle_timeout: None,
             known_hosts: dir.path().join("known_hosts"),
+            storage: storage.unwrap_or_else(|| dir.path().join("storage")),
             dir,
             shutdown: None,
             task: None,
@@ -100,7 +113,7 @@ impl TestServer {
             idle_timeout: self.idle_timeout.unwrap_or(defaults.idle_timeout),
             listen: self.addr,
             users_file: self.dir.path().join("users.toml"),
-            storage_dir: self.dir.path().join("storage"),
+            storage_dir: self.storage.clone(),
             keys_dir: self.dir.path().join("keys"),
             limits,
             ..defaults
@@ -149,13 +162,13 @@ impl TestServer {
 
     /// The real path of a user's home, for planting things on disk.
     pub fn home(&self, user: &str) -> PathBuf {
-        self.dir.path().join("storage").join(user)
+        self.storage.join(user)
     }
 
     /// The real path of a user's staging folder, where their partial uploads wait,
     /// outside their home.
     pub fn staging(&self, user: &str) -> PathBuf {
-        self.dir.path().join("storage/.partials").join(user)
+        self.storage.join(".partials").join(user)
     }
 
     /// What a user's home and partial uploads cost on disk by the quota rule.

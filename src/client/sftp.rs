@@ -272,8 +272,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> SftpClient<S> {
         let mut at = offset;
         let mut done = false;
         let mut buf = vec![0u8; CHUNK as usize];
+        // The first refused WRITE; the ones still in flight are answered before it is
+        // returned, so that the next request does not read their replies as its own.
+        let mut refused = None;
         loop {
-            while !done && outstanding < IN_FLIGHT {
+            while refused.is_none() && !done && outstanding < IN_FLIGHT {
                 let n = source(&mut buf).map_err(ClientError::Io)?;
                 if n == 0 {
                     done = true;
@@ -289,11 +292,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> SftpClient<S> {
                 at += n as u64;
             }
             if outstanding == 0 {
-                return Ok(at - offset);
+                return refused.map_or(Ok(at - offset), Err);
             }
             self.writer.flush().await?;
-            expect_ok(self.receive().await?, path)?;
+            let reply = self.receive().await?;
             outstanding -= 1;
+            if let Err(err) = expect_ok(reply, path) {
+                refused.get_or_insert(err);
+            }
         }
     }
 

@@ -21,6 +21,9 @@ pub fn storage_error_reply(err: &StorageError) -> (ErrorCode, String) {
         StorageError::Invalid { .. }
         | StorageError::BadOffset { .. }
         | StorageError::SizeMismatch { .. } => ErrorCode::BadRequest,
+        // The server could not complete it, as with `io`, but the message says why: it
+        // names no real path, and the user can act on it (resume later).
+        StorageError::NoSpace { .. } => ErrorCode::Io,
         StorageError::Io { path, .. } => {
             // The io::Error may name things the user should not see; it goes to the log.
             return (ErrorCode::Io, format!("input/output error: {path}"));
@@ -46,7 +49,8 @@ pub fn sftp_status(err: &StorageError) -> (StatusCode, String) {
         | StorageError::Busy { .. }
         | StorageError::Checksum { .. }
         | StorageError::BadOffset { .. }
-        | StorageError::SizeMismatch { .. } => StatusCode::Failure,
+        | StorageError::SizeMismatch { .. }
+        | StorageError::NoSpace { .. } => StatusCode::Failure,
         StorageError::Io { path, .. } => {
             return (StatusCode::Failure, format!("input/output error: {path}"));
         }

@@ -82,6 +82,11 @@ pub enum StorageError {
         received: u64,
     },
 
+    /// The filesystem holding the homes is full (ENOSPC): the server's disk, not the
+    /// user's quota. What was written before stays, so an upload can resume.
+    #[error("no space left on the server's disk: {path}")]
+    NoSpace { path: VirtualPath },
+
     /// Anything else the filesystem refused; the details are in `source`, for the log.
     #[error("i/o error on {path}")]
     Io {
@@ -119,6 +124,7 @@ impl StorageError {
                 path,
                 reason: "invalid argument",
             },
+            io::ErrorKind::StorageFull => StorageError::NoSpace { path },
             _ if is_symlink_loop(&err) => StorageError::Denied {
                 path,
                 reason: "too many levels of symbolic links",
@@ -166,8 +172,14 @@ mod tests {
         ));
         assert!(matches!(
             map(io::ErrorKind::StorageFull),
-            StorageError::Io { .. }
+            StorageError::NoSpace { .. }
         ));
+        // ENOSPC is 28 on Linux.
+        #[cfg(target_os = "linux")]
+        assert_eq!(
+            StorageError::from_io(&p, io::Error::from_raw_os_error(28)).to_string(),
+            "no space left on the server's disk: /a/b"
+        );
         // ELOOP is 40 on the common Linux targets.
         #[cfg(all(
             target_os = "linux",
