@@ -138,3 +138,40 @@ async fn the_sftp_session_works_against_rsftpd_within_its_confinement_and_quota(
         .unwrap_err();
     assert!(over.to_string().contains("quota"), "{over}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transfer_stopped_on_our_side_leaves_the_session_usable() {
+    let server = TestServer::start(&[TestUser::new("alice", "10MiB")]).await;
+    std::fs::write(server.home("alice").join("f"), data(2 * 1024 * 1024, 5)).unwrap();
+    let (_conn, mut sftp) = on_rsftpd(&server).await;
+    // The local side fails after the first chunk, with many READs in flight.
+    let mut taken = 0;
+    let err = sftp
+        .download("f", 0, |chunk| {
+            taken += chunk.len();
+            if taken > 64 * 1024 {
+                return Err(std::io::Error::other("local disk full"));
+            }
+            Ok(())
+        })
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("local disk full"), "{err}");
+    // Likewise a source that fails part-way through an upload.
+    let mut given = 0;
+    let err = sftp
+        .upload("g", 0, |buf| {
+            given += 1;
+            if given > 3 {
+                return Err(std::io::Error::other("local read failed"));
+            }
+            buf.fill(1);
+            Ok(buf.len())
+        })
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("local read failed"), "{err}");
+    // The replies still in flight were read: the next calls get their own answers.
+    assert_eq!(sftp.stat("f").await.unwrap().size, Some(2 * 1024 * 1024));
+    assert_eq!(get(&mut sftp, "f", 0).await.unwrap().len(), 2 * 1024 * 1024);
+}

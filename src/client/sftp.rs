@@ -209,8 +209,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> SftpClient<S> {
         let mut asked: HashMap<u32, (u64, u32)> = HashMap::new();
         let mut early: BTreeMap<u64, Payload> = BTreeMap::new();
         let (mut next_ask, mut next_out, mut end) = (offset, offset, None::<u64>);
+        // The first failure; the READs still in flight are answered before it is
+        // returned, so that the next request does not read their replies as its own.
+        let mut failed: Option<ClientError> = None;
         loop {
-            while asked.len() < IN_FLIGHT && end.is_none_or(|end| next_ask < end) {
+            while failed.is_none()
+                && asked.len() < IN_FLIGHT
+                && end.is_none_or(|end| next_ask < end)
+            {
                 let request = Request::Read {
                     handle: handle.to_vec(),
                     offset: next_ask,
@@ -220,18 +226,23 @@ impl<S: AsyncRead + AsyncWrite + Unpin> SftpClient<S> {
                 next_ask += u64::from(CHUNK);
             }
             if asked.is_empty() {
-                return Ok(next_out - offset);
+                return failed.map_or(Ok(next_out - offset), Err);
             }
             self.writer.flush().await?;
             let reply = self.receive().await?;
             let Some((at, len)) = reply.id().and_then(|id| asked.remove(&id)) else {
+                // Not a reply to any READ of ours: the session cannot be trusted.
                 return Err(unexpected("read", &reply));
             };
+            if failed.is_some() {
+                continue;
+            }
             match reply {
                 Reply::Data { data, .. } => {
                     let got = data.bytes().len() as u64;
                     if got == 0 || got > u64::from(len) {
-                        return Err(unexpected_len(path, at, got));
+                        failed = Some(unexpected_len(path, at, got));
+                        continue;
                     }
                     if got < u64::from(len) {
                         // A short read: ask again for the rest of that chunk.
@@ -249,12 +260,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin> SftpClient<S> {
                     end = Some(end.map_or(at, |end| end.min(at)));
                 }
                 Reply::Status { code, message, .. } => {
-                    return Err(remote(code, message, path));
+                    failed = Some(remote(code, message, path));
                 }
-                other => return Err(unexpected("read", &other)),
+                other => failed = Some(unexpected("read", &other)),
             }
-            while let Some(data) = early.remove(&next_out) {
-                sink(data.bytes()).map_err(ClientError::Io)?;
+            while failed.is_none()
+                && let Some(data) = early.remove(&next_out)
+            {
+                if let Err(err) = sink(data.bytes()) {
+                    failed = Some(ClientError::Io(err));
+                }
                 next_out += data.bytes().len() as u64;
             }
         }
@@ -277,7 +292,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> SftpClient<S> {
         let mut refused = None;
         loop {
             while refused.is_none() && !done && outstanding < IN_FLIGHT {
-                let n = source(&mut buf).map_err(ClientError::Io)?;
+                let n = match source(&mut buf) {
+                    Ok(n) => n,
+                    Err(err) => {
+                        refused = Some(ClientError::Io(err));
+                        break;
+                    }
+                };
                 if n == 0 {
                     done = true;
                     break;
