@@ -12,10 +12,36 @@ use crate::sftp_raw::{HANDLE, NAME, RawSftp, STATUS, body, frame, string};
 use crate::util::{PASSWORD, TestServer, TestUser};
 
 /// A real `rsftpd` on the files of a [`TestServer`] (which is stopped first), so that
-/// its memory can be read from `/proc`.
+/// its memory can be read from `/proc` and it can be killed and started again.
 pub struct Daemon {
     child: Child,
     pub server: TestServer,
+    extra: Vec<String>,
+}
+
+/// Runs `rsftpd` on the files in `root`; its log is appended to `root/stderr`.
+fn spawn(root: &std::path::Path, port: u16, extra: &[String]) -> Child {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(root.join("stderr"))
+        .unwrap();
+    Command::new(env!("CARGO_BIN_EXE_rsftpd"))
+        .current_dir(root)
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .args([
+            "--users",
+            "users.toml",
+            "--storage",
+            "storage",
+            "--keys",
+            "keys",
+        ])
+        .args(extra)
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("rsftpd starts")
 }
 
 impl Drop for Daemon {
@@ -35,35 +61,41 @@ impl Daemon {
             .unwrap()
             .port();
         let root = server.root().to_owned();
-        let child = Command::new(env!("CARGO_BIN_EXE_rsftpd"))
-            .current_dir(&root)
-            .args(["--listen", &format!("127.0.0.1:{port}")])
-            .args([
-                "--users",
-                "users.toml",
-                "--storage",
-                "storage",
-                "--keys",
-                "keys",
-            ])
-            .args(extra)
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(root.join("stderr")).unwrap())
-            .spawn()
-            .expect("rsftpd starts");
+        let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
+        let child = spawn(&root, port, &extra);
         let public = std::fs::read_to_string(root.join("keys/ssh_host_ed25519_key.pub")).unwrap();
         std::fs::write(&server.known_hosts, format!("[127.0.0.1]:{port} {public}")).unwrap();
         server.addr.set_port(port);
-        let daemon = Daemon { child, server };
+        let daemon = Daemon {
+            child,
+            server,
+            extra,
+        };
+        daemon.wait_listening().await;
+        daemon
+    }
+
+    async fn wait_listening(&self) {
         let deadline = Instant::now() + Duration::from_secs(30);
-        while tokio::net::TcpStream::connect(daemon.server.addr)
+        while tokio::net::TcpStream::connect(self.server.addr)
             .await
             .is_err()
         {
             assert!(Instant::now() < deadline, "rsftpd did not listen");
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        daemon
+    }
+
+    /// Kills the daemon with SIGKILL, as a crash or the OOM killer does, and reaps it.
+    pub fn kill(&mut self) {
+        self.child.kill().expect("SIGKILL rsftpd");
+        self.child.wait().expect("reap rsftpd");
+    }
+
+    /// Starts the daemon again, on the same port, files and arguments.
+    pub async fn restart(&mut self) {
+        self.child = spawn(self.server.root(), self.server.addr.port(), &self.extra);
+        self.wait_listening().await;
     }
 
     /// `VmRSS` or `VmHWM` (the peak) of the daemon, in bytes.

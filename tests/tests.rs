@@ -14,6 +14,7 @@ mod client_shell;
 mod client_support;
 mod commands;
 mod confinement;
+mod crash_safety;
 mod curl;
 mod exec;
 mod full_disk;

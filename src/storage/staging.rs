@@ -63,6 +63,21 @@ fn not_plain(err: io::Error) -> StorageError {
     }
 }
 
+/// Flushes a folder's entries to disk, as a rename into or out of it needs to survive a
+/// power loss. Through a descriptor opened for reading: cap-std may hold a folder by an
+/// `O_PATH` descriptor, which `fsync` does not take.
+pub(super) fn sync_dir(dir: &Dir) -> io::Result<()> {
+    use rustix::fs::{Mode, OFlags};
+    let readable = rustix::fs::openat(
+        dir,
+        ".",
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?;
+    rustix::fs::fsync(&readable)?;
+    Ok(())
+}
+
 /// Gives a folder the server just made to the owner of the folder it is in, when an
 /// administrator's command running as root made it: the server must be able to write
 /// there. Best effort, like the homes `rsftpd user add` makes; a failure is logged.
@@ -369,5 +384,20 @@ mod tests {
         // The left-over folder, its two entries, and the moved partial.
         assert_eq!(h.usage().used, 4 * 4096);
         assert_eq!(h.entries().count, 4);
+    }
+    #[test]
+    fn folders_are_flushed_and_a_failure_is_reported() {
+        let f = fixture(1000);
+        sync_dir(&f.storage.staging_root).unwrap();
+        let home = Dir::open_ambient_dir(f.real(""), cap_std::ambient_authority()).unwrap();
+        sync_dir(&home).unwrap();
+        // A handle that is not a folder's: the error comes back, nothing is assumed.
+        std::fs::write(f.real("file"), b"x").unwrap();
+        let file = std::fs::File::open(f.real("file")).unwrap();
+        let err = sync_dir(&Dir::from_std_file(file)).unwrap_err();
+        assert_eq!(
+            err.raw_os_error(),
+            Some(rustix::io::Errno::NOTDIR.raw_os_error())
+        );
     }
 }

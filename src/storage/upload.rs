@@ -18,6 +18,7 @@ use cap_std::fs::{File, FileExt as _, MetadataExt as _, OpenOptions};
 use md5::{Digest, Md5};
 
 use super::home::{HomeDir, UserState, at, cost_of, hash_range, lock};
+use super::staging::sync_dir;
 use super::{Reservation, Result, StorageError, VirtualPath, file_cost};
 use crate::protocol::Md5Digest;
 
@@ -397,7 +398,24 @@ impl Upload {
         if let Some(cost) = replaced {
             ledger.release_entry(cost);
         }
+        // The rename is durable only once both folders it changed are on disk: without
+        // this, a power loss can leave the old file (or none) under the name, and the
+        // partial back in staging. Reported, though the file is already published: the
+        // client then asks again and finds it up to date.
+        self.sync_folders().map_err(at(&self.path))?;
         Ok(actual)
+    }
+
+    /// Flushes the folder that now holds the published name, and the staging folder
+    /// that no longer holds the partial.
+    fn sync_folders(&self) -> io::Result<()> {
+        match self.path.parent() {
+            Some(parent) if !parent.is_root() => {
+                sync_dir(&self.home.dir.open_dir(parent.to_relative())?)?;
+            }
+            _ => sync_dir(&self.home.dir)?,
+        }
+        sync_dir(&self.home.staging)
     }
 
     /// Publishes the upload without comparing a checksum, for protocols that carry none
@@ -1032,5 +1050,20 @@ mod tests {
         h.mkdir(&vp("/u")).unwrap();
         assert!(up.finish(Md5Digest::of(b"hello")).is_err());
         assert_eq!(staged(&f).len(), 1);
+    }
+    #[test]
+    fn publishes_into_nested_folders_and_the_root() {
+        let f = fixture(1 << 20);
+        let h = &f.home;
+        h.mkdir(&vp("/d")).unwrap();
+        h.mkdir(&vp("/d/e")).unwrap();
+        upload(h, "/d/e/deep", b"deep").unwrap();
+        upload(h, "/top", b"top").unwrap();
+        // Replacing goes through the same rename and the same folder flush.
+        upload(h, "/d/e/deep", b"deeper").unwrap();
+        assert_eq!(std::fs::read(f.real("d/e/deep")).unwrap(), b"deeper");
+        assert_eq!(std::fs::read(f.real("top")).unwrap(), b"top");
+        assert!(staged(&f).is_empty());
+        assert_eq!(h.usage().used, 4 * 4096);
     }
 }
