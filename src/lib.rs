@@ -17,7 +17,8 @@
 //!   ([`auth::AccountStore`]) with its `users.toml` implementation, reloaded on change.
 //! - [`server`]: russh glue: configuration, the SSH handler, connection and session limits,
 //!   the per-connection idle clock (`activity`), the `rsftp` and `sftp` subsystems, the hash commands, legacy SCP over exec
-//!   (`server::scp`, with its pure control-line parser), live reload, logs.
+//!   (`server::scp`, with its pure control-line parser), live reload, logs, and the
+//!   start-up checks on private files and running as root (`privileges`).
 //! - [`client`]: the russh client: connection, host keys, the rsftp protocol, an SFTP
 //!   session for servers without it (`client::SftpClient`, pipelined), the transfer
 //!   engine, and the interactive shell behind the `rsftp` binary.
