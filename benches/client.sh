@@ -30,6 +30,7 @@ trap cleanup EXIT
 cd "$work"
 ssh-keygen -q -t ed25519 -N '' -C bench -f key
 printf '[users.bench]\nkeys = ["%s"]\nquota = "%dMiB"\n' "$(cat key.pub)" $((SIZE_MIB * 3)) > users.toml
+chmod 600 users.toml  # rsftpd refuses a users file that others can read
 
 # A free port: try a few random ones until the server says it listens.
 port=

@@ -104,6 +104,12 @@ fn start_rsftpd(dir: &Path, public_key: &str, quota_bytes: u64) -> (Guard, u16) 
         format!("[users.bench]\nkeys = [\"{public_key}\"]\nquota = \"{quota_bytes}\"\n"),
     )
     .expect("users.toml");
+    // rsftpd refuses a users file that others can read.
+    std::fs::set_permissions(
+        dir.join("users.toml"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .expect("chmod users.toml");
     let child = Command::new(env!("CARGO_BIN_EXE_rsftpd"))
         .arg("--listen")
         .arg(format!("127.0.0.1:{port}"))

@@ -19,8 +19,9 @@
 //!   - connections: `handler` (the russh callbacks, which delegate), `startups` and
 //!     `sessions` (connection and session limits), `activity` (the idle clock),
 //!     `budget` (the server-wide memory budget and the socket throttle), `front` (what a
-//!     connection hands each front end), `config` (SSH settings and limits), and live
-//!     reload of the accounts in `mod.rs`;
+//!     connection hands each front end), `config` (SSH settings and limits),
+//!     `privileges` (the start-up checks on private files and running as root), and
+//!     live reload of the accounts in `mod.rs`;
 //!   - front ends: `rsftp` (with `rsftp::transfers`), `sftp` (the dispatch loop, `ops`,
 //!     open `handles`, request `order`), `exec` (the hash commands), `scp` (legacy SCP,
 //!     with its pure control-line parser);

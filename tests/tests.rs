@@ -29,6 +29,7 @@ mod memory_budget;
 mod openssh;
 mod paramiko_sftp;
 mod path_escape;
+mod privileges;
 mod putty;
 mod quota;
 mod quota_drift;

@@ -94,6 +94,12 @@ impl TestServer {
             }
         }
         std::fs::write(dir.path().join("users.toml"), toml).expect("users.toml");
+        // rsftpd refuses a users file that others can read.
+        std::fs::set_permissions(
+            dir.path().join("users.toml"),
+            std::os::unix::fs::PermissionsExt::from_mode(0o600),
+        )
+        .expect("chmod users.toml");
         let mut server = TestServer {
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             idle_timeout: None,

@@ -26,6 +26,9 @@ pub struct Settings {
     pub idle_timeout: Duration,
     /// Partial uploads untouched for this long are removed.
     pub partial_max_age: Duration,
+    /// Start even when the host key or the users file is open to group or others
+    /// (logged as a warning); otherwise such a start is refused.
+    pub allow_open_permissions: bool,
 }
 
 impl Default for Settings {
@@ -38,6 +41,7 @@ impl Default for Settings {
             limits: Limits::default(),
             idle_timeout: Duration::from_secs(600),
             partial_max_age: Duration::from_secs(7 * 24 * 3600),
+            allow_open_permissions: false,
         }
     }
 }
@@ -173,10 +177,15 @@ impl std::str::FromStr for StartupLimits {
 
 const HOST_KEY_FILE: &str = "ssh_host_ed25519_key";
 
+/// Where the host key lives in `keys_dir`.
+pub fn host_key_path(keys_dir: &Path) -> PathBuf {
+    keys_dir.join(HOST_KEY_FILE)
+}
+
 /// Loads the ed25519 host key from `keys_dir`, creating the folder and the key on first
 /// start. Returns the key and whether it was just created.
 pub fn load_or_create_host_key(keys_dir: &Path) -> Result<(PrivateKey, bool), ServerError> {
-    let path = keys_dir.join(HOST_KEY_FILE);
+    let path = host_key_path(keys_dir);
     if path.exists() {
         let key =
             russh::keys::load_secret_key(&path, None).map_err(|source| ServerError::HostKey {

@@ -13,6 +13,7 @@ mod handler;
 mod logfile;
 pub mod logging;
 mod oplog;
+mod privileges;
 mod replies;
 mod rsftp;
 pub mod scp;
@@ -56,6 +57,17 @@ use startups::{Arrival, StartupGuard, Startups};
 pub enum ServerError {
     #[error("host key {path}: {message}")]
     HostKey { path: PathBuf, message: String },
+    #[error(
+        "{path}{}: mode {mode:04o} lets group or others read or write it; fix it with \
+         `chmod 600 {path}` (or start with --allow-open-permissions)",
+        privileges::link_note(.target)
+    )]
+    OpenPermissions {
+        path: PathBuf,
+        /// The file behind `path`, when `path` is a symbolic link.
+        target: Option<PathBuf>,
+        mode: u32,
+    },
     #[error(transparent)]
     Users(#[from] UsersError),
     #[error("storage: {0}")]
@@ -102,8 +114,17 @@ pub struct Prepared {
 impl Server {
     /// Readies a server: the host key (created on first start), `users.toml` (created
     /// with a starter account if missing), the storage root, each user's home, and each
-    /// user's usage recomputed from disk.
+    /// user's usage recomputed from disk. Refuses a host key or `users.toml` that group
+    /// or others may access, unless `settings.allow_open_permissions`.
     pub fn prepare(settings: Settings) -> Result<Prepared, ServerError> {
+        // Before anything is created, so that a refused start makes no key and no account.
+        privileges::check_secrets(
+            &[
+                config::host_key_path(&settings.keys_dir),
+                settings.users_file.clone(),
+            ],
+            settings.allow_open_permissions,
+        )?;
         let (host_key, host_key_created) = config::load_or_create_host_key(&settings.keys_dir)?;
         let fingerprint = host_key
             .public_key()
@@ -125,6 +146,13 @@ impl Server {
                 warn!(user = %account.name, error = %error_chain(&err), "cannot open home");
             }
         }
+        privileges::warn_if_root_owns_homes(
+            &settings.storage_dir,
+            accounts
+                .current()
+                .iter()
+                .map(|account| account.name.as_str()),
+        );
         let limits = settings.limits.clone();
         let shared = Arc::new(Shared {
             accounts,

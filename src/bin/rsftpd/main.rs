@@ -113,6 +113,11 @@ struct ServeArgs {
     /// is read more slowly, not closed.
     #[arg(long, default_value = "512MiB", value_name = "SIZE")]
     memory_budget: String,
+    /// Start even if the host key or the users file can be read or written by group or
+    /// others (a warning is logged). Without it such a start is refused: fix the file
+    /// with `chmod 600 FILE`.
+    #[arg(long)]
+    allow_open_permissions: bool,
 }
 
 fn main() -> ExitCode {
@@ -188,6 +193,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         },
         idle_timeout: Duration::from_secs(args.idle_timeout),
         partial_max_age: Duration::from_secs(args.partial_max_age_hours.saturating_mul(3600)),
+        allow_open_permissions: args.allow_open_permissions,
     };
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     runtime.block_on(async move {
