@@ -17,6 +17,7 @@ mod confinement;
 mod curl;
 mod exec;
 mod fuzz_corpus;
+mod guessing;
 mod lftp;
 mod limits;
 mod limits_burst;

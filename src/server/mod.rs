@@ -39,8 +39,8 @@ pub use sessions::SessionRefused;
 
 #[doc(hidden)]
 use crate::auth::{
-    AccountStore, LoginThrottle, PasswordChecker, Secret, UserName, UsersConfig, UsersError,
-    WatchedUsersFile,
+    AccountScore, AccountStore, LoginThrottle, PasswordChecker, Secret, UserName, UsersConfig,
+    UsersError, WatchedUsersFile,
 };
 use crate::storage::{Storage, StorageError};
 /// The parsers behind the SFTP and exec front ends, public only so that the fuzz targets
@@ -74,6 +74,7 @@ struct Shared {
     storage: Arc<Storage>,
     passwords: PasswordChecker,
     throttle: LoginThrottle,
+    account_score: AccountScore,
     sessions: Arc<SessionRegistry>,
     limits: Limits,
     /// A connection with no activity (see `activity`) for this long is closed.
@@ -131,6 +132,7 @@ impl Server {
             storage,
             passwords: PasswordChecker::new(limits.max_password_checks),
             throttle: LoginThrottle::new(limits.throttle),
+            account_score: AccountScore::new(limits.account_throttle),
             sessions: SessionRegistry::new(limits.max_sessions),
             memory: budget::MemoryBudget::new(limits.memory_budget),
             limits,
