@@ -127,10 +127,12 @@ impl Server {
             }
         }
         let limits = settings.limits.clone();
+        let passwords = PasswordChecker::new(limits.max_password_checks);
+        passwords.match_accounts(password_hashes(&accounts.current()));
         let shared = Arc::new(Shared {
             accounts,
             storage,
-            passwords: PasswordChecker::new(limits.max_password_checks),
+            passwords,
             throttle: LoginThrottle::new(limits.throttle),
             account_score: AccountScore::new(limits.account_throttle),
             sessions: SessionRegistry::new(limits.max_sessions),
@@ -423,19 +425,32 @@ async fn watch_users_file(shared: Arc<Shared>, mut stop: broadcast::Receiver<()>
     }
 }
 
+/// The password hashes of `accounts`, which the dummy hash for unknown users matches.
+fn password_hashes(accounts: &UsersConfig) -> impl Iterator<Item = &crate::auth::PasswordHash> {
+    accounts
+        .iter()
+        .filter_map(|account| account.password_hash.as_ref())
+}
+
 /// Reads `users.toml` again and applies it; see [`Server::reload`]. Logs the outcome,
 /// a failure at error level: the server then runs on with the last good configuration.
 async fn reload(shared: &Arc<Shared>) -> Result<(), UsersError> {
     let origin = shared.accounts.origin();
     let loading = Arc::clone(shared);
-    let loaded = tokio::task::spawn_blocking(move || loading.accounts.reload())
-        .await
-        .unwrap_or_else(|join| {
-            Err(UsersError::Io {
-                path: origin.clone().into(),
-                source: std::io::Error::other(join.to_string()),
-            })
-        });
+    let loaded = tokio::task::spawn_blocking(move || {
+        let loaded = loading.accounts.reload();
+        if let Ok((_, new)) = &loaded {
+            loading.passwords.match_accounts(password_hashes(new));
+        }
+        loaded
+    })
+    .await
+    .unwrap_or_else(|join| {
+        Err(UsersError::Io {
+            path: origin.clone().into(),
+            source: std::io::Error::other(join.to_string()),
+        })
+    });
     let (old, new) = match loaded {
         Ok(loaded) => loaded,
         Err(err) => {
