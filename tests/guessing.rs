@@ -78,3 +78,53 @@ async fn guesses_from_many_addresses_slow_the_account_but_not_its_owner() {
         "the owner waited {owner:?}, as long as a guesser"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_banned_peer_reconnecting_fills_no_log_but_its_ban_is_written() {
+    use crate::log_volume::{count, log_with};
+    use crate::memory::Daemon;
+    use tokio::io::AsyncReadExt;
+
+    let daemon = Daemon::start(&[TestUser::new("alice", "10MiB")], &[]).await;
+    let logs = daemon.server.root().join("logs");
+    // Ten wrong passwords (the default ban) over two connections.
+    for _ in 0..2 {
+        let mut conn = daemon.server.connection("alice").await;
+        for _ in 0..5 {
+            assert!(!conn.login_password(&Secret::new("guess")).await.unwrap());
+        }
+        let _ = conn.close().await;
+    }
+    let log = log_with(&logs, "peer banned after repeated login failures").await;
+    assert_eq!(
+        count(&log, "peer banned after repeated login failures"),
+        1,
+        "{log}"
+    );
+
+    // The banned peer reconnects 60 times; each is closed unanswered.
+    const RECONNECTS: usize = 60;
+    for _ in 0..RECONNECTS {
+        let mut stream = tokio::net::TcpStream::connect(daemon.server.addr)
+            .await
+            .unwrap();
+        let mut buf = [0u8; 64];
+        let read = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut buf)).await;
+        assert!(
+            matches!(read, Ok(Ok(0)) | Ok(Err(_))),
+            "a banned peer was answered"
+        );
+    }
+    // After the rate limit's interval, one more refusal carries the count left out.
+    tokio::time::sleep(Duration::from_secs(11)).await;
+    let _ = tokio::net::TcpStream::connect(daemon.server.addr).await;
+    let refused = "connection refused: peer banned";
+    let log = log_with(&logs, &format!("{refused}|suppressed=40")).await;
+    assert_eq!(count(&log, refused), 21, "{log}");
+    assert_eq!(count(&log, &format!("{refused}|suppressed=40")), 1, "{log}");
+    assert_eq!(
+        count(&log, "peer banned after repeated login failures"),
+        1,
+        "{log}"
+    );
+}

@@ -13,6 +13,7 @@ mod handler;
 mod logfile;
 pub mod logging;
 mod oplog;
+mod refusals;
 mod replies;
 mod rsftp;
 pub mod scp;
@@ -75,6 +76,8 @@ struct Shared {
     passwords: PasswordChecker,
     throttle: LoginThrottle,
     account_score: AccountScore,
+    /// Rate limit for refused-connection lines (never for ban lines).
+    refusals: refusals::RefusalLog,
     sessions: Arc<SessionRegistry>,
     limits: Limits,
     /// A connection with no activity (see `activity`) for this long is closed.
@@ -135,6 +138,7 @@ impl Server {
             passwords,
             throttle: LoginThrottle::new(limits.throttle),
             account_score: AccountScore::new(limits.account_throttle),
+            refusals: refusals::RefusalLog::default(),
             sessions: SessionRegistry::new(limits.max_sessions),
             memory: budget::MemoryBudget::new(limits.memory_budget),
             limits,
@@ -202,13 +206,18 @@ impl Server {
                             continue;
                         }
                     };
-                    if let Some(left) = shared.throttle.banned_for(peer.ip(), std::time::Instant::now()) {
-                        info!(target: "rsftpd::auth", peer = %peer, seconds_left = left.as_secs(), "connection refused: peer banned");
+                    let now = std::time::Instant::now();
+                    if let Some(left) = shared.throttle.banned_for(peer.ip(), now) {
+                        if let Some(suppressed) = shared.refusals.admit(now) {
+                            info!(target: "rsftpd::auth", peer = %peer, seconds_left = left.as_secs(), suppressed, "connection refused: peer banned");
+                        }
                         continue;
                     }
                     let arrival = match startups.arrive(peer.ip()) {
                         Arrival::Refused(reason) => {
-                            warn!(peer = %peer, reason, "connection refused");
+                            if let Some(suppressed) = shared.refusals.admit(now) {
+                                warn!(peer = %peer, reason, suppressed, "connection refused");
+                            }
                             continue;
                         }
                         arrival => arrival,
@@ -283,15 +292,16 @@ async fn connect(
                 _ = stop.recv() => None,
             };
             let Some(startup) = got else {
-                info!(target: "rsftpd::auth", peer = %peer, "connection closed: no slot free within the waiting time");
+                if let Some(suppressed) = shared.refusals.admit(std::time::Instant::now()) {
+                    info!(target: "rsftpd::auth", peer = %peer, suppressed, "connection closed: no slot free within the waiting time");
+                }
                 return;
             };
-            if shared
-                .throttle
-                .banned_for(peer.ip(), std::time::Instant::now())
-                .is_some()
-            {
-                info!(target: "rsftpd::auth", peer = %peer, "connection refused: peer banned");
+            let now = std::time::Instant::now();
+            if shared.throttle.banned_for(peer.ip(), now).is_some() {
+                if let Some(suppressed) = shared.refusals.admit(now) {
+                    info!(target: "rsftpd::auth", peer = %peer, suppressed, "connection refused: peer banned");
+                }
                 return;
             }
             startup
