@@ -40,7 +40,7 @@ fn log_files(dir: &Path) -> Vec<(String, String)> {
 
 /// The whole log once a line containing every `|`-separated part of `needle` is in it,
 /// or as it is after 20 s.
-async fn log_with(dir: &Path, needle: &str) -> String {
+pub(crate) async fn log_with(dir: &Path, needle: &str) -> String {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let text: String = log_files(dir).into_iter().map(|(_, text)| text).collect();
@@ -56,7 +56,7 @@ fn has(log: &str, needle: &str) -> bool {
         .any(|l| needle.split('|').all(|part| l.contains(part)))
 }
 
-fn count(log: &str, needle: &str) -> usize {
+pub(crate) fn count(log: &str, needle: &str) -> usize {
     log.lines()
         .filter(|l| needle.split('|').all(|part| l.contains(part)))
         .count()

@@ -19,6 +19,7 @@ mod curl;
 mod exec;
 mod full_disk;
 mod fuzz_corpus;
+mod guessing;
 mod lftp;
 mod limits;
 mod limits_burst;

@@ -12,11 +12,13 @@
 //!   comments (for `rsftpd user ...`).
 //! - `password`: [`Secret`], [`PasswordHash`], Argon2id hashing and verification.
 //! - `keys`: `authorized_keys` lines, matched by key data.
-//! - `throttle`: failed logins per peer, bans.
+//! - `throttle`: failed logins per peer, bans; `account_score`: failed logins per account
+//!   name from any peer, which slow that account's logins from untrusted sources.
 //! - `store`: [`AccountStore`], the seam through which a server finds accounts and hears
 //!   of changes; `watched`: [`WatchedUsersFile`], its `users.toml` implementation, which
 //!   reloads the file when its content changes.
 
+mod account_score;
 mod edit;
 mod keys;
 mod password;
@@ -26,6 +28,7 @@ mod throttle;
 mod users;
 mod watched;
 
+pub use account_score::{AccountPolicy, AccountScore, MAX_SCORED_ACCOUNTS, MAX_TRUSTED_SOURCES};
 pub use edit::{
     DEFAULT_QUOTA, EditError, KeySource, LOCK_WAIT, NewAccount, UsersFile, parse_keys,
     users_lock_path,

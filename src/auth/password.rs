@@ -2,12 +2,13 @@
 //!
 //! Verifying an Argon2 hash takes tens of milliseconds of CPU and ~19 MiB of memory, so
 //! [`PasswordChecker`] runs it on tokio's blocking pool behind a semaphore, and spends the
-//! same work on unknown users so that timing does not tell which names exist.
+//! same work on unknown users, against a dummy hash with the accounts' Argon2 parameters,
+//! so that timing does not tell which names exist.
 
 use std::fmt;
 use std::str::FromStr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, PoisonError, RwLock};
 
 use argon2::password_hash::phc;
 use argon2::{Argon2, PasswordHasher, PasswordVerifier};
@@ -145,6 +146,56 @@ pub fn verify_password(hash: &PasswordHash, password: &Secret) -> bool {
         .is_ok()
 }
 
+/// What verifying a hash costs: its Argon2 variant, version and parameters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Cost {
+    algorithm: argon2::Algorithm,
+    version: argon2::Version,
+    params: argon2::Params,
+}
+
+impl Cost {
+    fn of(hash: &PasswordHash) -> Option<Cost> {
+        let parsed = phc::PasswordHash::new(&hash.0).ok()?;
+        let algorithm = argon2::Algorithm::try_from(parsed.algorithm.as_str()).ok()?;
+        let version = match parsed.version {
+            Some(version) => argon2::Version::try_from(version).ok()?,
+            None => argon2::Version::default(),
+        };
+        let params = argon2::Params::try_from(&parsed).ok()?;
+        Some(Cost {
+            algorithm,
+            version,
+            params,
+        })
+    }
+
+    /// The cost most of `hashes` share (the first seen among equals), if any.
+    fn most_common<'a>(hashes: impl IntoIterator<Item = &'a PasswordHash>) -> Option<Cost> {
+        let mut counts: Vec<(Cost, usize)> = Vec::new();
+        for cost in hashes.into_iter().filter_map(Cost::of) {
+            match counts.iter_mut().find(|(seen, _)| *seen == cost) {
+                Some((_, count)) => *count += 1,
+                None => counts.push((cost, 1)),
+            }
+        }
+        // `max_by_key` keeps the last of equal maxima; reversing keeps the first.
+        counts
+            .into_iter()
+            .rev()
+            .max_by_key(|(_, count)| *count)
+            .map(|(cost, _)| cost)
+    }
+
+    /// A hash of a random password at this cost. Blocking, as long as one verification.
+    fn dummy(&self) -> Result<PasswordHash, AuthError> {
+        let hash = Argon2::new(self.algorithm, self.version, self.params.clone())
+            .hash_password(Secret::generate(20).expose().as_bytes())
+            .map_err(AuthError::Hashing)?;
+        Ok(PasswordHash(hash.to_string()))
+    }
+}
+
 /// A well-formed Argon2id PHC string with the default parameters (m=19456, t=2, p=1) and
 /// a random salt and output. It is the dummy only if hashing fails at construction, which
 /// can only happen when memory runs out. No password is known to match it, and none needs
@@ -162,8 +213,9 @@ pub struct PasswordChecker {
 struct CheckerInner {
     permits: Arc<Semaphore>,
     /// Checked against when there is no stored hash, so that unknown users cost as much
-    /// time as known ones.
-    dummy: PasswordHash,
+    /// time as known ones: it has the cost of most account hashes (see
+    /// [`PasswordChecker::match_accounts`]).
+    dummy: RwLock<PasswordHash>,
     verifications: AtomicU64,
     #[cfg(test)]
     running: std::sync::atomic::AtomicUsize,
@@ -181,7 +233,7 @@ impl PasswordChecker {
         Self {
             inner: Arc::new(CheckerInner {
                 permits: Arc::new(Semaphore::new(max_concurrent.max(1))),
-                dummy,
+                dummy: RwLock::new(dummy),
                 verifications: AtomicU64::new(0),
                 #[cfg(test)]
                 running: Default::default(),
@@ -191,13 +243,47 @@ impl PasswordChecker {
         }
     }
 
+    /// Gives the dummy hash the Argon2 variant and parameters that most of `hashes` (the
+    /// accounts' password hashes) have, so that a check for an unknown user takes as long
+    /// as one for a real user. With no hashes, or if hashing fails, the dummy stays.
+    ///
+    /// Blocking: may compute a new dummy hash, which costs one verification.
+    pub fn match_accounts<'a>(&self, hashes: impl IntoIterator<Item = &'a PasswordHash>) {
+        let Some(cost) = Cost::most_common(hashes) else {
+            return;
+        };
+        if Cost::of(&self.dummy()).as_ref() == Some(&cost) {
+            return;
+        }
+        if let Ok(dummy) = cost.dummy() {
+            *self
+                .inner
+                .dummy
+                .write()
+                .unwrap_or_else(PoisonError::into_inner) = dummy;
+        }
+    }
+
+    /// The current dummy hash.
+    fn dummy(&self) -> PasswordHash {
+        // A plain value replaced whole: a panic elsewhere cannot leave it half-written.
+        self.inner
+            .dummy
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
     /// True if `password` matches `stored`.
     ///
     /// With `stored == None` (unknown user, or a user without a password) this still runs
     /// one verification, against the dummy hash, and returns false.
     pub async fn check(&self, stored: Option<&PasswordHash>, password: Secret) -> bool {
         let known = stored.is_some();
-        let hash = stored.unwrap_or(&self.inner.dummy).clone();
+        let hash = match stored {
+            Some(hash) => hash.clone(),
+            None => self.dummy(),
+        };
         // The permit moves into the blocking task: if this future is dropped (the client
         // hung up), the hash still runs to the end and keeps its slot until then.
         let Ok(permit) = Arc::clone(&self.inner.permits).acquire_owned().await else {
@@ -328,11 +414,50 @@ mod tests {
     #[tokio::test]
     async fn checker_runs_a_hash_for_unknown_users() {
         let checker = PasswordChecker::new(1);
-        let dummy_password = Secret::new(checker.inner.dummy.as_str());
+        let dummy_password = Secret::new(checker.dummy().as_str());
         assert!(!checker.check(None, Secret::new("anything")).await);
         // Even the dummy's own text (or its real password, were it known) gets nowhere.
         assert!(!checker.check(None, dummy_password).await);
         assert_eq!(checker.verifications(), 2);
+    }
+
+    /// An Argon2 hash of `password` with the given variant and costs.
+    fn hash_with(algorithm: argon2::Algorithm, m: u32, t: u32, p: u32) -> PasswordHash {
+        let params = argon2::Params::new(m, t, p, None).unwrap();
+        let phc = Argon2::new(algorithm, argon2::Version::V0x13, params)
+            .hash_password(b"pw")
+            .unwrap()
+            .to_string();
+        PasswordHash::parse(&phc).unwrap()
+    }
+
+    #[test]
+    fn the_dummy_takes_the_cost_of_most_account_hashes() {
+        let checker = PasswordChecker::new(1);
+        let default_cost = Cost::of(&checker.dummy()).unwrap();
+        let defaults = argon2::Params::default();
+        let costs = |p: &argon2::Params| (p.m_cost(), p.t_cost(), p.p_cost());
+        assert_eq!(costs(&default_cost.params), costs(&defaults));
+
+        // Accounts hashed elsewhere, with other costs than this crate's defaults.
+        let common = hash_with(argon2::Algorithm::Argon2id, 256, 3, 2);
+        let odd = hash_with(argon2::Algorithm::Argon2i, 64, 1, 1);
+        let hashes = [odd.clone(), common.clone(), common.clone()];
+        checker.match_accounts(&hashes);
+        let dummy = checker.dummy();
+        assert_eq!(Cost::of(&dummy), Cost::of(&common));
+        assert!(dummy.as_str().starts_with("$argon2id$v=19$m=256,t=3,p=2$"));
+        assert_ne!(dummy, common, "a fresh salt and password, not a copy");
+
+        // The same costs again change nothing; no hashes at all keep the dummy too.
+        checker.match_accounts(&hashes);
+        assert_eq!(checker.dummy(), dummy);
+        checker.match_accounts(&[]);
+        assert_eq!(checker.dummy(), dummy);
+
+        // A tie goes to the first seen.
+        checker.match_accounts(&[odd.clone(), common.clone()]);
+        assert_eq!(Cost::of(&checker.dummy()), Cost::of(&odd));
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -127,6 +127,39 @@ impl client::Handler for ClientHandler {
     }
 }
 
+/// A TCP connection to `host:port` from the local address `source`.
+async fn connect_tcp_from(
+    source: std::net::IpAddr,
+    host: &str,
+    port: u16,
+) -> std::io::Result<tokio::net::TcpStream> {
+    let mut last = None;
+    for addr in tokio::net::lookup_host((host, port)).await? {
+        if addr.is_ipv4() != source.is_ipv4() {
+            continue;
+        }
+        let socket = if addr.is_ipv4() {
+            tokio::net::TcpSocket::new_v4()?
+        } else {
+            tokio::net::TcpSocket::new_v6()?
+        };
+        socket.bind(std::net::SocketAddr::new(source, 0))?;
+        match socket.connect(addr).await {
+            Ok(stream) => {
+                let _ = stream.set_nodelay(true);
+                return Ok(stream);
+            }
+            Err(err) => last = Some(err),
+        }
+    }
+    Err(last.unwrap_or_else(|| {
+        std::io::Error::new(
+            std::io::ErrorKind::AddrNotAvailable,
+            "no address of the host has the source address's family",
+        )
+    }))
+}
+
 /// An SSH connection to a server, before or after login.
 pub struct Connection {
     handle: Handle<ClientHandler>,
@@ -161,6 +194,28 @@ impl Connection {
         user: &str,
         check: HostKeyCheck,
     ) -> Result<Connection, ClientError> {
+        Self::connect_inner(host, port, None, user, check).await
+    }
+
+    /// Like [`Connection::connect`], from the local address `source` (for a machine with
+    /// several addresses).
+    pub async fn connect_from(
+        source: std::net::IpAddr,
+        host: &str,
+        port: u16,
+        user: &str,
+        check: HostKeyCheck,
+    ) -> Result<Connection, ClientError> {
+        Self::connect_inner(host, port, Some(source), user, check).await
+    }
+
+    async fn connect_inner(
+        host: &str,
+        port: u16,
+        source: Option<std::net::IpAddr>,
+        user: &str,
+        check: HostKeyCheck,
+    ) -> Result<Connection, ClientError> {
         let verdict = Arc::new(Mutex::new(None));
         let handler = ClientHandler {
             host: host.to_owned(),
@@ -169,7 +224,13 @@ impl Connection {
             verdict: Arc::clone(&verdict),
         };
         let config = Arc::new(client_config());
-        let connected = client::connect(config, (host, port), handler).await;
+        let connected = match source {
+            None => client::connect(config, (host, port), handler).await,
+            Some(source) => match connect_tcp_from(source, host, port).await {
+                Ok(stream) => client::connect_stream(config, stream, handler).await,
+                Err(err) => Err(russh::Error::IO(err)),
+            },
+        };
         let verdict = verdict.lock().unwrap_or_else(|p| p.into_inner()).take();
         match (connected, verdict) {
             (Ok(handle), _) => Ok(Connection {

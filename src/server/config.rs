@@ -10,7 +10,7 @@ use russh::keys::{Algorithm, PrivateKey};
 use russh::{MethodKind, MethodSet, Preferred};
 
 use super::ServerError;
-use crate::auth::ThrottlePolicy;
+use crate::auth::{AccountPolicy, ThrottlePolicy};
 use crate::protocol::transport;
 
 /// Everything the server needs to know, with the defaults of a fresh checkout.
@@ -68,6 +68,8 @@ pub struct Limits {
     /// nothing, a download or reply the peer does not read), before it fails.
     pub stall_timeout: Duration,
     pub throttle: ThrottlePolicy,
+    /// Failed logins per account name, from any address, that slow that account's logins.
+    pub account_throttle: AccountPolicy,
     /// Bytes of buffered request and reply data on the whole server, shared fairly by
     /// the connections logged in; see `budget`.
     pub memory_budget: usize,
@@ -85,6 +87,7 @@ impl Default for Limits {
             max_password_checks: 4,
             stall_timeout: crate::storage::stream::STALL_TIMEOUT,
             throttle: ThrottlePolicy::default(),
+            account_throttle: AccountPolicy::default(),
             memory_budget: super::budget::DEFAULT_BUDGET,
         }
     }

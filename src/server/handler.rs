@@ -213,12 +213,22 @@ impl SshHandler {
         banned
     }
 
+    /// An account guessed at from many addresses answers slowly, except to sources that
+    /// logged in to it recently (see `AccountScore`).
+    async fn wait_out_account_score(&self, user: &str) {
+        let score = &self.shared.account_score;
+        let delay = score.delay_for(user, self.peer.ip(), Instant::now());
+        if !delay.is_zero() {
+            tokio::time::sleep(delay).await;
+        }
+    }
+
     fn reject(&mut self, user: &str, method: &'static str) -> Auth {
         self.log_attempt(user, method, "rejected");
         // Counted now, and never wiped by a later login: otherwise one account could be
         // used to guess another's password for ever.
         self.refused_password = true;
-        self.count_failure();
+        self.count_failure(user);
         Auth::Reject {
             proceed_with_methods: Some(MethodSet::from(
                 &[MethodKind::Password, MethodKind::PublicKey][..],
@@ -227,7 +237,14 @@ impl SshHandler {
         }
     }
 
-    fn count_failure(&self) {
+    fn count_failure(&self, user: &str) {
+        if self
+            .shared
+            .account_score
+            .record_failure(user, Instant::now())
+        {
+            warn!(target: "rsftpd::auth", user = %LogText(user), "account logins slowed after repeated failures");
+        }
         if self
             .shared
             .throttle
@@ -250,6 +267,8 @@ impl SshHandler {
 
     fn accept(&mut self, user: &str, method: &'static str) -> Auth {
         self.log_attempt(user, method, "accepted");
+        let score = &self.shared.account_score;
+        score.record_success(user, self.peer.ip(), Instant::now());
         self.accepted = Some(user.to_owned());
         Auth::Accept
     }
@@ -275,7 +294,7 @@ impl Drop for SshHandler {
             && let Some(user) = self.declined_key.take()
         {
             self.log_attempt(&user, "publickey", "rejected");
-            self.count_failure();
+            self.count_failure(&user);
         }
     }
 }
@@ -309,6 +328,7 @@ impl russh::server::Handler for SshHandler {
         if self.banned(user, "password") {
             return Ok(Auth::reject());
         }
+        self.wait_out_account_score(user).await;
         let stored = self
             .shared
             .accounts
@@ -349,6 +369,7 @@ impl russh::server::Handler for SshHandler {
         if self.banned(user, "publickey") {
             return Ok(Auth::reject());
         }
+        self.wait_out_account_score(user).await;
         Ok(if self.key_is_authorized(user, key.public_key) {
             self.accept(user, "publickey")
         } else {

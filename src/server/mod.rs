@@ -14,6 +14,7 @@ mod logfile;
 pub mod logging;
 mod oplog;
 mod privileges;
+mod refusals;
 mod replies;
 mod rsftp;
 pub mod scp;
@@ -40,8 +41,8 @@ pub use sessions::SessionRefused;
 
 #[doc(hidden)]
 use crate::auth::{
-    AccountStore, LoginThrottle, PasswordChecker, Secret, UserName, UsersConfig, UsersError,
-    WatchedUsersFile,
+    AccountScore, AccountStore, LoginThrottle, PasswordChecker, Secret, UserName, UsersConfig,
+    UsersError, WatchedUsersFile,
 };
 use crate::storage::{Storage, StorageError};
 /// The parsers behind the SFTP and exec front ends, public only so that the fuzz targets
@@ -86,6 +87,9 @@ struct Shared {
     storage: Arc<Storage>,
     passwords: PasswordChecker,
     throttle: LoginThrottle,
+    account_score: AccountScore,
+    /// Rate limit for refused-connection lines (never for ban lines).
+    refusals: refusals::RefusalLog,
     sessions: Arc<SessionRegistry>,
     limits: Limits,
     /// A connection with no activity (see `activity`) for this long is closed.
@@ -154,11 +158,15 @@ impl Server {
                 .map(|account| account.name.as_str()),
         );
         let limits = settings.limits.clone();
+        let passwords = PasswordChecker::new(limits.max_password_checks);
+        passwords.match_accounts(password_hashes(&accounts.current()));
         let shared = Arc::new(Shared {
             accounts,
             storage,
-            passwords: PasswordChecker::new(limits.max_password_checks),
+            passwords,
             throttle: LoginThrottle::new(limits.throttle),
+            account_score: AccountScore::new(limits.account_throttle),
+            refusals: refusals::RefusalLog::default(),
             sessions: SessionRegistry::new(limits.max_sessions),
             memory: budget::MemoryBudget::new(limits.memory_budget),
             limits,
@@ -226,13 +234,18 @@ impl Server {
                             continue;
                         }
                     };
-                    if let Some(left) = shared.throttle.banned_for(peer.ip(), std::time::Instant::now()) {
-                        info!(target: "rsftpd::auth", peer = %peer, seconds_left = left.as_secs(), "connection refused: peer banned");
+                    let now = std::time::Instant::now();
+                    if let Some(left) = shared.throttle.banned_for(peer.ip(), now) {
+                        if let Some(suppressed) = shared.refusals.admit(now) {
+                            info!(target: "rsftpd::auth", peer = %peer, seconds_left = left.as_secs(), suppressed, "connection refused: peer banned");
+                        }
                         continue;
                     }
                     let arrival = match startups.arrive(peer.ip()) {
                         Arrival::Refused(reason) => {
-                            warn!(peer = %peer, reason, "connection refused");
+                            if let Some(suppressed) = shared.refusals.admit(now) {
+                                warn!(peer = %peer, reason, suppressed, "connection refused");
+                            }
                             continue;
                         }
                         arrival => arrival,
@@ -307,15 +320,16 @@ async fn connect(
                 _ = stop.recv() => None,
             };
             let Some(startup) = got else {
-                info!(target: "rsftpd::auth", peer = %peer, "connection closed: no slot free within the waiting time");
+                if let Some(suppressed) = shared.refusals.admit(std::time::Instant::now()) {
+                    info!(target: "rsftpd::auth", peer = %peer, suppressed, "connection closed: no slot free within the waiting time");
+                }
                 return;
             };
-            if shared
-                .throttle
-                .banned_for(peer.ip(), std::time::Instant::now())
-                .is_some()
-            {
-                info!(target: "rsftpd::auth", peer = %peer, "connection refused: peer banned");
+            let now = std::time::Instant::now();
+            if shared.throttle.banned_for(peer.ip(), now).is_some() {
+                if let Some(suppressed) = shared.refusals.admit(now) {
+                    info!(target: "rsftpd::auth", peer = %peer, suppressed, "connection refused: peer banned");
+                }
                 return;
             }
             startup
@@ -449,19 +463,32 @@ async fn watch_users_file(shared: Arc<Shared>, mut stop: broadcast::Receiver<()>
     }
 }
 
+/// The password hashes of `accounts`, which the dummy hash for unknown users matches.
+fn password_hashes(accounts: &UsersConfig) -> impl Iterator<Item = &crate::auth::PasswordHash> {
+    accounts
+        .iter()
+        .filter_map(|account| account.password_hash.as_ref())
+}
+
 /// Reads `users.toml` again and applies it; see [`Server::reload`]. Logs the outcome,
 /// a failure at error level: the server then runs on with the last good configuration.
 async fn reload(shared: &Arc<Shared>) -> Result<(), UsersError> {
     let origin = shared.accounts.origin();
     let loading = Arc::clone(shared);
-    let loaded = tokio::task::spawn_blocking(move || loading.accounts.reload())
-        .await
-        .unwrap_or_else(|join| {
-            Err(UsersError::Io {
-                path: origin.clone().into(),
-                source: std::io::Error::other(join.to_string()),
-            })
-        });
+    let loaded = tokio::task::spawn_blocking(move || {
+        let loaded = loading.accounts.reload();
+        if let Ok((_, new)) = &loaded {
+            loading.passwords.match_accounts(password_hashes(new));
+        }
+        loaded
+    })
+    .await
+    .unwrap_or_else(|join| {
+        Err(UsersError::Io {
+            path: origin.clone().into(),
+            source: std::io::Error::other(join.to_string()),
+        })
+    });
     let (old, new) = match loaded {
         Ok(loaded) => loaded,
         Err(err) => {
