@@ -307,8 +307,17 @@ async fn sigkill_during_transfers_loses_nothing_and_everything_resumes() {
         assert_eq!(report.resumed_from, had, "{}", job.name);
         assert_eq!(md5_of(&dest), Some(job.md5()), "{}", job.name);
     }
-    for job in &sftp_up {
-        let command = format!("put {} {}", local_of(job).display(), job.remote());
+    let sftp_runs = sftp_up
+        .iter()
+        .map(|job| {
+            let put = format!("put {} {}", local_of(job).display(), job.remote());
+            (job, put, home.join(job.name))
+        })
+        .chain(sftp_down.iter().map(|job| {
+            let get = format!("get {} {}", job.remote(), local.join(job.name).display());
+            (job, get, local.join(job.name))
+        }));
+    for (job, command, copy) in sftp_runs {
         let out = openssh_sftp(&daemon, &local, &command, None)
             .wait_with_output()
             .await
@@ -318,30 +327,7 @@ async fn sigkill_during_transfers_loses_nothing_and_everything_resumes() {
             "{}",
             String::from_utf8_lossy(&out.stderr)
         );
-        assert_eq!(
-            md5_of(&home.join(job.name)),
-            Some(job.md5()),
-            "{}",
-            job.name
-        );
-    }
-    for job in &sftp_down {
-        let command = format!("get {} {}", job.remote(), local.join(job.name).display());
-        let out = openssh_sftp(&daemon, &local, &command, None)
-            .wait_with_output()
-            .await
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        assert_eq!(
-            md5_of(&local.join(job.name)),
-            Some(job.md5()),
-            "{}",
-            job.name
-        );
+        assert_eq!(md5_of(&copy), Some(job.md5()), "{}", job.name);
     }
 
     // Nothing is left staged, and the ledger still equals the disk.
