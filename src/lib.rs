@@ -16,7 +16,8 @@
 //!   authorized keys, login throttling, and the account-store seam
 //!   ([`auth::AccountStore`]) with its `users.toml` implementation, reloaded on change.
 //! - [`server`]: russh glue, each concern in its own module:
-//!   - connections: `handler` (the russh callbacks, which delegate), `startups` and
+//!   - connections: `handler` (the russh callbacks, which delegate), `channels` (how
+//!     many a connection may open, and claiming them), `startups` and
 //!     `sessions` (connection and session limits), `activity` (the idle clock),
 //!     `budget` (the server-wide memory budget and the socket throttle), `front` (what a
 //!     connection hands each front end), `config` (SSH settings and limits),

@@ -4,12 +4,11 @@
 //! [`auth`]: crate::auth
 //! [`storage`]: crate::storage
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use russh::keys::PublicKey;
 use russh::server::{Auth, ChannelOpenHandle, Msg, PublicKeyOffer, Session, VerifiedPublicKey};
@@ -19,6 +18,10 @@ use tracing::{Instrument, info, warn};
 use super::Shared;
 use super::activity::Activity;
 use super::budget::{ConnectionAccount, Transit};
+use super::channels::{
+    CHANNEL_CLAIM_TIME, MAX_CHANNELS, Running, SharedChannels, claim, close_unclaimed,
+    lock_channels,
+};
 use super::logging::LogText;
 use super::oplog::OpLog;
 use super::sessions::SessionGuard;
@@ -41,49 +44,6 @@ pub(super) struct LoginProgress {
     /// It sent credentials (a password, a key offer or a signature).
     pub tried: AtomicBool,
     pub logged_in: AtomicBool,
-}
-
-/// Channels open on one connection at once; each runs a task, so a peer may not open
-/// thousands.
-const MAX_CHANNELS: usize = 8;
-
-/// How long an opened channel may wait for its subsystem or command. Until then nobody
-/// reads it, and over SSH a channel nobody reads can stall the whole connection.
-const CHANNEL_CLAIM_TIME: Duration = Duration::from_secs(10);
-
-/// The channels of one connection: every one still open, and those of them not yet
-/// given a subsystem or command.
-#[derive(Default)]
-struct Channels {
-    /// Accepted and not yet closed (by the peer, or by us once its work is done).
-    open: HashSet<ChannelId>,
-    /// Open, but nobody reads them yet.
-    pending: HashMap<ChannelId, Channel<Msg>>,
-}
-
-type SharedChannels = Arc<Mutex<Channels>>;
-
-fn lock_channels(channels: &SharedChannels) -> std::sync::MutexGuard<'_, Channels> {
-    // Only ids and handles inside; a panic elsewhere cannot leave them inconsistent.
-    channels.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-/// Closes a channel nobody will read, so that it stops counting against the peer and
-/// its data is no longer accepted.
-fn close_unclaimed(channels: &SharedChannels, id: ChannelId) {
-    let channel = {
-        let mut channels = lock_channels(channels);
-        let channel = channels.pending.remove(&id);
-        if channel.is_some() {
-            channels.open.remove(&id);
-        }
-        channel
-    };
-    if let Some(channel) = channel {
-        tokio::spawn(async move {
-            let _ = channel.close().await;
-        });
-    }
 }
 
 pub struct SshHandler {
@@ -146,14 +106,7 @@ impl SshHandler {
     /// Takes a pending channel to run something on it; the returned guard keeps it
     /// counted as open until dropped, after the work on it is done.
     fn claim(&self, id: ChannelId) -> Option<(Channel<Msg>, Running)> {
-        let channel = lock_channels(&self.channels).pending.remove(&id)?;
-        Some((
-            channel,
-            Running {
-                channels: Arc::clone(&self.channels),
-                id,
-            },
-        ))
+        claim(&self.channels, id)
     }
 
     /// Claims channel `id` for an exec command, answers the request, and runs what
@@ -296,19 +249,6 @@ impl Drop for SshHandler {
             self.log_attempt(&user, "publickey", "rejected");
             self.count_failure(&user);
         }
-    }
-}
-
-/// One running channel; dropping it, once the work on the channel is over and the
-/// channel closed with it, frees the place.
-struct Running {
-    channels: SharedChannels,
-    id: ChannelId,
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        lock_channels(&self.channels).open.remove(&self.id);
     }
 }
 

@@ -6,6 +6,7 @@
 
 mod activity;
 pub mod budget;
+mod channels;
 mod config;
 mod exec;
 mod front;
