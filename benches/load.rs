@@ -3,7 +3,8 @@
 //! the server's memory read from `/proc`.
 //!
 //! Run with `cargo bench --bench load` (500 sessions, 30 s), or `-- --smoke` for 50
-//! sessions and small files. `--sessions N` and `--seconds S` change the size. It
+//! sessions and small files. `--sessions N`, `--seconds S`, `--budget-mib M` and `--large-every K`
+//! change the size. It
 //! prints the sessions held, copies verified, the server's peak RSS and the wall time,
 //! and exits non-zero on any error, wrong copy, or memory past twice the budget.
 
@@ -31,6 +32,8 @@ fn main() -> ExitCode {
                     .map(Duration::from_secs)
                     .unwrap_or(plan.duration)
             }
+            "--budget-mib" => plan.budget_mib = pair[1].parse().unwrap_or(plan.budget_mib),
+            "--large-every" => plan.large_every = pair[1].parse().unwrap_or(plan.large_every),
             _ => {}
         }
     }

@@ -23,6 +23,7 @@ mod guessing;
 mod lftp;
 mod limits;
 mod limits_burst;
+mod load;
 mod log_volume;
 mod login;
 mod memory;
