@@ -7,15 +7,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
-use tracing::warn;
-
 use super::codec::{self, Attrs, MAX_DATA, MAX_PACKET, NameEntry, Request, StatusCode, pflags};
 use super::handles::{
     ConnectionHandles, DirHandle, FileHandle, Handle, HandleSlot, Handles, Held, MAX_HANDLES,
     MAX_HANDLES_PER_CONNECTION,
 };
+use crate::server::op::{self, Ops};
 use crate::server::oplog::OpLog;
-use crate::server::replies::sftp_status;
+use crate::server::replies::sftp_code;
 use crate::storage::{Entry, HomeDir, OpenOptions, StorageError, VirtualPath};
 
 /// Why a request failed, before it becomes a STATUS.
@@ -57,11 +56,12 @@ impl Done {
 
 /// One SFTP session's state: the home, the user, the open handles.
 pub struct Session {
+    /// The user's home and the session's operation log.
+    ops: Ops,
     home: HomeDir,
     user: String,
     handles: Mutex<Handles>,
     connection: ConnectionHandles,
-    oplog: Arc<OpLog>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -77,16 +77,21 @@ impl Session {
         oplog: Arc<OpLog>,
     ) -> Session {
         Session {
+            ops: Ops::new(home.clone(), oplog, "sftp"),
             home,
             user,
             handles: Mutex::default(),
             connection,
-            oplog,
         }
     }
 
     pub fn user(&self) -> &str {
         &self.user
+    }
+
+    /// What the session acts and logs through.
+    pub(super) fn ops(&self) -> &Ops {
+        &self.ops
     }
 
     /// Runs one request and returns its reply; logs it as the rsftp subsystem does.
@@ -97,21 +102,19 @@ impl Session {
             Ok(done) => {
                 if done.log {
                     let path = done.path.as_ref().map_or("", VirtualPath::as_str);
-                    self.log_ok(op, path, done.bytes, started.elapsed());
+                    self.ops.log(op, path, done.bytes, started, None);
                 }
                 done.reply
             }
             Err(failed) => {
                 let (code, message) = match failed {
                     Failed::Storage(err) => {
-                        if let StorageError::Io { source, .. } = &err {
-                            warn!(error = %source, "storage I/O error");
-                        }
-                        sftp_status(&err)
+                        let refusal = op::classify(&err);
+                        (sftp_code(refusal.fault), refusal.message)
                     }
                     Failed::Status(code, message) => (code, message),
                 };
-                self.log_error(op, started.elapsed(), &message);
+                self.ops.log(op, "", 0, started, Some(&message));
                 codec::status(id, code, &message)
             }
         }
@@ -150,7 +153,8 @@ impl Session {
                         } else {
                             ("read", read)
                         };
-                        self.log_ok(op, file.file.path().as_str(), bytes, file.opened.elapsed());
+                        let path = file.file.path().as_str();
+                        self.ops.log(op, path, bytes, file.opened, None);
                         Ok(Done {
                             reply: ok(id),
                             path: None,
@@ -409,14 +413,6 @@ impl Session {
         }
     }
 
-    fn log_ok(&self, op: &str, path: &str, bytes: u64, elapsed: Duration) {
-        self.oplog.record("sftp", op, path, bytes, elapsed, None);
-    }
-
-    fn log_error(&self, op: &str, elapsed: Duration, error: &str) {
-        self.oplog.record("sftp", op, "", 0, elapsed, Some(error));
-    }
-
     /// A connection-wide slot for a handle about to be opened; taken before opening, so
     /// a refused request opens nothing.
     fn slot(&self) -> Result<HandleSlot, Failed> {
@@ -550,7 +546,7 @@ impl Session {
 fn resolve(raw: &[u8]) -> Result<VirtualPath, Failed> {
     let text = std::str::from_utf8(raw)
         .map_err(|_| failure("the file name is not valid UTF-8; such names are not supported"))?;
-    Ok(VirtualPath::resolve(&VirtualPath::root(), text)?)
+    Ok(op::resolve_from_root(text)?)
 }
 
 fn open_options(flags: u32) -> OpenOptions {
