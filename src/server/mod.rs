@@ -13,6 +13,7 @@ mod front;
 mod handler;
 mod logfile;
 pub mod logging;
+mod login;
 mod op;
 mod oplog;
 mod privileges;
