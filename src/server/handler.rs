@@ -15,7 +15,6 @@ use russh::server::{Auth, ChannelOpenHandle, Msg, PublicKeyOffer, Session, Verif
 use russh::{Channel, ChannelId, Disconnect, MethodKind, MethodSet};
 use tracing::{Span, info, warn};
 
-use super::Shared;
 use super::activity::Activity;
 use super::budget::{ConnectionAccount, Transit};
 use super::channels::{
@@ -25,6 +24,7 @@ use super::logging::LogText;
 use super::login::{LoginAttempts, Records};
 use super::oplog::OpLog;
 use super::sessions::SessionGuard;
+use super::shared::Shared;
 use super::startups::StartupGuard;
 use crate::auth::Secret;
 use crate::storage::HomeDir;
