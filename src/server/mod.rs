@@ -8,6 +8,7 @@ mod activity;
 pub mod budget;
 mod channels;
 mod config;
+mod error;
 mod exec;
 mod front;
 mod handler;
@@ -29,7 +30,6 @@ mod startups;
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -41,6 +41,7 @@ use tokio::task::JoinSet;
 use tracing::{debug, info, warn};
 
 pub use config::{BadStartupLimits, Limits, Settings, StartupLimits};
+pub use error::ServerError;
 pub use replies::storage_error_reply;
 pub use sessions::SessionRefused;
 
@@ -49,7 +50,7 @@ use crate::auth::{
     AccountScore, AccountStore, LoginThrottle, PasswordChecker, Secret, UserName, UsersError,
     WatchedUsersFile,
 };
-use crate::storage::{Storage, StorageError};
+use crate::storage::Storage;
 /// The parsers behind the SFTP and exec front ends, public only so that the fuzz targets
 /// in `fuzz/` and the corpus replay in `tests/fuzz_corpus.rs` can reach them.
 #[doc(hidden)]
@@ -59,34 +60,6 @@ use reload::{error_chain, password_hashes, watch_users_file};
 use sessions::SessionRegistry;
 use shared::Shared;
 use startups::{Arrival, StartupGuard, Startups};
-
-/// Why the server could not start.
-#[derive(Debug, thiserror::Error)]
-pub enum ServerError {
-    #[error("host key {path}: {message}")]
-    HostKey { path: PathBuf, message: String },
-    #[error(
-        "{path}{}: mode {mode:04o} lets group or others read or write it; fix it with \
-         `chmod 600 {path}` (or start with --allow-open-permissions)",
-        privileges::link_note(.target)
-    )]
-    OpenPermissions {
-        path: PathBuf,
-        /// The file behind `path`, when `path` is a symbolic link.
-        target: Option<PathBuf>,
-        mode: u32,
-    },
-    #[error(transparent)]
-    Users(#[from] UsersError),
-    #[error("storage: {0}")]
-    Storage(#[from] StorageError),
-    #[error("{path}: {source}")]
-    Io {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-}
 
 /// A server ready to run.
 pub struct Server {
