@@ -58,7 +58,6 @@ impl Done {
 pub struct Session {
     /// The user's home and the session's operation log.
     ops: Ops,
-    home: HomeDir,
     user: String,
     handles: Mutex<Handles>,
     connection: ConnectionHandles,
@@ -77,8 +76,7 @@ impl Session {
         oplog: Arc<OpLog>,
     ) -> Session {
         Session {
-            ops: Ops::new(home.clone(), oplog, "sftp"),
-            home,
+            ops: Ops::new(home, oplog, "sftp"),
             user,
             handles: Mutex::default(),
             connection,
@@ -87,6 +85,10 @@ impl Session {
 
     pub fn user(&self) -> &str {
         &self.user
+    }
+
+    fn home(&self) -> &HomeDir {
+        self.ops.home()
     }
 
     /// What the session acts and logs through.
@@ -130,7 +132,7 @@ impl Session {
                 let path = resolve(&path)?;
                 let options = open_options(flags);
                 let slot = self.slot()?;
-                let file = self.home.open(&path, options)?;
+                let file = self.home().open(&path, options)?;
                 let handle = self.insert(
                     Handle::File(Arc::new(FileHandle {
                         file,
@@ -222,12 +224,12 @@ impl Session {
             }
             Request::Stat { path } => {
                 let path = resolve(&path)?;
-                let entry = self.home.stat(&path)?;
+                let entry = self.home().stat(&path)?;
                 Ok(Done::reply(codec::attrs(id, &attrs_of(&entry)), &path))
             }
             Request::Lstat { path } => {
                 let path = resolve(&path)?;
-                let entry = self.home.lstat(&path)?;
+                let entry = self.home().lstat(&path)?;
                 Ok(Done::reply(codec::attrs(id, &attrs_of(&entry)), &path))
             }
             Request::Fstat { handle } => {
@@ -235,7 +237,7 @@ impl Session {
                     Handle::File(file) => (file.file.path().clone(), file.file.stat()?),
                     Handle::Dir(dir) => {
                         let path = lock(&dir).path.clone();
-                        let entry = self.home.stat(&path)?;
+                        let entry = self.home().stat(&path)?;
                         (path, entry)
                     }
                 };
@@ -262,7 +264,7 @@ impl Session {
                         "too many open directories for this connection's memory share; close some",
                     )
                 })?;
-                let dir = DirHandle::open(&self.home, &path)?;
+                let dir = DirHandle::open(self.home(), &path)?;
                 let handle = self.insert(Handle::Dir(Arc::new(Mutex::new(dir))), slot)?;
                 Ok(Done::reply(codec::handle(id, &handle), &path))
             }
@@ -280,19 +282,19 @@ impl Session {
             }
             Request::Remove { path } => {
                 let path = resolve(&path)?;
-                self.home.remove_file(&path)?;
+                self.home().remove_file(&path)?;
                 Ok(Done::reply(ok(id), &path))
             }
             Request::Mkdir { path, attrs } => {
                 let path = resolve(&path)?;
                 // As under the usual umask of 022: never writable by others.
                 let mode = attrs.permissions.map_or(0o777, |mode| mode & 0o755);
-                self.home.mkdir_with_mode(&path, mode)?;
+                self.home().mkdir_with_mode(&path, mode)?;
                 Ok(Done::reply(ok(id), &path))
             }
             Request::Rmdir { path } => {
                 let path = resolve(&path)?;
-                self.home.rmdir(&path)?;
+                self.home().rmdir(&path)?;
                 Ok(Done::reply(ok(id), &path))
             }
             Request::Realpath { path } => {
@@ -312,17 +314,17 @@ impl Session {
             Request::Rename { from, to } => {
                 let (from, to) = (resolve(&from)?, resolve(&to)?);
                 // SFTP v3: a rename never replaces (posix-rename@openssh.com does).
-                self.home.rename_new(&from, &to)?;
+                self.home().rename_new(&from, &to)?;
                 Ok(Done::reply(ok(id), &from))
             }
             Request::PosixRename { from, to } => {
                 let (from, to) = (resolve(&from)?, resolve(&to)?);
-                self.home.rename(&from, &to)?;
+                self.home().rename(&from, &to)?;
                 Ok(Done::reply(ok(id), &from))
             }
             Request::Readlink { path } => {
                 let path = resolve(&path)?;
-                let target = self.home.read_link(&path)?;
+                let target = self.home().read_link(&path)?;
                 let Some(target) = target.to_str() else {
                     return Err(failure("the link's target is not valid UTF-8"));
                 };
@@ -335,7 +337,7 @@ impl Session {
                 let target = std::str::from_utf8(&target).map_err(|_| {
                     failure("the link's target is not valid UTF-8; such names are not supported")
                 })?;
-                self.home.symlink(&link, target)?;
+                self.home().symlink(&link, target)?;
                 Ok(Done::reply(ok(id), &link))
             }
             Request::Hardlink { .. } => Err(Failed::Status(
@@ -344,7 +346,7 @@ impl Session {
             )),
             Request::Statvfs { path } => {
                 let path = resolve(&path)?;
-                self.home.stat(&path)?;
+                self.home().stat(&path)?;
                 Ok(Done::reply(self.statvfs(id), &path))
             }
             Request::Fstatvfs { handle } => {
@@ -481,14 +483,14 @@ impl Session {
                         write: true,
                         ..OpenOptions::default()
                     };
-                    self.home.open(path, options)?.set_len(size)?;
+                    self.home().open(path, options)?.set_len(size)?;
                 }
             }
         }
         if let Some((uid, gid)) = attrs.uid_gid {
             let entry = match file {
                 Some(file) => file.file.stat()?,
-                None => self.home.stat(path)?,
+                None => self.home().stat(path)?,
             };
             if (entry.uid, entry.gid) != (uid, gid) {
                 return Err(Failed::Status(
@@ -502,14 +504,14 @@ impl Session {
         if let Some(mode) = attrs.permissions {
             match file {
                 Some(file) => file.file.set_permissions(mode)?,
-                None => self.home.set_permissions(path, mode)?,
+                None => self.home().set_permissions(path, mode)?,
             }
         }
         if let Some((_atime, mtime)) = attrs.times {
             let when = SystemTime::UNIX_EPOCH + Duration::from_secs(u64::from(mtime));
             match file {
                 Some(file) => file.file.set_mtime(when)?,
-                None => self.home.set_mtime(path, when)?,
+                None => self.home().set_mtime(path, when)?,
             }
         }
         Ok(())
@@ -519,7 +521,7 @@ impl Session {
     /// that `df` shows the limit, the usage and what is free.
     fn statvfs(&self, id: u32) -> Vec<u8> {
         const BLOCK: u64 = 1024;
-        let usage = self.home.usage();
+        let usage = self.home().usage();
         let blocks = usage.limit / BLOCK;
         let free = (usage.free() / BLOCK).min(blocks);
         codec::extended_u64s(
