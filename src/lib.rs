@@ -27,8 +27,9 @@
 //!     running as root), `error` (why the server could not start), and `reload` (live
 //!     reload of the accounts);
 //!   - front ends: `rsftp` (with `rsftp::transfers`), `sftp` (the dispatch loop, `ops`,
-//!     open `handles`, request `order`), `exec` (the hash commands), `scp` (legacy SCP,
-//!     with its pure control-line parser);
+//!     `convert` between wire values and storage's, open `handles`, request `order`),
+//!     `exec` (the hash commands), `scp` (legacy SCP, with its pure control-line
+//!     parser);
 //!   - shared by them: `op` (the operation layer every front end acts through: it
 //!     resolves the user's paths, runs storage work off the reactor, classifies storage
 //!     errors once into a `Fault` and warns about I/O errors, and logs each operation),

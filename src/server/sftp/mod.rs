@@ -46,6 +46,7 @@
 //!   every client sees its answers in the order it asked, and coalesces small ones into
 //!   one channel packet.
 
+mod convert;
 mod handles;
 mod inbox;
 mod longname;

@@ -7,7 +7,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
-use super::codec::{self, Attrs, MAX_DATA, MAX_PACKET, NameEntry, Request, StatusCode, pflags};
+use super::codec::{self, Attrs, MAX_DATA, MAX_PACKET, NameEntry, Request, StatusCode};
+use super::convert::{attrs_of, open_options};
 use super::handles::{
     ConnectionHandles, DirHandle, FileHandle, Handle, HandleSlot, Handles, Held, MAX_HANDLES,
     MAX_HANDLES_PER_CONNECTION,
@@ -15,7 +16,7 @@ use super::handles::{
 use crate::server::op::{self, Ops};
 use crate::server::oplog::OpLog;
 use crate::server::replies::sftp_code;
-use crate::storage::{Entry, HomeDir, OpenOptions, StorageError, VirtualPath};
+use crate::storage::{HomeDir, OpenOptions, StorageError, VirtualPath};
 
 /// Why a request failed, before it becomes a STATUS.
 enum Failed {
@@ -549,28 +550,6 @@ fn resolve(raw: &[u8]) -> Result<VirtualPath, Failed> {
     let text = std::str::from_utf8(raw)
         .map_err(|_| failure("the file name is not valid UTF-8; such names are not supported"))?;
     Ok(op::resolve_from_root(text)?)
-}
-
-fn open_options(flags: u32) -> OpenOptions {
-    OpenOptions {
-        read: flags & pflags::READ != 0,
-        write: flags & pflags::WRITE != 0,
-        create: flags & pflags::CREAT != 0,
-        truncate: flags & pflags::TRUNC != 0,
-        // O_EXCL means something only with O_CREAT.
-        exclusive: flags & pflags::EXCL != 0 && flags & pflags::CREAT != 0,
-        append: flags & pflags::APPEND != 0,
-    }
-}
-
-pub(super) fn attrs_of(entry: &Entry) -> Attrs {
-    let clamp = |t: i64| u32::try_from(t.max(0)).unwrap_or(u32::MAX);
-    Attrs {
-        size: Some(entry.size),
-        uid_gid: Some((entry.uid, entry.gid)),
-        permissions: Some(entry.mode),
-        times: Some((clamp(entry.atime), clamp(entry.mtime))),
-    }
 }
 
 fn ok(id: u32) -> Vec<u8> {
