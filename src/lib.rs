@@ -16,19 +16,27 @@
 //!   authorized keys, login throttling, and the account-store seam
 //!   ([`auth::AccountStore`]) with its `users.toml` implementation, reloaded on change.
 //! - [`server`]: russh glue, each concern in its own module:
-//!   - connections: `handler` (the russh callbacks, which delegate), `channels` (how
-//!     many a connection may open, and claiming them), `startups` and
-//!     `sessions` (connection and session limits), `activity` (the idle clock),
-//!     `budget` (the server-wide memory budget and the socket throttle), `front` (what a
-//!     connection hands each front end), `config` (SSH settings and limits),
-//!     `privileges` (the start-up checks on private files and running as root), and
-//!     live reload of the accounts in `mod.rs`;
+//!   - connections: `handler` (the russh callbacks, a few lines each, which delegate),
+//!     `login` (the login policy: bans, accepts, rejects and the failures they count;
+//!     no SSH, unit-tested), `channels` (how many a connection may open, and one
+//!     helper that claims a channel and runs its task), `startups` and `sessions`
+//!     (connection and session limits), `activity` (the idle clock), `budget` (the
+//!     server-wide memory budget and the socket throttle), `front` (what a connection
+//!     hands each front end), `shared` (what every connection shares), `config` (SSH
+//!     settings and limits), `privileges` (the start-up checks on private files and
+//!     running as root), `error` (why the server could not start), and `reload` (live
+//!     reload of the accounts);
 //!   - front ends: `rsftp` (with `rsftp::transfers`), `sftp` (the dispatch loop, `ops`,
-//!     open `handles`, request `order`), `exec` (the hash commands), `scp` (legacy SCP,
-//!     with its pure control-line parser);
-//!   - shared by them: `replies` (storage errors as each protocol's code), `oplog` (one
-//!     operation log per connection; metadata reads counted), `logging` and `logfile`
-//!     (log setup, and rotation by day and size).
+//!     `convert` between wire values and storage's, open `handles`, request `order`),
+//!     `exec` (the hash commands), `scp` (legacy SCP, with its pure control-line
+//!     parser);
+//!   - shared by them: `op` (the operation layer every front end acts through: it
+//!     resolves the user's paths, runs storage work off the reactor, classifies storage
+//!     errors once into a `Fault` and warns about I/O errors, and logs each operation),
+//!     `replies` (a `Fault` as rsftp's and SFTP's codes), `oplog` (one operation log
+//!     per connection; metadata reads counted), `logging` and `logfile` (log setup, and
+//!     rotation by day and size). A new front end plugs in beside the others, through
+//!     `op`.
 //! - [`client`]: the russh client: connection, host keys, the rsftp protocol, an SFTP
 //!   session for servers without it (`client::SftpClient`, pipelined), the transfer
 //!   engine, and the interactive shell behind the `rsftp` binary.
@@ -40,7 +48,8 @@
 //! Dependencies point one way: `protocol` <- `storage` <- `server`; `auth` <- `server`
 //! and `admin`. `client` uses `protocol`, `storage::stream` (chunked file data, hashed
 //! in the same pass) and two small pieces of `auth` (`Secret`, `format_size`), never
-//! `server`.
+//! `server`. Inside `server`, no module imports one that imports it back: the front ends
+//! use `op`, `replies` and `oplog`, and only `handler` and `mod.rs` know them all.
 #![forbid(unsafe_code)]
 
 pub mod admin;

@@ -2,11 +2,13 @@
 //! claimed by a subsystem or command, and the guard that keeps a running one counted.
 
 use std::collections::{HashMap, HashSet};
+use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use russh::server::Msg;
+use russh::server::{Msg, Session};
 use russh::{Channel, ChannelId};
+use tracing::{Instrument, Span};
 
 /// Channels open on one connection at once; each runs a task, so a peer may not open
 /// thousands.
@@ -75,4 +77,34 @@ impl Drop for Running {
     fn drop(&mut self) {
         lock_channels(&self.channels).open.remove(&self.id);
     }
+}
+
+/// Claims channel `id` and answers the request that named it: failure if it cannot be
+/// claimed (it closed, or something already runs on it), success if it can. Then runs
+/// what `start` makes of the channel in a task of its own, inside `span`, and keeps the
+/// channel counted as open until that task ends.
+pub(super) fn run_on<F>(
+    channels: &SharedChannels,
+    id: ChannelId,
+    session: &mut Session,
+    span: Span,
+    start: impl FnOnce(Channel<Msg>) -> F,
+) -> Result<(), russh::Error>
+where
+    F: Future<Output = ()> + Send + 'static,
+{
+    let Some((channel, running)) = claim(channels, id) else {
+        session.channel_failure(id)?;
+        return Ok(());
+    };
+    session.channel_success(id)?;
+    let work = start(channel);
+    tokio::spawn(
+        async move {
+            work.await;
+            drop(running);
+        }
+        .instrument(span),
+    );
+    Ok(())
 }

@@ -9,7 +9,7 @@ use russh::keys::ssh_key::LineEnding;
 use russh::keys::{Algorithm, PrivateKey};
 use russh::{MethodKind, MethodSet, Preferred};
 
-use super::ServerError;
+use super::error::ServerError;
 use crate::auth::{AccountPolicy, ThrottlePolicy};
 use crate::protocol::transport;
 

@@ -16,10 +16,10 @@ use russh::{Channel, ChannelMsg, ChannelReadHalf};
 use sha1::Sha1;
 use sha2::{Digest, Sha256, Sha512};
 use tokio::sync::oneshot;
-use tracing::warn;
 
 use super::activity::Activity;
-use crate::server::oplog::OpLog;
+use super::op::{self, Fault, Ops};
+use super::oplog::OpLog;
 use crate::storage::{EntryKind, HomeDir, StorageError, VirtualPath};
 
 /// Files are hashed in chunks of this size, never read whole into memory.
@@ -324,16 +324,18 @@ fn quote_name(name: &str) -> String {
     }
 }
 
-/// The coreutils wording of why a file could not be hashed.
+/// The coreutils wording of why a file could not be hashed, from the error's class
+/// (and the reason a refusal gives).
 fn error_text(err: &StorageError) -> String {
-    match err {
-        StorageError::NotFound { .. } => "No such file or directory".into(),
-        StorageError::IsADirectory { .. } => "Is a directory".into(),
-        StorageError::NotADirectory { .. } => "Not a directory".into(),
-        StorageError::Denied { reason, .. } => format!("Permission denied ({reason})"),
-        StorageError::BadPath { reason } => format!("Invalid argument ({reason})"),
-        StorageError::Io { .. } => "Input/output error".into(),
-        other => other.to_string(),
+    let refusal = op::classify(err);
+    match (refusal.fault, err) {
+        (_, StorageError::Denied { reason, .. }) => format!("Permission denied ({reason})"),
+        (_, StorageError::BadPath { reason }) => format!("Invalid argument ({reason})"),
+        (Fault::NotFound, _) => "No such file or directory".into(),
+        (Fault::IsADirectory, _) => "Is a directory".into(),
+        (Fault::NotADirectory, _) => "Not a directory".into(),
+        (Fault::Io, _) => "Input/output error".into(),
+        _ => refusal.message,
     }
 }
 
@@ -408,6 +410,7 @@ pub async fn run(
     oplog: Arc<OpLog>,
     activity: Activity,
 ) {
+    let ops = Ops::new(home, oplog, "exec");
     let (reader, writer) = channel.split();
     let algorithm = command.algorithm;
     let (digest_tx, digest_rx) = oneshot::channel();
@@ -431,35 +434,32 @@ pub async fn run(
             };
             match digest {
                 Some((hex, bytes)) => {
-                    oplog.record("exec", name, STDIN, bytes, started.elapsed(), None);
+                    ops.log(name, STDIN, bytes, started, None);
                     writer.data_bytes(hash_line(&hex, STDIN).into_bytes()).await
                 }
                 // The channel ended before its EOF: there is nobody left to answer.
                 None => break,
             }
         } else {
-            let work_home = home.clone();
             let arg = file.clone();
-            let result = tokio::task::spawn_blocking(move || {
-                let path = VirtualPath::resolve(&VirtualPath::root(), &arg)?;
-                let (hex, bytes) = hash_file(&work_home, &path, algorithm)?;
-                Ok::<_, StorageError>((path, hex, bytes))
-            })
-            .await;
-            let elapsed = started.elapsed();
+            let result = ops
+                .blocking(move |home| {
+                    let path = op::resolve_from_root(&arg)?;
+                    let (hex, bytes) = hash_file(home, &path, algorithm)?;
+                    Ok((path, hex, bytes))
+                })
+                .await;
             match result {
                 Ok(Ok((path, hex, bytes))) => {
-                    oplog.record("exec", name, path.as_str(), bytes, elapsed, None);
+                    ops.log(name, path.as_str(), bytes, started, None);
                     writer.data_bytes(hash_line(&hex, &file).into_bytes()).await
                 }
                 Ok(Err(err)) => {
                     failed = true;
-                    if let StorageError::Io { source, .. } = &err {
-                        warn!(error = %source, "storage I/O error");
-                    }
+                    let text = error_text(&err);
                     let error = err.to_string();
-                    oplog.record("exec", name, &file, 0, elapsed, Some(&error));
-                    let line = format!("{name}: {}: {}\n", quote_name(&file), error_text(&err));
+                    ops.log(name, &file, 0, started, Some(&error));
+                    let line = format!("{name}: {}: {}\n", quote_name(&file), text);
                     writer.extended_data_bytes(1, line.into_bytes()).await
                 }
                 Err(_) => {

@@ -1,30 +1,30 @@
-//! The russh handler: one per connection. It stays thin: logins go to [`auth`], files to
-//! [`storage`], and each subsystem runs in its own task on its own channel.
+//! The russh handler: one per connection. It stays thin: the login policy is in
+//! `login`, the channel bookkeeping in `channels`, files go through each front end to
+//! [`storage`], and each subsystem or command runs in its own task on its own channel.
 //!
-//! [`auth`]: crate::auth
 //! [`storage`]: crate::storage
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use russh::keys::PublicKey;
 use russh::server::{Auth, ChannelOpenHandle, Msg, PublicKeyOffer, Session, VerifiedPublicKey};
 use russh::{Channel, ChannelId, Disconnect, MethodKind, MethodSet};
-use tracing::{Instrument, info, warn};
+use tracing::{Span, info, warn};
 
-use super::Shared;
 use super::activity::Activity;
 use super::budget::{ConnectionAccount, Transit};
 use super::channels::{
-    CHANNEL_CLAIM_TIME, MAX_CHANNELS, Running, SharedChannels, claim, close_unclaimed,
-    lock_channels,
+    CHANNEL_CLAIM_TIME, MAX_CHANNELS, SharedChannels, close_unclaimed, lock_channels, run_on,
 };
 use super::logging::LogText;
+use super::login::{LoginAttempts, Records};
 use super::oplog::OpLog;
 use super::sessions::SessionGuard;
+use super::shared::Shared;
 use super::startups::StartupGuard;
 use crate::auth::Secret;
 use crate::storage::HomeDir;
@@ -53,15 +53,9 @@ pub struct SshHandler {
     startup: Option<StartupGuard>,
     /// What the connection's grace timer looks at.
     progress: Arc<LoginProgress>,
-    /// The user whose credentials were accepted, until `auth_succeeded` admits them.
-    accepted: Option<String>,
+    /// How the login attempts went, by the login policy.
+    attempts: LoginAttempts,
     login: Option<Login>,
-    /// The user a key offer was declined for; counts once against the peer if the
-    /// connection never logs in (agents offer every key they hold, so a declined key is
-    /// normal on the way to the right one).
-    declined_key: Option<String>,
-    /// A password was refused on this connection (each one is counted as it happens).
-    refused_password: bool,
     channels: SharedChannels,
     /// SFTP handles open on all of this connection's channels.
     sftp_handles: super::sftp::ConnectionHandles,
@@ -87,10 +81,8 @@ impl SshHandler {
             peer,
             startup: Some(startup),
             progress: Arc::default(),
-            accepted: None,
+            attempts: LoginAttempts::new(peer),
             login: None,
-            declined_key: None,
-            refused_password: false,
             channels: Arc::default(),
             sftp_handles: super::sftp::ConnectionHandles::new(Arc::clone(&account)),
             account,
@@ -103,127 +95,34 @@ impl SshHandler {
         Arc::clone(&self.progress)
     }
 
-    /// Takes a pending channel to run something on it; the returned guard keeps it
-    /// counted as open until dropped, after the work on it is done.
-    fn claim(&self, id: ChannelId) -> Option<(Channel<Msg>, Running)> {
-        claim(&self.channels, id)
-    }
-
-    /// Claims channel `id` for an exec command, answers the request, and runs what
-    /// `start` makes of the channel in a task of its own, counted as open until it ends.
-    fn run_command<F>(
-        &self,
-        id: ChannelId,
-        session: &mut Session,
-        user: &str,
-        command: &str,
-        start: impl FnOnce(Channel<Msg>) -> F,
-    ) -> Result<(), russh::Error>
-    where
-        F: std::future::Future<Output = ()> + Send + 'static,
-    {
-        let Some((channel, running)) = self.claim(id) else {
-            session.channel_failure(id)?;
-            return Ok(());
-        };
-        session.channel_success(id)?;
-        let span = tracing::info_span!("session", user = %user, peer = %self.peer, exec = %LogText(command));
-        let run = start(channel);
-        tokio::spawn(
-            async move {
-                run.await;
-                drop(running);
-            }
-            .instrument(span),
-        );
-        Ok(())
-    }
-
-    fn log_attempt(&self, user: &str, method: &'static str, result: &'static str) {
-        info!(
-            target: "rsftpd::auth",
-            user = %LogText(user),
-            peer = %self.peer,
-            method,
-            result,
-            "login {result}"
-        );
-    }
-
     /// A banned peer is refused without looking at its credentials. Every real login
     /// attempt passes here first, so this also marks the connection as having tried.
     fn banned(&self, user: &str, method: &'static str) -> bool {
         self.activity.touch();
         self.progress.tried.store(true, Ordering::Release);
-        let banned = self
-            .shared
-            .throttle
-            .banned_for(self.peer.ip(), Instant::now())
-            .is_some();
-        if banned {
-            self.log_attempt(user, method, "banned");
-        }
-        banned
+        self.attempts
+            .banned(records(&self.shared), user, method, Instant::now())
     }
 
-    /// An account guessed at from many addresses answers slowly, except to sources that
-    /// logged in to it recently (see `AccountScore`).
     async fn wait_out_account_score(&self, user: &str) {
-        let score = &self.shared.account_score;
-        let delay = score.delay_for(user, self.peer.ip(), Instant::now());
+        let delay = self
+            .attempts
+            .delay(records(&self.shared), user, Instant::now());
         if !delay.is_zero() {
             tokio::time::sleep(delay).await;
         }
     }
 
-    fn reject(&mut self, user: &str, method: &'static str) -> Auth {
-        self.log_attempt(user, method, "rejected");
-        // Counted now, and never wiped by a later login: otherwise one account could be
-        // used to guess another's password for ever.
-        self.refused_password = true;
-        self.count_failure(user);
-        Auth::Reject {
-            proceed_with_methods: Some(MethodSet::from(
-                &[MethodKind::Password, MethodKind::PublicKey][..],
-            )),
-            partial_success: false,
+    /// Answers a login attempt with the policy's verdict on it.
+    fn verdict(&mut self, ok: bool, user: &str, method: &'static str) -> Auth {
+        let records = records(&self.shared);
+        if ok {
+            self.attempts.accept(records, user, method, Instant::now());
+            Auth::Accept
+        } else {
+            self.attempts.reject(records, user, method, Instant::now());
+            try_again()
         }
-    }
-
-    fn count_failure(&self, user: &str) {
-        if self
-            .shared
-            .account_score
-            .record_failure(user, Instant::now())
-        {
-            warn!(target: "rsftpd::auth", user = %LogText(user), "account logins slowed after repeated failures");
-        }
-        if self
-            .shared
-            .throttle
-            .record_failure(self.peer.ip(), Instant::now())
-        {
-            warn!(target: "rsftpd::auth", peer = %self.peer, "peer banned after repeated login failures");
-        }
-    }
-
-    fn decline_key(&mut self, user: &str) -> Auth {
-        info!(target: "rsftpd::auth", user = %LogText(user), peer = %self.peer, method = "publickey", result = "declined", "key offer declined");
-        self.declined_key = Some(user.to_owned());
-        Auth::Reject {
-            proceed_with_methods: Some(MethodSet::from(
-                &[MethodKind::Password, MethodKind::PublicKey][..],
-            )),
-            partial_success: false,
-        }
-    }
-
-    fn accept(&mut self, user: &str, method: &'static str) -> Auth {
-        self.log_attempt(user, method, "accepted");
-        let score = &self.shared.account_score;
-        score.record_success(user, self.peer.ip(), Instant::now());
-        self.accepted = Some(user.to_owned());
-        Auth::Accept
     }
 
     fn key_is_authorized(&self, user: &str, key: &PublicKey) -> bool {
@@ -240,15 +139,20 @@ impl SshHandler {
 
 impl Drop for SshHandler {
     fn drop(&mut self) {
-        // A connection that only offered keys nobody accepted, and left without logging
-        // in, is one failed login.
-        if self.login.is_none()
-            && !self.refused_password
-            && let Some(user) = self.declined_key.take()
-        {
-            self.log_attempt(&user, "publickey", "rejected");
-            self.count_failure(&user);
-        }
+        let records = records(&self.shared);
+        let logged_in = self.login.is_some();
+        self.attempts
+            .connection_ended(records, logged_in, Instant::now());
+    }
+}
+
+/// The answer to a login attempt that failed: the methods to try next.
+fn try_again() -> Auth {
+    Auth::Reject {
+        proceed_with_methods: Some(MethodSet::from(
+            &[MethodKind::Password, MethodKind::PublicKey][..],
+        )),
+        partial_success: false,
     }
 }
 
@@ -256,12 +160,7 @@ impl russh::server::Handler for SshHandler {
     type Error = russh::Error;
 
     async fn auth_none(&mut self, _user: &str) -> Result<Auth, Self::Error> {
-        Ok(Auth::Reject {
-            proceed_with_methods: Some(MethodSet::from(
-                &[MethodKind::Password, MethodKind::PublicKey][..],
-            )),
-            partial_success: false,
-        })
+        Ok(try_again())
     }
 
     async fn auth_password(&mut self, user: &str, password: &str) -> Result<Auth, Self::Error> {
@@ -279,11 +178,7 @@ impl russh::server::Handler for SshHandler {
         // Unknown users are checked against a dummy hash inside, so the answer takes as
         // long whether or not the user exists.
         let ok = self.shared.passwords.check(stored.as_ref(), secret).await;
-        Ok(if ok {
-            self.accept(user, "password")
-        } else {
-            self.reject(user, "password")
-        })
+        Ok(self.verdict(ok, user, "password"))
     }
 
     async fn auth_publickey_offered(
@@ -297,7 +192,8 @@ impl russh::server::Handler for SshHandler {
         if self.key_is_authorized(user, offer.public_key) {
             Ok(Auth::Accept)
         } else {
-            Ok(self.decline_key(user))
+            self.attempts.decline_key(user);
+            Ok(try_again())
         }
     }
 
@@ -310,18 +206,15 @@ impl russh::server::Handler for SshHandler {
             return Ok(Auth::reject());
         }
         self.wait_out_account_score(user).await;
-        Ok(if self.key_is_authorized(user, key.public_key) {
-            self.accept(user, "publickey")
-        } else {
-            self.reject(user, "publickey")
-        })
+        let ok = self.key_is_authorized(user, key.public_key);
+        Ok(self.verdict(ok, user, "publickey"))
     }
 
     async fn auth_succeeded(&mut self, session: &mut Session) -> Result<(), Self::Error> {
         self.activity.touch();
         self.startup = None;
         self.progress.logged_in.store(true, Ordering::Release);
-        let Some(user) = self.accepted.take() else {
+        let Some(user) = self.attempts.take_accepted() else {
             session.disconnect(Disconnect::ByApplication, "internal error", "en")?;
             return Ok(());
         };
@@ -459,49 +352,41 @@ impl russh::server::Handler for SshHandler {
             close_unclaimed(&self.channels, id);
             return Ok(());
         }
-        let Some((channel, running)) = self.claim(id) else {
-            session.channel_failure(id)?;
-            return Ok(());
-        };
-        session.channel_success(id)?;
-        info!(target: "rsftpd::auth", user = %user, peer = %self.peer, subsystem = %name, "subsystem started");
         let span =
             tracing::info_span!("session", user = %user, peer = %self.peer, subsystem = %name);
+        let peer = self.peer;
+        let started = |user: &str| {
+            info!(target: "rsftpd::auth", user = %user, peer = %peer, subsystem = %name, "subsystem started");
+        };
         if name == "rsftp" {
             let handle = session.handle();
-            let stall = self.shared.limits.stall_timeout;
-            let account = Arc::clone(&self.account);
-            tokio::spawn(
+            let front = super::front::Front {
+                oplog,
+                activity,
+                stall: self.shared.limits.stall_timeout,
+                account: Arc::clone(&self.account),
+            };
+            run_on(&self.channels, id, session, span, |channel| {
+                started(&user);
                 async move {
                     let stream = channel.into_stream();
-                    let front = super::front::Front {
-                        oplog,
-                        activity,
-                        stall,
-                        account,
-                    };
                     let stream = super::rsftp::serve(stream, home, user, front).await;
                     // OpenSSH reports a missing exit status as a failure.
                     let _ = handle.exit_status_request(id, 0).await;
                     drop(stream);
-                    drop(running);
                 }
-                .instrument(span),
-            );
+            })
         } else {
             let handles = self.sftp_handles.clone();
-            let transit = self.account.transit();
-            self.transit.insert(id, Arc::clone(&transit));
-            tokio::spawn(
-                async move {
-                    super::sftp::serve(channel, home, user, handles, oplog, activity, transit)
-                        .await;
-                    drop(running);
-                }
-                .instrument(span),
-            );
+            let transit_of = &mut self.transit;
+            let account = &self.account;
+            run_on(&self.channels, id, session, span, |channel| {
+                started(&user);
+                let transit = account.transit();
+                transit_of.insert(id, Arc::clone(&transit));
+                super::sftp::serve(channel, home, user, handles, oplog, activity, transit)
+            })
         }
-        Ok(())
     }
 
     async fn pty_request(
@@ -547,7 +432,8 @@ impl russh::server::Handler for SshHandler {
         if let Some((user, home, oplog)) = login {
             match super::exec::Parsed::from_command(data) {
                 super::exec::Parsed::Hash(hash) => {
-                    return self.run_command(id, session, &user, &command, |channel| {
+                    let span = self.command_span(&user, &command);
+                    return run_on(&self.channels, id, session, span, |channel| {
                         super::exec::run(channel, hash, home, oplog, activity)
                     });
                 }
@@ -558,17 +444,16 @@ impl russh::server::Handler for SshHandler {
                         stall: self.shared.limits.stall_timeout,
                         account: Arc::clone(&self.account),
                     };
-                    return self.run_command(id, session, &user, &command, |channel| {
-                        super::scp::run(channel, scp, home, user.clone(), front)
+                    let span = self.command_span(&user, &command);
+                    return run_on(&self.channels, id, session, span, |channel| {
+                        super::scp::run(channel, scp, home, user, front)
                     });
                 }
                 super::exec::Parsed::Bad(message) => {
-                    info!(target: "rsftpd::op", user = %user, op = "exec", command = %LogText(&command), result = "refused");
+                    log_refused(&oplog, &command);
                     return self.refuse_command(id, session, format!("{message}\n"));
                 }
-                super::exec::Parsed::NotOurs => {
-                    info!(target: "rsftpd::op", user = %user, op = "exec", command = %LogText(&command), result = "refused");
-                }
+                super::exec::Parsed::NotOurs => log_refused(&oplog, &command),
             }
         }
         self.refuse_command(
@@ -588,18 +473,36 @@ impl SshHandler {
         message: impl Into<String>,
     ) -> Result<(), russh::Error> {
         let message = message.into();
-        let Some((channel, running)) = self.claim(id) else {
-            session.channel_failure(id)?;
-            return Ok(());
-        };
-        session.channel_success(id)?;
-        tokio::spawn(async move {
-            let _ = channel.extended_data(1, message.as_bytes()).await;
-            let _ = channel.exit_status(1).await;
-            let _ = channel.eof().await;
-            let _ = channel.close().await;
-            drop(running);
-        });
-        Ok(())
+        run_on(
+            &self.channels,
+            id,
+            session,
+            Span::none(),
+            |channel| async move {
+                let _ = channel.extended_data(1, message.as_bytes()).await;
+                let _ = channel.exit_status(1).await;
+                let _ = channel.eof().await;
+                let _ = channel.close().await;
+            },
+        )
+    }
+
+    /// The span of an exec command's task.
+    fn command_span(&self, user: &str, command: &str) -> Span {
+        tracing::info_span!("session", user = %user, peer = %self.peer, exec = %LogText(command))
+    }
+}
+
+/// An exec command that is not ours, or not in a form we run, in the operation log.
+fn log_refused(oplog: &OpLog, command: &str) {
+    let command = LogText(command).to_string();
+    oplog.record("exec", "exec", &command, 0, Duration::ZERO, Some("refused"));
+}
+
+/// The server-wide login records, for the login policy.
+fn records(shared: &Shared) -> Records<'_> {
+    Records {
+        throttle: &shared.throttle,
+        score: &shared.account_score,
     }
 }

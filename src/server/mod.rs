@@ -8,24 +8,28 @@ mod activity;
 pub mod budget;
 mod channels;
 mod config;
+mod error;
 mod exec;
 mod front;
 mod handler;
 mod logfile;
 pub mod logging;
+mod login;
+mod op;
 mod oplog;
 mod privileges;
 mod refusals;
+mod reload;
 mod replies;
 mod rsftp;
 pub mod scp;
 mod sessions;
 mod sftp;
+mod shared;
 mod startups;
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -34,69 +38,28 @@ use russh::Disconnect;
 use tokio::net::TcpListener;
 use tokio::sync::broadcast;
 use tokio::task::JoinSet;
-use tracing::{debug, error, info, warn};
+use tracing::{debug, info, warn};
 
 pub use config::{BadStartupLimits, Limits, Settings, StartupLimits};
+pub use error::ServerError;
 pub use replies::storage_error_reply;
 pub use sessions::SessionRefused;
 
 #[doc(hidden)]
 use crate::auth::{
-    AccountScore, AccountStore, LoginThrottle, PasswordChecker, Secret, UserName, UsersConfig,
-    UsersError, WatchedUsersFile,
+    AccountScore, AccountStore, LoginThrottle, PasswordChecker, Secret, UserName, UsersError,
+    WatchedUsersFile,
 };
-use crate::storage::{Storage, StorageError};
+use crate::storage::Storage;
 /// The parsers behind the SFTP and exec front ends, public only so that the fuzz targets
 /// in `fuzz/` and the corpus replay in `tests/fuzz_corpus.rs` can reach them.
 #[doc(hidden)]
 pub use exec::{Parsed as ExecCommand, split_words};
 use handler::{LoginProgress, SshHandler};
+use reload::{error_chain, password_hashes, watch_users_file};
 use sessions::SessionRegistry;
+use shared::Shared;
 use startups::{Arrival, StartupGuard, Startups};
-
-/// Why the server could not start.
-#[derive(Debug, thiserror::Error)]
-pub enum ServerError {
-    #[error("host key {path}: {message}")]
-    HostKey { path: PathBuf, message: String },
-    #[error(
-        "{path}{}: mode {mode:04o} lets group or others read or write it; fix it with \
-         `chmod 600 {path}` (or start with --allow-open-permissions)",
-        privileges::link_note(.target)
-    )]
-    OpenPermissions {
-        path: PathBuf,
-        /// The file behind `path`, when `path` is a symbolic link.
-        target: Option<PathBuf>,
-        mode: u32,
-    },
-    #[error(transparent)]
-    Users(#[from] UsersError),
-    #[error("storage: {0}")]
-    Storage(#[from] StorageError),
-    #[error("{path}: {source}")]
-    Io {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-}
-
-/// State shared by every connection.
-struct Shared {
-    accounts: Arc<dyn AccountStore>,
-    storage: Arc<Storage>,
-    passwords: PasswordChecker,
-    throttle: LoginThrottle,
-    account_score: AccountScore,
-    /// Rate limit for refused-connection lines (never for ban lines).
-    refusals: refusals::RefusalLog,
-    sessions: Arc<SessionRegistry>,
-    limits: Limits,
-    /// A connection with no activity (see `activity`) for this long is closed.
-    idle_timeout: Duration,
-    memory: Arc<budget::MemoryBudget>,
-}
 
 /// A server ready to run.
 pub struct Server {
@@ -191,7 +154,7 @@ impl Server {
     /// A file that does not parse keeps the last good configuration (and is logged as an
     /// error). The server also does this by itself within about a second of a change.
     pub async fn reload(&self) -> Result<(), UsersError> {
-        reload(&self.shared).await
+        reload::reload(&self.shared).await
     }
 
     /// A handle that reloads `users.toml` while the server runs (for SIGHUP).
@@ -296,7 +259,7 @@ pub struct Reloader(Arc<Shared>);
 
 impl Reloader {
     pub async fn reload(&self) -> Result<(), UsersError> {
-        reload(&self.0).await
+        reload::reload(&self.0).await
     }
 }
 
@@ -438,148 +401,6 @@ async fn serve_connection(
             }
         }
     }
-}
-
-/// How often `users.toml` is checked for changes.
-const USERS_POLL: Duration = Duration::from_secs(1);
-
-/// Reloads `users.toml` whenever its content (or that of a keys file it names) changes,
-/// until `stop`.
-async fn watch_users_file(shared: Arc<Shared>, mut stop: broadcast::Receiver<()>) {
-    let mut tick = tokio::time::interval(USERS_POLL);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = tick.tick() => {}
-            _ = stop.recv() => return,
-        }
-        let checking = Arc::clone(&shared);
-        let changed = tokio::task::spawn_blocking(move || checking.accounts.changed())
-            .await
-            .unwrap_or(false);
-        if changed {
-            // A failure is logged inside; the last good configuration stays.
-            let _ = reload(&shared).await;
-        }
-    }
-}
-
-/// The password hashes of `accounts`, which the dummy hash for unknown users matches.
-fn password_hashes(accounts: &UsersConfig) -> impl Iterator<Item = &crate::auth::PasswordHash> {
-    accounts
-        .iter()
-        .filter_map(|account| account.password_hash.as_ref())
-}
-
-/// Reads `users.toml` again and applies it; see [`Server::reload`]. Logs the outcome,
-/// a failure at error level: the server then runs on with the last good configuration.
-async fn reload(shared: &Arc<Shared>) -> Result<(), UsersError> {
-    let origin = shared.accounts.origin();
-    let loading = Arc::clone(shared);
-    let loaded = tokio::task::spawn_blocking(move || {
-        let loaded = loading.accounts.reload();
-        if let Ok((_, new)) = &loaded {
-            loading.passwords.match_accounts(password_hashes(new));
-        }
-        loaded
-    })
-    .await
-    .unwrap_or_else(|join| {
-        Err(UsersError::Io {
-            path: origin.clone().into(),
-            source: std::io::Error::other(join.to_string()),
-        })
-    });
-    let (old, new) = match loaded {
-        Ok(loaded) => loaded,
-        Err(err) => {
-            error!(
-                target: "rsftpd::admin",
-                file = %origin,
-                error = %error_chain(&err),
-                "users file not reloaded; keeping the last good configuration"
-            );
-            return Err(err);
-        }
-    };
-    for warning in new.warnings() {
-        warn!(target: "rsftpd::admin", "{warning}");
-    }
-    let names = |from: &UsersConfig, missing_in: &UsersConfig| -> Vec<String> {
-        from.iter()
-            .filter(|account| missing_in.get(account.name.as_str()).is_none())
-            .map(|account| account.name.to_string())
-            .collect()
-    };
-    let (added, removed) = (names(&new, &old), names(&old, &new));
-
-    // Apply quotas to the live ledgers and create homes for new users. A user added
-    // again after being deleted is measured afresh: their home may have been purged.
-    let storage = Arc::clone(&shared.storage);
-    let fresh: Vec<String> = added
-        .iter()
-        .filter(|user| shared.sessions.handles_of(user).is_empty())
-        .cloned()
-        .collect();
-    let quotas: Vec<(String, u64, Option<u64>)> = new
-        .iter()
-        .map(|account| {
-            let name = account.name.as_str().to_owned();
-            (name, account.quota, account.max_files)
-        })
-        .collect();
-    let applied = tokio::task::spawn_blocking(move || {
-        for user in fresh {
-            storage.forget(&user);
-        }
-        for (user, quota, max_files) in quotas {
-            if let Err(err) = storage.home(&user, quota, max_files) {
-                warn!(user = %user, error = %err, "cannot open home");
-            }
-        }
-    })
-    .await;
-    if let Err(err) = applied {
-        warn!(error = %err, "applying quotas failed");
-    }
-
-    // A deleted account's sessions end now, not when they next log in.
-    let mut ended = 0;
-    for user in shared.sessions.users() {
-        if new.get(&user).is_none() {
-            for handle in shared.sessions.handles_of(&user) {
-                ended += 1;
-                let _ = handle
-                    .disconnect(
-                        Disconnect::ByApplication,
-                        "account deleted".into(),
-                        "en".into(),
-                    )
-                    .await;
-            }
-        }
-    }
-    info!(
-        target: "rsftpd::admin",
-        users = new.len(),
-        added = %added.join(","),
-        removed = %removed.join(","),
-        sessions_ended = ended,
-        "users file reloaded"
-    );
-    Ok(())
-}
-
-/// An error and its sources on one line, for a log field.
-fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 async fn remove_stale_partials(shared: Arc<Shared>, max_age: Duration) {

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use tracing::warn;
 
-use super::ServerError;
+use super::error::ServerError;
 
 /// Refuses a file that its group or others may read, write or execute, as OpenSSH does
 /// for host keys. A symbolic link is followed: what counts is the file that is read. A
@@ -54,14 +54,6 @@ pub fn check_secrets(secrets: &[PathBuf], allow_open: bool) -> Result<(), Server
         }
     }
     Ok(())
-}
-
-/// How [`ServerError::OpenPermissions`] names a file reached through a link.
-pub(super) fn link_note(target: &Option<PathBuf>) -> String {
-    match target {
-        Some(real) => format!(" (a link to {})", real.display()),
-        None => String::new(),
-    }
 }
 
 /// Warns when the process runs as root and some of the `users`' homes in `storage`

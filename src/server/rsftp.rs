@@ -16,13 +16,13 @@ use tokio::io::{
     AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader, BufWriter, ReadHalf,
     WriteHalf,
 };
-use tracing::{info, warn};
+use tracing::info;
 
 use super::activity::Activity;
 use super::budget::{self, ConnectionAccount, Kind};
 use super::front::Front;
-use super::oplog::OpLog;
-use super::replies::storage_error_reply;
+use super::op::{self, Ops};
+use super::replies::rsftp_code;
 use crate::protocol::{
     EntryLine, EntryType, ErrorCode, MAX_LINE, Md5Answer, QuotaInfo, ReadAnswer, Request, Status,
     VERSION, quote,
@@ -67,10 +67,9 @@ where
             activity: front.activity,
             stall: front.stall,
         },
-        home,
+        ops: Ops::new(home, front.oplog, "rsftp"),
         cwd: VirtualPath::root(),
         user,
-        oplog: front.oplog,
         account: front.account,
     };
     if let Err(err) = session.run().await {
@@ -196,11 +195,8 @@ enum Failure {
 
 impl From<StorageError> for Failure {
     fn from(err: StorageError) -> Self {
-        if let StorageError::Io { source, .. } = &err {
-            warn!(error = %source, "storage I/O error");
-        }
-        let (code, message) = storage_error_reply(&err);
-        Failure::Reply(code, message)
+        let refusal = op::classify(&err);
+        Failure::Reply(rsftp_code(refusal.fault), refusal.message)
     }
 }
 
@@ -237,10 +233,10 @@ impl Done {
 
 struct Session<S> {
     conn: Connection<S>,
-    home: HomeDir,
+    /// The user's home and the session's operation log.
+    ops: Ops,
     cwd: VirtualPath,
     user: String,
-    oplog: Arc<OpLog>,
     /// Uploads charge their chunks as queued, downloads and listings as in flight.
     account: Arc<ConnectionAccount>,
 }
@@ -322,13 +318,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         result: Result<(), &str>,
     ) {
         let path = path.map_or("", |p| p.as_str());
-        let elapsed = started.elapsed();
-        self.oplog
-            .record("rsftp", op, path, bytes, elapsed, result.err());
+        self.ops.log(op, path, bytes, started, result.err());
     }
 
     fn resolve(&self, input: &str) -> Result<VirtualPath, Failure> {
-        Ok(VirtualPath::resolve(&self.cwd, input)?)
+        Ok(op::resolve(&self.cwd, input)?)
     }
 
     /// Runs blocking storage work off the reactor.
@@ -337,8 +331,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         F: FnOnce(&HomeDir) -> Result<T, StorageError> + Send + 'static,
         T: Send + 'static,
     {
-        let home = self.home.clone();
-        match tokio::task::spawn_blocking(move || work(&home)).await {
+        match self.ops.blocking(work).await {
             Ok(result) => Ok(result?),
             Err(join) => Err(Failure::Io(std::io::Error::other(join))),
         }
@@ -415,7 +408,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 Ok(Done::path(from))
             }
             Request::Info => {
-                let usage = self.home.usage();
+                let usage = self.ops.home().usage();
                 let info = QuotaInfo {
                     used: usage.used,
                     limit: usage.limit,

@@ -5,11 +5,13 @@
 use md5::{Digest, Md5};
 use tokio::io::{AsyncRead, AsyncWrite};
 
-use super::{Done, Failure, Line, Session, ok, storage_error_reply};
+use super::{Done, Failure, Line, Session, ok};
 use crate::protocol::{
     ErrorCode, GetAnswer, GetDone, MAX_WRITE, Md5Digest, PutAnswer, PutDone, Request,
 };
 use crate::server::budget::{self, Kind};
+use crate::server::op;
+use crate::server::replies::rsftp_code;
 use crate::storage::stream::{self, ChunkSink};
 use crate::storage::{OpenFile, StorageError, Upload, UploadStart};
 
@@ -166,8 +168,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         .map_err(|join| Failure::Io(std::io::Error::other(join)))?;
         upload = upload_back;
         if let Err(err) = started {
-            let (code, message) = storage_error_reply(&err);
-            return Err(Failure::Close(code, message));
+            let refusal = op::classify(&err);
+            return Err(Failure::Close(rsftp_code(refusal.fault), refusal.message));
         }
 
         let n = size - start;

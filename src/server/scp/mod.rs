@@ -26,7 +26,7 @@ use super::activity::Activity;
 use super::budget::ConnectionAccount;
 use super::front::Front;
 use super::logging::LogText;
-use crate::server::oplog::OpLog;
+use super::op::Ops;
 use crate::storage::stream::write_all_or_stall;
 use crate::storage::{HomeDir, StorageError, VirtualPath};
 
@@ -127,9 +127,8 @@ pub(crate) async fn run(
             stall: front.stall,
         };
         let mut transfer = Transfer {
-            home,
+            ops: Ops::new(home, front.oplog, "scp"),
             user,
-            oplog: front.oplog,
             account: front.account,
             recursive: command.recursive,
             preserve: command.preserve,
@@ -299,9 +298,9 @@ async fn read_line<R: AsyncBufRead + Unpin>(reader: &mut R) -> Result<Option<Vec
 
 /// The state of one transfer, either way.
 struct Transfer {
-    home: HomeDir,
+    /// The user's home and the session's operation log.
+    ops: Ops,
     user: String,
-    oplog: Arc<OpLog>,
     /// Uploads charge their chunks as queued, downloads as in flight.
     account: Arc<ConnectionAccount>,
     recursive: bool,
@@ -317,8 +316,7 @@ impl Transfer {
         F: FnOnce(&HomeDir) -> Result<T, StorageError> + Send + 'static,
         T: Send + 'static,
     {
-        let home = self.home.clone();
-        match tokio::task::spawn_blocking(move || work(&home)).await {
+        match self.ops.blocking(work).await {
             Ok(result) => result,
             Err(join) => Err(StorageError::Io {
                 path: VirtualPath::root(),
@@ -328,17 +326,13 @@ impl Transfer {
     }
 
     fn log(&self, op: &str, path: &str, bytes: u64, started: Instant, error: Option<&str>) {
-        self.oplog
-            .record("scp", op, path, bytes, started.elapsed(), error);
+        self.ops.log(op, path, bytes, started, error);
     }
 }
 
 /// What the user reads about a storage error: their view of paths only.
 fn error_text(err: &StorageError) -> String {
-    if let StorageError::Io { source, .. } = err {
-        tracing::warn!(error = %source, "storage I/O error");
-    }
-    super::replies::storage_error_reply(err).1
+    super::op::classify(err).message
 }
 
 #[cfg(test)]

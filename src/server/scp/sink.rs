@@ -14,6 +14,7 @@ use tracing::info;
 use super::{Control, Peer, Reply, Stop, Transfer, error_text, parse_control};
 use crate::server::budget;
 use crate::server::logging::LogText;
+use crate::server::op;
 use crate::storage::stream::ChunkSink;
 use crate::storage::{EntryKind, StorageError, Upload, UploadStart, VirtualPath};
 
@@ -40,7 +41,7 @@ where
     W: AsyncWrite + Unpin,
 {
     let started = Instant::now();
-    let target = match VirtualPath::resolve(&VirtualPath::root(), target) {
+    let target = match op::resolve_from_root(target) {
         Ok(path) => path,
         Err(err) => {
             t.log("put", target, 0, started, Some(&err.to_string()));

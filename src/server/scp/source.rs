@@ -11,6 +11,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use super::{Answer, Control, Peer, Stop, Transfer, error_text};
 use crate::server::budget::{DOWNLOAD_PIPELINE, Kind};
 use crate::server::logging::LogText;
+use crate::server::op;
 use crate::storage::stream;
 use crate::storage::{Entry, EntryKind, VirtualPath};
 
@@ -39,7 +40,7 @@ where
     // The receiving side speaks first, to say it is ready.
     note_answer(t, peer).await?;
     for arg in paths {
-        let path = match VirtualPath::resolve(&VirtualPath::root(), arg) {
+        let path = match op::resolve_from_root(arg) {
             Ok(path) => path,
             Err(err) => {
                 t.errors += 1;

@@ -9,8 +9,8 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Instant;
 
 use super::codec::{self, MAX_PACKET, NameEntry, StatusCode};
+use super::convert::attrs_of;
 use super::longname::longname;
-use super::ops::attrs_of;
 use crate::server::budget::{self, Charge, ConnectionAccount, Kind};
 use crate::storage::{DirStream, Entry, HomeDir, OpenFile, StorageError, VirtualPath};
 

@@ -46,6 +46,7 @@
 //!   every client sees its answers in the order it asked, and coalesces small ones into
 //!   one channel packet.
 
+mod convert;
 mod handles;
 mod inbox;
 mod longname;
@@ -341,7 +342,8 @@ impl Dispatch {
                 error,
             }) => {
                 let message = format!("malformed request (type {kind}): {error}");
-                info!(target: "rsftpd::op", user = %self.session.user(), proto = "sftp", op = "?", path = "", bytes = 0u64, ms = 0u64, result = "error", error = %message);
+                let ops = self.session.ops();
+                ops.log("?", "", 0, std::time::Instant::now(), Some(&message));
                 self.ready(
                     id,
                     codec::status(id, StatusCode::BadMessage, &message),

@@ -7,16 +7,16 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
-use tracing::warn;
-
-use super::codec::{self, Attrs, MAX_DATA, MAX_PACKET, NameEntry, Request, StatusCode, pflags};
+use super::codec::{self, Attrs, MAX_DATA, MAX_PACKET, NameEntry, Request, StatusCode};
+use super::convert::{attrs_of, open_options};
 use super::handles::{
     ConnectionHandles, DirHandle, FileHandle, Handle, HandleSlot, Handles, Held, MAX_HANDLES,
     MAX_HANDLES_PER_CONNECTION,
 };
+use crate::server::op::{self, Ops};
 use crate::server::oplog::OpLog;
-use crate::server::replies::sftp_status;
-use crate::storage::{Entry, HomeDir, OpenOptions, StorageError, VirtualPath};
+use crate::server::replies::sftp_code;
+use crate::storage::{HomeDir, OpenOptions, StorageError, VirtualPath};
 
 /// Why a request failed, before it becomes a STATUS.
 enum Failed {
@@ -57,11 +57,11 @@ impl Done {
 
 /// One SFTP session's state: the home, the user, the open handles.
 pub struct Session {
-    home: HomeDir,
+    /// The user's home and the session's operation log.
+    ops: Ops,
     user: String,
     handles: Mutex<Handles>,
     connection: ConnectionHandles,
-    oplog: Arc<OpLog>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -77,16 +77,24 @@ impl Session {
         oplog: Arc<OpLog>,
     ) -> Session {
         Session {
-            home,
+            ops: Ops::new(home, oplog, "sftp"),
             user,
             handles: Mutex::default(),
             connection,
-            oplog,
         }
     }
 
     pub fn user(&self) -> &str {
         &self.user
+    }
+
+    fn home(&self) -> &HomeDir {
+        self.ops.home()
+    }
+
+    /// What the session acts and logs through.
+    pub(super) fn ops(&self) -> &Ops {
+        &self.ops
     }
 
     /// Runs one request and returns its reply; logs it as the rsftp subsystem does.
@@ -97,21 +105,19 @@ impl Session {
             Ok(done) => {
                 if done.log {
                     let path = done.path.as_ref().map_or("", VirtualPath::as_str);
-                    self.log_ok(op, path, done.bytes, started.elapsed());
+                    self.ops.log(op, path, done.bytes, started, None);
                 }
                 done.reply
             }
             Err(failed) => {
                 let (code, message) = match failed {
                     Failed::Storage(err) => {
-                        if let StorageError::Io { source, .. } = &err {
-                            warn!(error = %source, "storage I/O error");
-                        }
-                        sftp_status(&err)
+                        let refusal = op::classify(&err);
+                        (sftp_code(refusal.fault), refusal.message)
                     }
                     Failed::Status(code, message) => (code, message),
                 };
-                self.log_error(op, started.elapsed(), &message);
+                self.ops.log(op, "", 0, started, Some(&message));
                 codec::status(id, code, &message)
             }
         }
@@ -127,7 +133,7 @@ impl Session {
                 let path = resolve(&path)?;
                 let options = open_options(flags);
                 let slot = self.slot()?;
-                let file = self.home.open(&path, options)?;
+                let file = self.home().open(&path, options)?;
                 let handle = self.insert(
                     Handle::File(Arc::new(FileHandle {
                         file,
@@ -150,7 +156,8 @@ impl Session {
                         } else {
                             ("read", read)
                         };
-                        self.log_ok(op, file.file.path().as_str(), bytes, file.opened.elapsed());
+                        let path = file.file.path().as_str();
+                        self.ops.log(op, path, bytes, file.opened, None);
                         Ok(Done {
                             reply: ok(id),
                             path: None,
@@ -218,12 +225,12 @@ impl Session {
             }
             Request::Stat { path } => {
                 let path = resolve(&path)?;
-                let entry = self.home.stat(&path)?;
+                let entry = self.home().stat(&path)?;
                 Ok(Done::reply(codec::attrs(id, &attrs_of(&entry)), &path))
             }
             Request::Lstat { path } => {
                 let path = resolve(&path)?;
-                let entry = self.home.lstat(&path)?;
+                let entry = self.home().lstat(&path)?;
                 Ok(Done::reply(codec::attrs(id, &attrs_of(&entry)), &path))
             }
             Request::Fstat { handle } => {
@@ -231,7 +238,7 @@ impl Session {
                     Handle::File(file) => (file.file.path().clone(), file.file.stat()?),
                     Handle::Dir(dir) => {
                         let path = lock(&dir).path.clone();
-                        let entry = self.home.stat(&path)?;
+                        let entry = self.home().stat(&path)?;
                         (path, entry)
                     }
                 };
@@ -258,7 +265,7 @@ impl Session {
                         "too many open directories for this connection's memory share; close some",
                     )
                 })?;
-                let dir = DirHandle::open(&self.home, &path)?;
+                let dir = DirHandle::open(self.home(), &path)?;
                 let handle = self.insert(Handle::Dir(Arc::new(Mutex::new(dir))), slot)?;
                 Ok(Done::reply(codec::handle(id, &handle), &path))
             }
@@ -276,19 +283,19 @@ impl Session {
             }
             Request::Remove { path } => {
                 let path = resolve(&path)?;
-                self.home.remove_file(&path)?;
+                self.home().remove_file(&path)?;
                 Ok(Done::reply(ok(id), &path))
             }
             Request::Mkdir { path, attrs } => {
                 let path = resolve(&path)?;
                 // As under the usual umask of 022: never writable by others.
                 let mode = attrs.permissions.map_or(0o777, |mode| mode & 0o755);
-                self.home.mkdir_with_mode(&path, mode)?;
+                self.home().mkdir_with_mode(&path, mode)?;
                 Ok(Done::reply(ok(id), &path))
             }
             Request::Rmdir { path } => {
                 let path = resolve(&path)?;
-                self.home.rmdir(&path)?;
+                self.home().rmdir(&path)?;
                 Ok(Done::reply(ok(id), &path))
             }
             Request::Realpath { path } => {
@@ -308,17 +315,17 @@ impl Session {
             Request::Rename { from, to } => {
                 let (from, to) = (resolve(&from)?, resolve(&to)?);
                 // SFTP v3: a rename never replaces (posix-rename@openssh.com does).
-                self.home.rename_new(&from, &to)?;
+                self.home().rename_new(&from, &to)?;
                 Ok(Done::reply(ok(id), &from))
             }
             Request::PosixRename { from, to } => {
                 let (from, to) = (resolve(&from)?, resolve(&to)?);
-                self.home.rename(&from, &to)?;
+                self.home().rename(&from, &to)?;
                 Ok(Done::reply(ok(id), &from))
             }
             Request::Readlink { path } => {
                 let path = resolve(&path)?;
-                let target = self.home.read_link(&path)?;
+                let target = self.home().read_link(&path)?;
                 let Some(target) = target.to_str() else {
                     return Err(failure("the link's target is not valid UTF-8"));
                 };
@@ -331,7 +338,7 @@ impl Session {
                 let target = std::str::from_utf8(&target).map_err(|_| {
                     failure("the link's target is not valid UTF-8; such names are not supported")
                 })?;
-                self.home.symlink(&link, target)?;
+                self.home().symlink(&link, target)?;
                 Ok(Done::reply(ok(id), &link))
             }
             Request::Hardlink { .. } => Err(Failed::Status(
@@ -340,7 +347,7 @@ impl Session {
             )),
             Request::Statvfs { path } => {
                 let path = resolve(&path)?;
-                self.home.stat(&path)?;
+                self.home().stat(&path)?;
                 Ok(Done::reply(self.statvfs(id), &path))
             }
             Request::Fstatvfs { handle } => {
@@ -407,14 +414,6 @@ impl Session {
                 format!("unsupported request type {kind}"),
             )),
         }
-    }
-
-    fn log_ok(&self, op: &str, path: &str, bytes: u64, elapsed: Duration) {
-        self.oplog.record("sftp", op, path, bytes, elapsed, None);
-    }
-
-    fn log_error(&self, op: &str, elapsed: Duration, error: &str) {
-        self.oplog.record("sftp", op, "", 0, elapsed, Some(error));
     }
 
     /// A connection-wide slot for a handle about to be opened; taken before opening, so
@@ -485,14 +484,14 @@ impl Session {
                         write: true,
                         ..OpenOptions::default()
                     };
-                    self.home.open(path, options)?.set_len(size)?;
+                    self.home().open(path, options)?.set_len(size)?;
                 }
             }
         }
         if let Some((uid, gid)) = attrs.uid_gid {
             let entry = match file {
                 Some(file) => file.file.stat()?,
-                None => self.home.stat(path)?,
+                None => self.home().stat(path)?,
             };
             if (entry.uid, entry.gid) != (uid, gid) {
                 return Err(Failed::Status(
@@ -506,14 +505,14 @@ impl Session {
         if let Some(mode) = attrs.permissions {
             match file {
                 Some(file) => file.file.set_permissions(mode)?,
-                None => self.home.set_permissions(path, mode)?,
+                None => self.home().set_permissions(path, mode)?,
             }
         }
         if let Some((_atime, mtime)) = attrs.times {
             let when = SystemTime::UNIX_EPOCH + Duration::from_secs(u64::from(mtime));
             match file {
                 Some(file) => file.file.set_mtime(when)?,
-                None => self.home.set_mtime(path, when)?,
+                None => self.home().set_mtime(path, when)?,
             }
         }
         Ok(())
@@ -523,7 +522,7 @@ impl Session {
     /// that `df` shows the limit, the usage and what is free.
     fn statvfs(&self, id: u32) -> Vec<u8> {
         const BLOCK: u64 = 1024;
-        let usage = self.home.usage();
+        let usage = self.home().usage();
         let blocks = usage.limit / BLOCK;
         let free = (usage.free() / BLOCK).min(blocks);
         codec::extended_u64s(
@@ -550,29 +549,7 @@ impl Session {
 fn resolve(raw: &[u8]) -> Result<VirtualPath, Failed> {
     let text = std::str::from_utf8(raw)
         .map_err(|_| failure("the file name is not valid UTF-8; such names are not supported"))?;
-    Ok(VirtualPath::resolve(&VirtualPath::root(), text)?)
-}
-
-fn open_options(flags: u32) -> OpenOptions {
-    OpenOptions {
-        read: flags & pflags::READ != 0,
-        write: flags & pflags::WRITE != 0,
-        create: flags & pflags::CREAT != 0,
-        truncate: flags & pflags::TRUNC != 0,
-        // O_EXCL means something only with O_CREAT.
-        exclusive: flags & pflags::EXCL != 0 && flags & pflags::CREAT != 0,
-        append: flags & pflags::APPEND != 0,
-    }
-}
-
-pub(super) fn attrs_of(entry: &Entry) -> Attrs {
-    let clamp = |t: i64| u32::try_from(t.max(0)).unwrap_or(u32::MAX);
-    Attrs {
-        size: Some(entry.size),
-        uid_gid: Some((entry.uid, entry.gid)),
-        permissions: Some(entry.mode),
-        times: Some((clamp(entry.atime), clamp(entry.mtime))),
-    }
+    Ok(op::resolve_from_root(text)?)
 }
 
 fn ok(id: u32) -> Vec<u8> {
