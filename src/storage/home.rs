@@ -221,7 +221,7 @@ impl HomeDir {
     /// Describes `path`, following symbolic links (as long as they stay inside the home).
     pub fn stat(&self, path: &VirtualPath) -> Result<Entry> {
         let meta = self.dir.metadata(path.to_relative()).map_err(at(path))?;
-        Ok(Entry::new(path.as_str(), &meta))
+        Ok(super::posix::entry_of(path.as_str(), &meta))
     }
 
     /// Describes `path` itself: a symbolic link is reported as a link.
@@ -230,7 +230,7 @@ impl HomeDir {
             .dir
             .symlink_metadata(path.to_relative())
             .map_err(at(path))?;
-        Ok(Entry::new(path.as_str(), &meta))
+        Ok(super::posix::entry_of(path.as_str(), &meta))
     }
 
     /// The entries of a directory, sorted by name bytes, with symbolic links shown as
@@ -240,7 +240,7 @@ impl HomeDir {
         if !self.dir.metadata(rel).map_err(at(path))?.is_dir() {
             let meta = self.dir.symlink_metadata(rel).map_err(at(path))?;
             let name = path.file_name().unwrap_or(path.as_str());
-            return Ok(vec![Entry::new(name, &meta)]);
+            return Ok(vec![super::posix::entry_of(name, &meta)]);
         }
         let listed = self.dir.open_dir(rel).map_err(at(path))?;
         let mut entries = Vec::new();
@@ -248,7 +248,7 @@ impl HomeDir {
             let item = item.map_err(at(path))?;
             let name = item.file_name();
             match item.metadata() {
-                Ok(meta) => entries.push(Entry::new(name, &meta)),
+                Ok(meta) => entries.push(super::posix::entry_of(name, &meta)),
                 // Deleted while we listed.
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {}
                 Err(e) => return Err(StorageError::from_io(path, e)),
@@ -634,7 +634,7 @@ mod tests {
             (st.name.to_str(), st.kind, st.size),
             (Some("/docs/b.txt"), EntryKind::File, 3)
         );
-        assert_eq!(st.mode & 0o170000, 0o100000);
+        assert_eq!(st.mode() & 0o170000, 0o100000);
         assert!(matches!(
             h.stat(&vp("/nope")),
             Err(StorageError::NotFound { .. })

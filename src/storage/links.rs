@@ -165,8 +165,8 @@ mod tests {
             Err(StorageError::Denied { .. })
         ));
         let entry = h.stat(&vp("/docs/d.txt")).unwrap();
-        assert_eq!(entry.nlink, 1);
-        assert!(h.stat(&vp("/docs")).unwrap().nlink >= 2);
+        assert_eq!(entry.nlink(), 1);
+        assert!(h.stat(&vp("/docs")).unwrap().nlink() >= 2);
     }
 
     #[test]

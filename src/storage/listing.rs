@@ -90,7 +90,7 @@ impl Iterator for DirStream {
             };
             let name = item.file_name();
             match item.metadata() {
-                Ok(meta) => return Some(Ok(Entry::new(name, &meta))),
+                Ok(meta) => return Some(Ok(super::posix::entry_of(name, &meta))),
                 // Deleted while we listed.
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {}
                 Err(e) => return Some(Err(StorageError::from_io(&self.path, e))),

@@ -96,7 +96,7 @@ impl OpenFile {
     /// Describes the open file; `name` is its path.
     pub fn stat(&self) -> Result<Entry> {
         let meta = self.file.metadata().map_err(at(&self.path))?;
-        Ok(Entry::new(self.path.as_str(), &meta))
+        Ok(super::posix::entry_of(self.path.as_str(), &meta))
     }
 
     /// Sets the permission bits of the open file itself (fchmod), whatever name it has
