@@ -205,7 +205,7 @@ pub trait Backend: Send + Sync + fmt::Debug + 'static {
     fn staged(&self) -> Result<StagedListing>;
 
     /// Deletes the partial `name` (aborts it, on a store); `false` if it was gone.
-    fn remove_staged(&self, name: &str) -> Result<bool>;
+    fn remove_staged(&self, name: &str) -> io::Result<bool>;
 
     /// What everything in the home and its staging area costs by the quota rule, for
     /// the ledger at start; without following links.

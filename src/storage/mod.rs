@@ -39,6 +39,7 @@ pub mod stream;
 #[cfg(test)]
 mod test_support;
 mod upload;
+mod user_state;
 
 pub use backend::{Backend, Capabilities, FileHandle, OpenHow, Replace, StagedFile};
 pub use entry::{Entry, EntryKind, PosixDetails};

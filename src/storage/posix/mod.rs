@@ -315,12 +315,11 @@ impl Backend for PosixBackend {
         files::staged(self)
     }
 
-    fn remove_staged(&self, name: &str) -> Result<bool> {
+    fn remove_staged(&self, name: &str) -> io::Result<bool> {
         match self.staging.remove_file(name) {
             Ok(()) => Ok(true),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
-            // Errors name no user path: the staging area has none.
-            Err(e) => Err(StorageError::from_io(&VirtualPath::root(), e)),
+            Err(e) => Err(e),
         }
     }
 
