@@ -39,6 +39,9 @@ pub(crate) enum Fault {
     /// The request itself does not fit the file (a bad offset, a size that does not
     /// match, an argument storage refuses).
     BadRequest,
+    /// The storage backend cannot do this (an object store declines in-place writes, for
+    /// one); SFTP has a code for it, rsftp treats it as a bad request.
+    Unsupported,
     /// The disk is full: the server could not do it, and the message says why.
     NoSpace,
     /// The server could not do it; the details are in the log only.
@@ -62,6 +65,7 @@ impl Fault {
             StorageError::Invalid { .. }
             | StorageError::BadOffset { .. }
             | StorageError::SizeMismatch { .. } => Fault::BadRequest,
+            StorageError::Unsupported { .. } => Fault::Unsupported,
             StorageError::NoSpace { .. } => Fault::NoSpace,
             StorageError::Io { .. } => Fault::Io,
         }

@@ -26,7 +26,7 @@ pub(crate) fn rsftp_code(fault: Fault) -> ErrorCode {
         Fault::Quota => ErrorCode::Quota,
         Fault::Busy => ErrorCode::Busy,
         Fault::Checksum => ErrorCode::Checksum,
-        Fault::BadRequest => ErrorCode::BadRequest,
+        Fault::BadRequest | Fault::Unsupported => ErrorCode::BadRequest,
         // The server could not complete it, as with `io`, but the message says why: it
         // names no real path, and the user can act on it (resume later).
         Fault::NoSpace | Fault::Io => ErrorCode::Io,
@@ -40,6 +40,7 @@ pub(crate) fn sftp_code(fault: Fault) -> StatusCode {
     match fault {
         Fault::NotFound => StatusCode::NoSuchFile,
         Fault::Denied => StatusCode::PermissionDenied,
+        Fault::Unsupported => StatusCode::OpUnsupported,
         Fault::BadPath
         | Fault::Exists
         | Fault::NotADirectory

@@ -20,8 +20,8 @@ pub(super) fn attrs_of(entry: &Entry) -> Attrs {
     let clamp = |t: i64| u32::try_from(t.max(0)).unwrap_or(u32::MAX);
     Attrs {
         size: Some(entry.size),
-        uid_gid: Some((entry.uid, entry.gid)),
-        permissions: Some(entry.mode),
-        times: Some((clamp(entry.atime), clamp(entry.mtime))),
+        uid_gid: entry.owner(),
+        permissions: Some(entry.mode()),
+        times: Some((clamp(entry.atime()), clamp(entry.mtime))),
     }
 }

@@ -493,7 +493,7 @@ impl Session {
                 Some(file) => file.file.stat()?,
                 None => self.home().stat(path)?,
             };
-            if (entry.uid, entry.gid) != (uid, gid) {
+            if entry.owner() != Some((uid, gid)) {
                 return Err(Failed::Status(
                     StatusCode::PermissionDenied,
                     "changing a file's owner or group is not supported".into(),
