@@ -17,11 +17,15 @@
 //! - `store`: [`AccountStore`], the seam through which a server finds accounts and hears
 //!   of changes; `watched`: [`WatchedUsersFile`], its `users.toml` implementation, which
 //!   reloads the file when its content changes.
+//! - `postgres`: accounts in PostgreSQL for a cluster of nodes: [`postgres::PgAccounts`]
+//!   (the store, live through `LISTEN/NOTIFY`), [`postgres::PgEditor`] (the editor),
+//!   the schema migrations, and export to a users.toml.
 
 mod account_score;
 mod edit;
 mod keys;
 mod password;
+pub mod postgres;
 mod size;
 mod store;
 mod throttle;

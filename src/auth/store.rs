@@ -5,12 +5,14 @@
 //! [`AccountStore::reload`] when it says yes. Today's store is `users.toml`
 //! ([`super::WatchedUsersFile`]). A store shared by several servers (a database) fits
 //! the same shape: `current` answers from its cache, `changed` says whether the
-//! database has news, `reload` refreshes the cache.
+//! database has news, `reload` refreshes the cache, and `unavailable` says when the
+//! database is away, so that logins fail closed ([`crate::auth::postgres`]).
 //!
 //! Edits go through [`crate::admin`], whose [`crate::admin::AccountEditor`] is the
 //! writing half of the same seam.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use super::users::{UsersConfig, UsersError};
 
@@ -29,4 +31,15 @@ pub trait AccountStore: Send + Sync {
     /// Loads the accounts again. On success the new ones are in force and returned
     /// after the old ones; on failure the old ones stay in force. Blocking.
     fn reload(&self) -> Result<(Arc<UsersConfig>, Arc<UsersConfig>), UsersError>;
+
+    /// How often the server asks [`AccountStore::changed`].
+    fn poll_interval(&self) -> Duration {
+        Duration::from_secs(1)
+    }
+
+    /// Why the accounts in force cannot be trusted now (a database store that lost its
+    /// database), if so. The server then refuses new logins: it fails closed.
+    fn unavailable(&self) -> Option<String> {
+        None
+    }
 }

@@ -150,8 +150,9 @@ impl SshHandler {
         );
     }
 
-    /// A banned peer is refused without looking at its credentials. Every real login
-    /// attempt passes here first, so this also marks the connection as having tried.
+    /// A banned peer is refused without looking at its credentials, and so is everyone
+    /// while the account store is unavailable. Every real login attempt passes here
+    /// first, so this also marks the connection as having tried.
     fn banned(&self, user: &str, method: &'static str) -> bool {
         self.activity.touch();
         self.progress.tried.store(true, Ordering::Release);
@@ -162,8 +163,15 @@ impl SshHandler {
             .is_some();
         if banned {
             self.log_attempt(user, method, "banned");
+            return true;
         }
-        banned
+        // Fail closed: accounts that cannot be checked let nobody in. Not the peer's
+        // fault, so not counted against it.
+        if let Some(reason) = self.shared.accounts.unavailable() {
+            warn!(target: "rsftpd::auth", user = %LogText(user), peer = %self.peer, method, result = "refused", reason = %reason, "login refused: the accounts are unavailable");
+            return true;
+        }
+        false
     }
 
     /// An account guessed at from many addresses answers slowly, except to sources that
