@@ -77,13 +77,16 @@ async fn apply(client: &mut Client, origin: &str) -> Result<Migrated, PgError> {
         origin: origin.to_owned(),
         source,
     };
+    // Quiet: "relation already exists, skipping" is the usual case, not news.
     client
         .batch_execute(
-            "CREATE TABLE IF NOT EXISTS schema_version (
+            "SET client_min_messages = warning;
+             CREATE TABLE IF NOT EXISTS schema_version (
                  version integer PRIMARY KEY,
                  name text NOT NULL,
                  applied_at timestamptz NOT NULL DEFAULT now()
-             )",
+             );
+             RESET client_min_messages",
         )
         .await
         .map_err(db)?;
