@@ -154,10 +154,11 @@ impl PgCluster {
         }
     }
 
-    /// A URL with the password in it.
+    /// A URL with the password in it (and the default sslmode, prefer, which falls
+    /// back to no TLS).
     pub fn url(&self) -> String {
         format!(
-            "postgres://postgres:{PG_PASSWORD}@127.0.0.1:{}/postgres?sslmode=disable",
+            "postgres://postgres:{PG_PASSWORD}@127.0.0.1:{}/postgres",
             self.port
         )
     }
@@ -170,9 +171,9 @@ impl PgCluster {
         )
     }
 
-    /// How the tools show the database.
+    /// How the tools show [`PgCluster::url`]'s database.
     pub fn shown(&self) -> String {
-        self.bare_url()
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
     }
 
     /// A password file (mode 0600) in `dir`.
