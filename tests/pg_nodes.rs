@@ -31,6 +31,10 @@ fn free_port() -> u16 {
 }
 
 fn spawn(dir: &Path, storage: &Path, url: &str, port: u16) -> Child {
+    spawn_with(dir, storage, url, port, &[])
+}
+
+fn spawn_with(dir: &Path, storage: &Path, url: &str, port: u16, extra: &[&str]) -> Child {
     std::fs::create_dir_all(dir).unwrap();
     let log = std::fs::OpenOptions::new()
         .create(true)
@@ -43,6 +47,7 @@ fn spawn(dir: &Path, storage: &Path, url: &str, port: u16) -> Child {
         .args(["--keys", dir.join("keys").to_str().unwrap()])
         .args(["--logs", dir.join("logs").to_str().unwrap()])
         .args(["--accounts", url])
+        .args(extra)
         .stdout(Stdio::null())
         .stderr(log)
         .spawn()
@@ -50,11 +55,6 @@ fn spawn(dir: &Path, storage: &Path, url: &str, port: u16) -> Child {
 }
 
 impl Node {
-    async fn start(dir: &Path, storage: &Path, url: &str) -> Node {
-        let port = free_port();
-        Node::wait(spawn(dir, storage, url, port), port, dir).await
-    }
-
     /// Waits until a started node serves.
     async fn wait(child: Child, port: u16, dir: &Path) -> Node {
         let mut node = Node {
@@ -180,13 +180,23 @@ struct Cluster {
 }
 
 async fn two_nodes() -> Cluster {
+    two_nodes_with(&[]).await
+}
+
+async fn two_nodes_with(extra: &[&str]) -> Cluster {
     let pg = PgCluster::start();
     let dir = tempfile::tempdir().unwrap();
     let storage = dir.path().join("storage");
     std::fs::create_dir(&storage).unwrap();
     let url = pg.url();
-    let a = Node::start(&dir.path().join("a"), &storage, &url).await;
-    let b = Node::start(&dir.path().join("b"), &storage, &url).await;
+    let mut nodes = Vec::new();
+    for name in ["a", "b"] {
+        let port = free_port();
+        let dir = dir.path().join(name);
+        let child = spawn_with(&dir, &storage, &url, port, extra);
+        nodes.push(Node::wait(child, port, &dir).await);
+    }
+    let (b, a) = (nodes.pop().unwrap(), nodes.pop().unwrap());
     Cluster {
         _dir: dir,
         pg,
@@ -371,4 +381,81 @@ async fn losing_postgres_refuses_new_logins_until_it_is_back() {
     c.a.wait_for_log("PostgreSQL is back").await;
     assert!(c.a.logs_in("alice").await.is_some(), "{}", c.a.log());
     assert!(!c.b.log().contains(PG_PASSWORD) && !c.b.stderr().contains(PG_PASSWORD));
+}
+
+/// An SSH session that logged in and was let in (its subsystem answers), held open.
+async fn let_in(
+    node: &Node,
+    user: &str,
+) -> Option<(
+    Connection,
+    rsftp::client::RsftpClient<russh::ChannelStream<russh::client::Msg>>,
+)> {
+    let conn = node.logs_in(user).await?;
+    let mut client = conn.open_rsftp().await.ok()?;
+    client.pwd().await.ok()?;
+    Some((conn, client))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_fifty_logins_over_two_nodes_lets_exactly_the_limit_in() {
+    // Every connection gets a startup slot: the limit under test is the session limit.
+    let c = two_nodes_with(&["--max-startups", "100", "--max-startups-per-peer", "32"]).await;
+    admin(
+        &c.pg,
+        &c.storage,
+        &["add", "alice", "--password-stdin", "--max-sessions", "5"],
+        &format!("{PASSWORD}\n"),
+    )
+    .await;
+    c.a.wait_for_log("added=alice").await;
+    c.b.wait_for_log("added=alice").await;
+    let (a, b) = (std::sync::Arc::new(c.a), std::sync::Arc::new(c.b));
+    let tries: Vec<_> = (0..50)
+        .map(|i| {
+            let node = std::sync::Arc::clone(if i % 2 == 0 { &a } else { &b });
+            tokio::spawn(async move {
+                tokio::time::timeout(Duration::from_secs(60), let_in(&node, "alice"))
+                    .await
+                    .ok()
+                    .flatten()
+            })
+        })
+        .collect();
+    let mut held = Vec::new();
+    for attempt in tries {
+        if let Some(session) = attempt.await.unwrap() {
+            held.push(session);
+        }
+    }
+    let refusals = a.log().matches("too many sessions for alice").count()
+        + b.log().matches("too many sessions for alice").count();
+    assert_eq!(
+        held.len(),
+        5,
+        "{refusals} refused\n{}\n{}",
+        a.log(),
+        b.log()
+    );
+    assert_eq!(refusals, 45, "every other login was refused by the limit");
+    assert_eq!(c.pg.psql("SELECT count(*) FROM session_leases").trim(), "5");
+    // Closed sessions give their slots back, on every node.
+    for (conn, client) in held {
+        drop(client);
+        conn.close().await.ok();
+    }
+    let started = Instant::now();
+    while c.pg.psql("SELECT count(*) FROM session_leases").trim() != "0" {
+        assert!(started.elapsed() < DEADLINE, "leases were not given back");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let again: Vec<_> = [&a, &b, &a, &b, &a]
+        .iter()
+        .map(|n| let_in(n, "alice"))
+        .collect();
+    let mut back = Vec::new();
+    for attempt in again {
+        back.push(attempt.await.expect("a freed slot"));
+    }
+    assert!(let_in(&b, "alice").await.is_none(), "a sixth session");
 }

@@ -31,6 +31,7 @@ mod openssh;
 mod paramiko_sftp;
 mod path_escape;
 mod pg_admin;
+mod pg_ledger;
 mod pg_nodes;
 mod pg_util;
 mod privileges;

@@ -16,6 +16,22 @@ use std::time::Duration;
 
 use super::users::{UsersConfig, UsersError};
 
+/// A session counted by the store (on every node sharing it); dropping it gives the
+/// slot back.
+pub trait SessionLease: Send + Sync {}
+
+/// Why the store refused a session.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SessionRefusal {
+    #[error("too many sessions for {user} on the cluster ({limit}); close one and try again")]
+    User { user: String, limit: usize },
+    #[error("too many sessions on the cluster ({limit}); try again later")]
+    Total { limit: usize },
+    #[error("{0}")]
+    Unavailable(String),
+}
+
 /// The accounts a server runs with. Implementations are shared across sessions.
 pub trait AccountStore: Send + Sync {
     /// Where the accounts come from, for logs (a path, or a database without its
@@ -41,5 +57,17 @@ pub trait AccountStore: Send + Sync {
     /// database), if so. The server then refuses new logins: it fails closed.
     fn unavailable(&self) -> Option<String> {
         None
+    }
+
+    /// Counts a session of `user` against limits shared with other servers, if this
+    /// store is shared (`None`: only this server's own count applies). Blocking.
+    fn lease_session(
+        &self,
+        _user: &str,
+        _max_for_user: Option<usize>,
+        _max_total: usize,
+        _peer: &str,
+    ) -> Result<Option<Box<dyn SessionLease>>, SessionRefusal> {
+        Ok(None)
     }
 }

@@ -36,6 +36,8 @@ struct Login {
     /// Shared with every channel; the last to drop it logs the session's summary.
     oplog: Arc<OpLog>,
     _session: SessionGuard,
+    /// The session as counted by every node sharing the accounts, if they are shared.
+    _lease: Option<Box<dyn crate::auth::SessionLease>>,
 }
 
 /// How far a connection got with logging in.
@@ -354,6 +356,15 @@ impl russh::server::Handler for SshHandler {
                 return Ok(());
             }
         };
+        let limit = (max_for_user != usize::MAX).then_some(max_for_user);
+        let lease = match super::lease_session(&self.shared, &user, limit, self.peer).await {
+            Ok(lease) => lease,
+            Err(refused) => {
+                warn!(target: "rsftpd::auth", user = %user, peer = %self.peer, reason = %refused, "session refused");
+                session.disconnect(Disconnect::TooManyConnections, &refused.to_string(), "en")?;
+                return Ok(());
+            }
+        };
         let storage = Arc::clone(&self.shared.storage);
         let name = user.clone();
         let home = tokio::task::spawn_blocking(move || {
@@ -369,6 +380,7 @@ impl russh::server::Handler for SshHandler {
                     user,
                     home,
                     _session: guard,
+                    _lease: lease,
                 });
             }
             Ok(Err(err)) => {

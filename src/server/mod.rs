@@ -580,6 +580,23 @@ async fn reload(shared: &Arc<Shared>) -> Result<(), UsersError> {
     Ok(())
 }
 
+/// Counts a session against the limits of every node sharing the accounts (PostgreSQL
+/// session leases), beyond this server's own count; `None` for a store of one server.
+async fn lease_session(
+    shared: &Arc<Shared>,
+    user: &str,
+    max_for_user: Option<usize>,
+    peer: SocketAddr,
+) -> Result<Option<Box<dyn crate::auth::SessionLease>>, crate::auth::SessionRefusal> {
+    let (accounts, user) = (Arc::clone(&shared.accounts), user.to_owned());
+    let max_total = shared.limits.max_sessions;
+    tokio::task::spawn_blocking(move || {
+        accounts.lease_session(&user, max_for_user, max_total, &peer.to_string())
+    })
+    .await
+    .unwrap_or_else(|join| Err(crate::auth::SessionRefusal::Unavailable(join.to_string())))
+}
+
 /// An error and its sources on one line, for a log field.
 fn error_chain(err: &dyn std::error::Error) -> String {
     let mut text = err.to_string();

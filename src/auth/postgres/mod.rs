@@ -10,13 +10,19 @@
 //!   the connection so that logins fail closed while the database is away;
 //! - `editor`: [`PgEditor`], the [`AccountEditor`](crate::admin::AccountEditor) behind
 //!   `rsftpd user ...`, with `import` from a users.toml;
-//! - `export`: any accounts written out as a users.toml.
+//! - `export`: any accounts written out as a users.toml;
+//! - `leases`: [`Node`], this process in the cluster, and the session leases that
+//!   make the session limits count every node;
+//! - `ledger`: the statements of the shared quota ledger (reserve, commit, release,
+//!   expire), for the storage core to use through its seam.
 //!
 //! The driver is `tokio-postgres` with a `deadpool-postgres` pool; this build speaks no
 //! TLS to the database (`sslmode=disable` or `prefer`).
 
 mod editor;
 mod export;
+mod leases;
+mod ledger;
 mod load;
 mod migrate;
 mod store;
@@ -26,6 +32,8 @@ use std::path::PathBuf;
 
 pub use editor::PgEditor;
 pub use export::write_users_file;
+pub use leases::{HEARTBEAT, LEASE, Lease, Node};
+pub use ledger::{Reservation, ReserveError};
 pub use migrate::{MIGRATIONS, Migrated, Migration, latest as latest_schema};
 pub use store::{PgAccounts, RESYNC};
 pub use target::{CONNECT_TIMEOUT, Target};

@@ -20,8 +20,8 @@ use tokio::sync::mpsc;
 use tokio_postgres::AsyncMessage;
 use tracing::{error, info, warn};
 
-use super::{PgError, Target};
-use crate::auth::store::AccountStore;
+use super::{Node, PgError, Target};
+use crate::auth::store::{AccountStore, SessionLease, SessionRefusal};
 use crate::auth::users::{UsersConfig, UsersError};
 
 /// How often the accounts are read again even without a notification.
@@ -93,6 +93,8 @@ pub struct PgAccounts {
     watch: Arc<Watch>,
     /// Held for a whole reload, so reloads run one at a time.
     reloading: Mutex<()>,
+    /// This process as a node of the cluster, for session leases.
+    node: Arc<Node>,
 }
 
 impl PgAccounts {
@@ -133,6 +135,7 @@ impl PgAccounts {
             Arc::downgrade(&watch),
             Some(listening),
         ));
+        let node = Node::register(pool.clone(), &origin).await?;
         Ok(Arc::new(PgAccounts {
             origin,
             pool,
@@ -142,12 +145,18 @@ impl PgAccounts {
             last_sync: Mutex::new(Instant::now()),
             watch,
             reloading: Mutex::new(()),
+            node,
         }))
     }
 
-    /// The connection pool, for the shared ledger and session leases.
+    /// The connection pool, for the shared ledger.
     pub fn pool(&self) -> &Pool {
         &self.pool
+    }
+
+    /// This process as a node of the cluster.
+    pub fn node(&self) -> &Arc<Node> {
+        &self.node
     }
 
     /// Reads the accounts now. Blocking.
@@ -250,6 +259,30 @@ impl AccountStore for PgAccounts {
 
     fn poll_interval(&self) -> Duration {
         POLL
+    }
+
+    fn lease_session(
+        &self,
+        user: &str,
+        max_for_user: Option<usize>,
+        max_total: usize,
+        peer: &str,
+    ) -> Result<Option<Box<dyn SessionLease>>, SessionRefusal> {
+        if let Some(reason) = self.unavailable() {
+            return Err(SessionRefusal::Unavailable(reason));
+        }
+        let lease = self.runtime.block_on(tokio::time::timeout(
+            super::CONNECT_TIMEOUT,
+            self.node.lease(user, max_for_user, max_total, peer),
+        ));
+        match lease {
+            Ok(Ok(lease)) => Ok(Some(Box::new(lease))),
+            Ok(Err(refused)) => Err(refused),
+            Err(_) => Err(SessionRefusal::Unavailable(format!(
+                "PostgreSQL at {} did not answer in time",
+                self.origin
+            ))),
+        }
     }
 
     fn unavailable(&self) -> Option<String> {
