@@ -590,11 +590,21 @@ async fn lease_session(
 ) -> Result<Option<Box<dyn crate::auth::SessionLease>>, crate::auth::SessionRefusal> {
     let (accounts, user) = (Arc::clone(&shared.accounts), user.to_owned());
     let max_total = shared.limits.max_sessions;
-    tokio::task::spawn_blocking(move || {
+    let leased = tokio::task::spawn_blocking(move || {
         accounts.lease_session(&user, max_for_user, max_total, &peer.to_string())
     })
     .await
-    .unwrap_or_else(|join| Err(crate::auth::SessionRefusal::Unavailable(join.to_string())))
+    .unwrap_or_else(|join| Err(crate::auth::SessionRefusal::Unavailable(join.to_string())));
+    match leased {
+        // The details (a database's address) are for the log, not for the client.
+        Err(crate::auth::SessionRefusal::Unavailable(why)) => {
+            warn!(target: "rsftpd::auth", peer = %peer, reason = %why, "cannot count the session");
+            Err(crate::auth::SessionRefusal::Unavailable(
+                "the server cannot count sessions now; try again later".to_owned(),
+            ))
+        }
+        other => other,
+    }
 }
 
 /// An error and its sources on one line, for a log field.
