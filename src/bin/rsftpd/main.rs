@@ -43,8 +43,9 @@ enum Command {
     /// Manage accounts: add, delete, passwords, quotas and keys.
     ///
     /// Every change is made to users.toml under a lock, keeps the file's comments, is
-    /// checked before it is written, and is written atomically. A running server picks
-    /// it up within about a second, without a restart.
+    /// checked before it is written, and is written atomically; with --accounts URL it
+    /// is one transaction in PostgreSQL. A running server picks it up within about a
+    /// second, without a restart.
     #[command(after_long_help = user::EXAMPLES)]
     User(user::UserArgs),
     /// The PostgreSQL schema of the accounts (with --accounts URL).

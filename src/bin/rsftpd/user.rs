@@ -32,7 +32,9 @@ Examples:
   rsftpd user key add alice - < laptop.pub
   rsftpd user key rm alice SHA256:uH2...
   rsftpd user list
-  rsftpd user del bob --purge";
+  rsftpd user del bob --purge
+  rsftpd user --accounts postgres://rsftpd@db/rsftpd --accounts-password-file pw import users.toml
+  rsftpd user export backup.toml";
 
 #[derive(Args)]
 pub(crate) struct UserArgs {
