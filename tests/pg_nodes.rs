@@ -459,3 +459,49 @@ async fn a_burst_of_fifty_logins_over_two_nodes_lets_exactly_the_limit_in() {
     }
     assert!(let_in(&b, "alice").await.is_none(), "a sixth session");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_nodes_sessions_stop_counting_when_its_lease_lapses() {
+    let c = two_nodes().await;
+    admin(
+        &c.pg,
+        &c.storage,
+        &["add", "alice", "--password-stdin", "--max-sessions", "2"],
+        &format!("{PASSWORD}\n"),
+    )
+    .await;
+    c.a.wait_for_log("added=alice").await;
+    c.b.wait_for_log("added=alice").await;
+    let held = [
+        let_in(&c.a, "alice").await.expect("first"),
+        let_in(&c.a, "alice").await.expect("second"),
+    ];
+    assert!(let_in(&c.b, "alice").await.is_none(), "a third session");
+    let mut a = c.a;
+    a.child.kill().expect("SIGKILL node a");
+    a.child.wait().expect("reap");
+    drop(held);
+    // Its leases are not renewed: within the lease time (30 s) and a heartbeat, the
+    // slots are free on node b.
+    let started = Instant::now();
+    let mut back = None;
+    for _ in 0..40 {
+        if let Some(session) = let_in(&c.b, "alice").await {
+            back = Some(session);
+            break;
+        }
+        if started.elapsed() > rsftp::auth::postgres::LEASE + DEADLINE {
+            break;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    assert!(
+        back.is_some(),
+        "node a's leases did not lapse:\n{}",
+        c.b.log()
+    );
+    eprintln!(
+        "a killed node's sessions stopped counting after {:?}",
+        started.elapsed()
+    );
+}
