@@ -17,11 +17,15 @@
 //! - `store`: [`AccountStore`], the seam through which a server finds accounts and hears
 //!   of changes; `watched`: [`WatchedUsersFile`], its `users.toml` implementation, which
 //!   reloads the file when its content changes.
+//! - `postgres`: accounts in PostgreSQL for a cluster of nodes: [`postgres::PgAccounts`]
+//!   (the store, live through `LISTEN/NOTIFY`), [`postgres::PgEditor`] (the editor),
+//!   the schema migrations, and export to a users.toml.
 
 mod account_score;
 mod edit;
 mod keys;
 mod password;
+pub mod postgres;
 mod size;
 mod store;
 mod throttle;
@@ -38,7 +42,7 @@ pub use password::{
     AuthError, PasswordChecker, PasswordHash, Secret, hash_password, verify_password,
 };
 pub use size::{SizeError, format_size, parse_size};
-pub use store::AccountStore;
+pub use store::{AccountStore, SessionLease, SessionRefusal};
 pub use throttle::{LoginThrottle, MAX_TRACKED_PEERS, ThrottlePolicy};
 pub use users::{
     Location, MAX_USER_NAME_LEN, UserAccount, UserName, UserNameError, UsersConfig, UsersError,

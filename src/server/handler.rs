@@ -36,6 +36,8 @@ struct Login {
     /// Shared with every channel; the last to drop it logs the session's summary.
     oplog: Arc<OpLog>,
     _session: SessionGuard,
+    /// The session as counted by every node sharing the accounts, if they are shared.
+    _lease: Option<Box<dyn crate::auth::SessionLease>>,
 }
 
 /// How far a connection got with logging in.
@@ -95,13 +97,17 @@ impl SshHandler {
         Arc::clone(&self.progress)
     }
 
-    /// A banned peer is refused without looking at its credentials. Every real login
-    /// attempt passes here first, so this also marks the connection as having tried.
+    /// A banned peer is refused without looking at its credentials, and so is everyone
+    /// while the account store is unavailable. Every real login attempt passes here
+    /// first, so this also marks the connection as having tried.
     fn banned(&self, user: &str, method: &'static str) -> bool {
         self.activity.touch();
         self.progress.tried.store(true, Ordering::Release);
         self.attempts
             .banned(records(&self.shared), user, method, Instant::now())
+            || self
+                .attempts
+                .closed(user, method, self.shared.accounts.unavailable())
     }
 
     async fn wait_out_account_score(&self, user: &str) {
@@ -239,6 +245,17 @@ impl russh::server::Handler for SshHandler {
                 return Ok(());
             }
         };
+        let limit = (max_for_user != usize::MAX).then_some(max_for_user);
+        let lease = match super::sessions::lease_session(&self.shared, &user, limit, self.peer)
+            .await
+        {
+            Ok(lease) => lease,
+            Err(refused) => {
+                warn!(target: "rsftpd::auth", user = %user, peer = %self.peer, reason = %refused, "session refused");
+                session.disconnect(Disconnect::TooManyConnections, &refused.to_string(), "en")?;
+                return Ok(());
+            }
+        };
         let storage = Arc::clone(&self.shared.storage);
         let name = user.clone();
         let home = tokio::task::spawn_blocking(move || {
@@ -254,6 +271,7 @@ impl russh::server::Handler for SshHandler {
                     user,
                     home,
                     _session: guard,
+                    _lease: lease,
                 });
             }
             Ok(Err(err)) => {

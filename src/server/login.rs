@@ -70,6 +70,21 @@ impl LoginAttempts {
         banned
     }
 
+    /// Fails closed: while the accounts cannot be checked (`unavailable` says why),
+    /// nobody gets in. Not the peer's fault, so not counted against it.
+    pub(super) fn closed(
+        &self,
+        user: &str,
+        method: &'static str,
+        unavailable: Option<String>,
+    ) -> bool {
+        let Some(reason) = unavailable else {
+            return false;
+        };
+        warn!(target: "rsftpd::auth", user = %LogText(user), peer = %self.peer, method, result = "refused", reason = %reason, "login refused: the accounts are unavailable");
+        true
+    }
+
     /// How long to wait before answering: an account guessed at from many addresses
     /// answers slowly, except to sources that logged in to it recently.
     pub(super) fn delay(&self, records: Records<'_>, user: &str, now: Instant) -> Duration {

@@ -85,26 +85,39 @@ impl Server {
     /// user's usage recomputed from disk. Refuses a host key or `users.toml` that group
     /// or others may access, unless `settings.allow_open_permissions`.
     pub fn prepare(settings: Settings) -> Result<Prepared, ServerError> {
+        Server::prepare_with_accounts(settings, None)
+    }
+
+    /// [`Server::prepare`], with the accounts from `accounts` (such as PostgreSQL)
+    /// rather than `settings.users_file`, which is then neither read nor created.
+    pub fn prepare_with_accounts(
+        settings: Settings,
+        accounts: Option<Arc<dyn AccountStore>>,
+    ) -> Result<Prepared, ServerError> {
+        let mut secrets = vec![config::host_key_path(&settings.keys_dir)];
+        if accounts.is_none() {
+            secrets.push(settings.users_file.clone());
+        }
         // Before anything is created, so that a refused start makes no key and no account.
-        privileges::check_secrets(
-            &[
-                config::host_key_path(&settings.keys_dir),
-                settings.users_file.clone(),
-            ],
-            settings.allow_open_permissions,
-        )?;
+        privileges::check_secrets(&secrets, settings.allow_open_permissions)?;
         let (host_key, host_key_created) = config::load_or_create_host_key(&settings.keys_dir)?;
         let fingerprint = host_key
             .public_key()
             .fingerprint(russh::keys::HashAlg::Sha256)
             .to_string();
-        let starter = if settings.users_file.exists() {
-            None
-        } else {
-            Some(crate::auth::create_starter_file(&settings.users_file)?)
+        let (accounts, starter) = match accounts {
+            Some(accounts) => (accounts, None),
+            None => {
+                let starter = if settings.users_file.exists() {
+                    None
+                } else {
+                    Some(crate::auth::create_starter_file(&settings.users_file)?)
+                };
+                let file: Arc<dyn AccountStore> =
+                    Arc::new(WatchedUsersFile::load(&settings.users_file)?);
+                (file, starter)
+            }
         };
-        let accounts: Arc<dyn AccountStore> =
-            Arc::new(WatchedUsersFile::load(&settings.users_file)?);
         let storage = Arc::new(Storage::open(&settings.storage_dir)?);
         // One home that cannot be opened must not keep everyone else out: it is logged,
         // and that user's logins try again.

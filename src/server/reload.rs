@@ -3,7 +3,6 @@
 //! new users, and the sessions of deleted accounts ended.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use russh::Disconnect;
 use tokio::sync::broadcast;
@@ -12,13 +11,10 @@ use tracing::{error, info, warn};
 use super::shared::Shared;
 use crate::auth::{UsersConfig, UsersError};
 
-/// How often `users.toml` is checked for changes.
-const USERS_POLL: Duration = Duration::from_secs(1);
-
 /// Reloads `users.toml` whenever its content (or that of a keys file it names) changes,
 /// until `stop`.
 pub(super) async fn watch_users_file(shared: Arc<Shared>, mut stop: broadcast::Receiver<()>) {
-    let mut tick = tokio::time::interval(USERS_POLL);
+    let mut tick = tokio::time::interval(shared.accounts.poll_interval());
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {

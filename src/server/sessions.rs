@@ -5,7 +5,13 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use std::net::SocketAddr;
+
 use russh::server::Handle;
+use tracing::warn;
+
+use super::shared::Shared;
+use crate::auth::{SessionLease, SessionRefusal};
 
 /// The live sessions of the whole server.
 pub struct SessionRegistry {
@@ -112,5 +118,32 @@ impl Drop for SessionGuard {
             }
             inner.total -= 1;
         }
+    }
+}
+
+/// Counts a session against the limits of every node sharing the accounts (PostgreSQL
+/// session leases), beyond this server's own count; `None` for a store of one server.
+pub(super) async fn lease_session(
+    shared: &Arc<Shared>,
+    user: &str,
+    max_for_user: Option<usize>,
+    peer: SocketAddr,
+) -> Result<Option<Box<dyn SessionLease>>, SessionRefusal> {
+    let (accounts, user) = (Arc::clone(&shared.accounts), user.to_owned());
+    let max_total = shared.limits.max_sessions;
+    let leased = tokio::task::spawn_blocking(move || {
+        accounts.lease_session(&user, max_for_user, max_total, &peer.to_string())
+    })
+    .await
+    .unwrap_or_else(|join| Err(SessionRefusal::Unavailable(join.to_string())));
+    match leased {
+        // The details (a database's address) are for the log, not for the client.
+        Err(SessionRefusal::Unavailable(why)) => {
+            warn!(target: "rsftpd::auth", peer = %peer, reason = %why, "cannot count the session");
+            Err(SessionRefusal::Unavailable(
+                "the server cannot count sessions now; try again later".to_owned(),
+            ))
+        }
+        other => other,
     }
 }

@@ -523,14 +523,14 @@ pub fn parse_keys(text: &str, origin: &str) -> Result<Vec<AuthorizedKey>, EditEr
     Ok(keys)
 }
 
-fn check_quota(quota: &str) -> Result<u64, EditError> {
+pub(crate) fn check_quota(quota: &str) -> Result<u64, EditError> {
     parse_size(quota).map_err(|source| EditError::BadQuota {
         value: quota.to_owned(),
         source,
     })
 }
 
-fn check_max_sessions(max: Option<u32>) -> Result<(), EditError> {
+pub(crate) fn check_max_sessions(max: Option<u32>) -> Result<(), EditError> {
     if max == Some(0) {
         return Err(EditError::BadMaxSessions);
     }
@@ -538,7 +538,7 @@ fn check_max_sessions(max: Option<u32>) -> Result<(), EditError> {
 }
 
 /// A `max_files` as TOML can hold it (a positive `i64`).
-fn check_max_files(max: Option<u64>) -> Result<Option<i64>, EditError> {
+pub(crate) fn check_max_files(max: Option<u64>) -> Result<Option<i64>, EditError> {
     max.map(|n| {
         i64::try_from(n)
             .ok()

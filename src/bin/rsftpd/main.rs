@@ -1,17 +1,20 @@
 //! `rsftpd`: the rsftp server, and `rsftpd user ...` to manage its accounts. Argument
 //! parsing, wiring and printing only; the work is in the library.
 
+mod accounts;
 mod user;
 
 use std::io;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
-use rsftp::auth::{format_size, parse_size};
+use rsftp::auth::postgres::PgAccounts;
+use rsftp::auth::{AccountStore, format_size, parse_size};
 use rsftp::server::logging::Rotation as LogRotation;
 use rsftp::server::{Limits, Server, Settings, StartupLimits};
 
@@ -22,7 +25,8 @@ const MIN_LOG_SIZE: u64 = 4 << 10;
 /// resumable transfers over the `rsftp` and `sftp` subsystems.
 ///
 /// With no command, rsftpd serves (the same as `rsftpd serve`). `rsftpd user ...` edits
-/// the accounts in users.toml; a running server picks up every change within about a second.
+/// the accounts in users.toml, or in PostgreSQL with --accounts URL; a running server
+/// picks up every change within about a second.
 #[derive(Parser)]
 #[command(version, about, long_about, args_conflicts_with_subcommands = true)]
 struct Cli {
@@ -39,10 +43,13 @@ enum Command {
     /// Manage accounts: add, delete, passwords, quotas and keys.
     ///
     /// Every change is made to users.toml under a lock, keeps the file's comments, is
-    /// checked before it is written, and is written atomically. A running server picks
-    /// it up within about a second, without a restart.
+    /// checked before it is written, and is written atomically; with --accounts URL it
+    /// is one transaction in PostgreSQL. A running server picks it up within about a
+    /// second, without a restart.
     #[command(after_long_help = user::EXAMPLES)]
     User(user::UserArgs),
+    /// The PostgreSQL schema of the accounts (with --accounts URL).
+    Db(accounts::DbArgs),
 }
 
 #[derive(Args)]
@@ -50,9 +57,12 @@ struct ServeArgs {
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:2222", value_name = "ADDR")]
     listen: SocketAddr,
-    /// The accounts file; created with a starter account if missing.
+    /// The accounts file; created with a starter account if missing. Not used with
+    /// --accounts.
     #[arg(long = "users", default_value = "users.toml", value_name = "FILE")]
     users_file: PathBuf,
+    #[command(flatten)]
+    accounts: accounts::AccountsArgs,
     /// Where users' homes live: DIR/<user>/.
     #[arg(long = "storage", default_value = "storage", value_name = "DIR")]
     storage_dir: PathBuf,
@@ -146,6 +156,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         None => serve(cli.serve),
         Some(Command::Serve(args)) => serve(args),
         Some(Command::User(args)) => user::run(args),
+        Some(Command::Db(args)) => accounts::db(args),
     }
 }
 
@@ -168,6 +179,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     };
     let _log_guard = rsftp::server::logging::init(Some(&args.logs_dir), rotation)
         .with_context(|| format!("cannot create logs folder {}", args.logs_dir.display()))?;
+    let database = args.accounts.target()?;
     let settings = Settings {
         listen: args.listen,
         users_file: args.users_file,
@@ -202,7 +214,17 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         let listener = tokio::net::TcpListener::bind(settings.listen)
             .await
             .with_context(|| format!("cannot listen on {}", settings.listen))?;
-        let prepared = Server::prepare(settings.clone())?;
+        let store = match &database {
+            Some(target) => {
+                let store = PgAccounts::open(target).await.with_context(|| {
+                    format!("cannot start: the accounts are in PostgreSQL at {target}")
+                })?;
+                tracing::info!(target: "rsftpd::admin", database = %target, "accounts from PostgreSQL");
+                Some(store as Arc<dyn AccountStore>)
+            }
+            None => None,
+        };
+        let prepared = Server::prepare_with_accounts(settings.clone(), store)?;
         if prepared.host_key_created {
             println!(
                 "Created host key {} ({})",

@@ -7,7 +7,10 @@ use std::process::ExitCode;
 
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
+
+use crate::accounts::{self, AccountsArgs};
 use rsftp::admin::{AccountEditor, Admin, HomeFate, Report, Usage, UsersToml};
+use rsftp::auth::postgres::write_users_file;
 use rsftp::auth::{
     AuthorizedKey, DEFAULT_QUOTA, KeySource, NewAccount, Secret, format_size, hash_password,
     parse_keys,
@@ -29,7 +32,9 @@ Examples:
   rsftpd user key add alice - < laptop.pub
   rsftpd user key rm alice SHA256:uH2...
   rsftpd user list
-  rsftpd user del bob --purge";
+  rsftpd user del bob --purge
+  rsftpd user --accounts postgres://rsftpd@db/rsftpd --accounts-password-file pw import users.toml
+  rsftpd user export backup.toml";
 
 #[derive(Args)]
 pub(crate) struct UserArgs {
@@ -51,6 +56,8 @@ pub(crate) struct UserArgs {
         help_heading = "Files"
     )]
     storage_dir: PathBuf,
+    #[command(flatten)]
+    accounts: AccountsArgs,
     #[command(subcommand)]
     command: UserCommand,
 }
@@ -120,6 +127,17 @@ pub(crate) enum UserCommand {
     List,
     /// A user's usage against quota, keys with their fingerprints, and limits.
     Show { name: String },
+    /// Copy every account of a users.toml into the database given with --accounts, in
+    /// one transaction; an account that exists there already stops it.
+    Import {
+        #[arg(value_name = "USERS_TOML")]
+        file: PathBuf,
+    },
+    /// Write every account to a new users.toml (mode 0600: it holds password hashes).
+    Export {
+        #[arg(value_name = "USERS_TOML")]
+        file: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -141,9 +159,26 @@ pub(crate) enum KeyCommand {
 }
 
 pub(crate) fn run(args: UserArgs) -> anyhow::Result<ExitCode> {
-    let mut admin = Admin::new(UsersToml::new(&args.users_file), &args.storage_dir);
+    if let UserCommand::Import { file } = &args.command {
+        // Into a database only, which `import` opens itself.
+        return accounts::import(&args.accounts, file);
+    }
+    match args.accounts.target()? {
+        Some(target) => {
+            let editor = accounts::open_editor(&target)?;
+            run_on(Admin::new(editor, &args.storage_dir), args.command)
+        }
+        None => run_on(
+            Admin::new(UsersToml::new(&args.users_file), &args.storage_dir),
+            args.command,
+        ),
+    }
+}
+
+/// Runs one command on the accounts, wherever they are kept.
+fn run_on<E: AccountEditor>(mut admin: Admin<E>, command: UserCommand) -> anyhow::Result<ExitCode> {
     let mut out = io::stdout().lock();
-    match args.command {
+    match command {
         UserCommand::Add {
             name,
             quota,
@@ -333,6 +368,18 @@ pub(crate) fn run(args: UserArgs) -> anyhow::Result<ExitCode> {
         UserCommand::Show { name } => {
             let report = admin.show(&name)?;
             show(&mut out, &report, &admin.accounts().origin())?;
+        }
+        UserCommand::Import { .. } => bail!("import is run before the accounts are opened"),
+        UserCommand::Export { file } => {
+            let accounts = admin.accounts().accounts()?;
+            write_users_file(&accounts, &file)?;
+            writeln!(
+                out,
+                "Exported {} from {} to {}.",
+                count(accounts.len(), "account"),
+                admin.accounts().origin(),
+                file.display()
+            )?;
         }
     }
     Ok(ExitCode::SUCCESS)
