@@ -7,6 +7,7 @@ mod admin;
 mod bad_input;
 mod binary;
 mod client_batch;
+mod client_fallback;
 mod client_host_keys;
 mod client_resume;
 mod client_sftp;

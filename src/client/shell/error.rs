@@ -58,6 +58,7 @@ impl ShellError {
                 err,
                 ClientError::Remote { .. }
                     | ClientError::Checksum { .. }
+                    | ClientError::HashMismatch { .. }
                     | ClientError::LocalExists(_)
                     | ClientError::Local { .. }
             ),
@@ -89,6 +90,12 @@ pub fn explain(err: &ClientError) -> String {
         } => format!(
             "VERIFICATION FAILED for {path}: MD5 {actual} does not match {expected}; \
              the file was not kept"
+        ),
+        ClientError::HashMismatch { path, server, ours } => format!(
+            "VERIFICATION FAILED for {path}: the server's {} {} does not match ours, {}",
+            ours.kind.name(),
+            server.hex,
+            ours.hex
         ),
         other => other.to_string(),
     }

@@ -12,16 +12,13 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use md5::{Digest, Md5};
-
 use super::commands::Invocation;
 use super::{Shell, ShellError, listing, paths};
 use crate::auth::format_size;
 use crate::client::progress::OverallBar;
-use crate::client::transfer::{self, TransferReport};
-use crate::client::{ClientError, partial_path};
-use crate::protocol::{EntryType, Md5Digest};
-use crate::storage::stream::hash_range;
+use crate::client::transfer::{Check, TransferReport};
+use crate::client::{ClientError, local_hash, partial_path};
+use crate::protocol::EntryType;
 
 /// How deep `-r` goes before it gives up: deeper than any real tree, and a bound on a
 /// server that makes one up.
@@ -55,8 +52,8 @@ fn safe_name(name: &str) -> bool {
 fn summary(from: &str, to: &str, report: &TransferReport, elapsed: Duration) -> String {
     if report.up_to_date {
         return format!(
-            "{from} -> {to}: already up to date, verified md5 {}",
-            report.md5
+            "{from} -> {to}: already up to date, {}",
+            report.check.describe()
         );
     }
     let mut line = format!("{from} -> {to}: {}", format_size(report.size));
@@ -73,22 +70,28 @@ fn summary(from: &str, to: &str, report: &TransferReport, elapsed: Duration) -> 
             ", resumed at {}",
             format_size(report.resumed_from)
         ));
+        if report.unchecked_prefix {
+            line.push_str(" (prefix not checked)");
+        }
     }
-    line.push_str(&format!(", verified md5 {}", report.md5));
+    line.push_str(&format!(", {}", report.check.describe()));
     line
 }
 
-/// The MD5 of a whole local file, read on a blocking thread.
-async fn local_md5(path: &Path, size: u64) -> Result<Md5Digest, ShellError> {
-    let path = path.to_owned();
-    tokio::task::spawn_blocking(move || {
-        let file = std::fs::File::open(&path).map_err(|e| ShellError::local(&path, e))?;
-        let mut hasher = Md5::new();
-        hash_range(&file, 0, size, &mut hasher).map_err(|e| ShellError::local(&path, e))?;
-        Ok(Md5Digest::from_hasher(hasher))
-    })
-    .await
-    .map_err(|e| ShellError::Refused(format!("hashing stopped: {e}")))?
+/// The end of a multi-file summary: what was checked, without claiming more.
+fn all_checked(checks: &[Check]) -> String {
+    let unverified = checks
+        .iter()
+        .filter(|c| !matches!(c, Check::Verified(_)))
+        .count();
+    match unverified {
+        0 => ", all verified".to_owned(),
+        n if n == checks.len() => {
+            let why = checks.first().map(Check::describe).unwrap_or_default();
+            format!(", {why}")
+        }
+        n => format!(", {} verified, {n} not", checks.len() - n),
+    }
 }
 
 impl Shell {
@@ -210,7 +213,7 @@ impl Shell {
         job: &Job,
         force: bool,
         overall: Option<&OverallBar>,
-    ) -> Result<(), ShellError> {
+    ) -> Result<Check, ShellError> {
         let shown = self.show_local(&job.local);
         let from = listing::display_name(&job.remote).into_owned();
         if !force && let Ok(meta) = std::fs::metadata(&job.local) {
@@ -218,31 +221,34 @@ impl Shell {
                 return Err(ShellError::Refused(format!("{shown}: is a directory")));
             }
             // An identical file is already there: say so, rather than refuse.
-            if meta.len() == job.size {
-                let ours = local_md5(&job.local, job.size).await?;
-                let (theirs, _) = self.client.md5(&job.remote, None).await?;
+            if meta.len() == job.size
+                && let Some(theirs) = self.client.hash(&self.conn, &job.remote).await?
+            {
+                let ours = local_hash(&job.local, theirs.kind).await?;
                 if ours == theirs {
                     if let Some(overall) = overall {
                         overall.add(job.size);
                     }
                     self.printer.note(&format!(
-                        "{from} -> {shown}: already up to date, verified md5 {ours}"
+                        "{from} -> {shown}: already up to date, verified {ours}"
                     ));
-                    return Ok(());
+                    return Ok(Check::Verified(ours));
                 }
             }
             return Err(ClientError::LocalExists(job.local.clone()).into());
         }
         let label = paths::base_name(&job.remote).to_owned();
         let bar = self.printer.file_bar(&label, overall);
-        let result =
-            transfer::download(&mut self.client, &job.remote, &job.local, force, &bar).await;
+        let result = self
+            .client
+            .download(&self.conn, &job.remote, &job.local, force, &bar)
+            .await;
         let elapsed = bar.elapsed();
         drop(bar);
         match result {
             Ok(report) => {
                 self.printer.note(&summary(&from, &shown, &report, elapsed));
-                Ok(())
+                Ok(report.check)
             }
             Err(err) => {
                 if partial_path(&job.local).exists() && !matches!(err, ClientError::Checksum { .. })
@@ -373,16 +379,16 @@ impl Shell {
         Ok(())
     }
 
-    /// Makes a remote directory unless it is there already.
-    async fn ensure_remote_dir(&mut self, dir: &str) -> Result<(), ShellError> {
+    /// Makes a remote directory unless it is there already. (SFTP servers answer an
+    /// existing folder with a plain failure, so whatever the refusal, a folder that is
+    /// there will do.)
+    pub(super) async fn ensure_remote_dir(&mut self, dir: &str) -> Result<(), ShellError> {
         match self.client.mkdir(dir).await {
             Ok(()) => Ok(()),
-            Err(err) if err.code() == Some(&crate::protocol::ErrorCode::Exists) => {
-                match self.client.stat(dir).await {
-                    Ok(entry) if entry.kind == EntryType::Dir => Ok(()),
-                    _ => Err(err.into()),
-                }
-            }
+            Err(err) if err.code().is_some() => match self.client.stat(dir).await {
+                Ok(entry) if entry.kind == EntryType::Dir => Ok(()),
+                _ => Err(err.into()),
+            },
             Err(err) => Err(err.into()),
         }
     }
@@ -391,7 +397,7 @@ impl Shell {
         &mut self,
         job: &Job,
         overall: Option<&OverallBar>,
-    ) -> Result<(), ShellError> {
+    ) -> Result<Check, ShellError> {
         let shown = self.show_local(&job.local);
         let label = job
             .local
@@ -399,13 +405,16 @@ impl Shell {
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
         let bar = self.printer.file_bar(&label, overall);
-        let result = transfer::upload(&mut self.client, &job.local, &job.remote, &bar).await;
+        let result = self
+            .client
+            .upload(&self.conn, &job.local, &job.remote, &bar)
+            .await;
         let elapsed = bar.elapsed();
         drop(bar);
         let report = result?;
         let to = listing::display_name(&job.remote).into_owned();
         self.printer.note(&summary(&shown, &to, &report, elapsed));
-        Ok(())
+        Ok(report.check)
     }
 
     /// Runs the files of a plan one after another with their bars. A failure is reported
@@ -418,6 +427,7 @@ impl Shell {
             .many
             .then(|| self.printer.overall_bar(total_bytes, count));
         let mut failed = plan.problems;
+        let mut checks = Vec::with_capacity(plan.files.len());
         for job in &plan.files {
             let result = match direction {
                 Direction::Get { force } => self.download_one(job, force, overall.as_ref()).await,
@@ -427,7 +437,7 @@ impl Shell {
                 overall.file_done();
             }
             match result {
-                Ok(()) => {}
+                Ok(check) => checks.push(check),
                 Err(err) if !plan.many || err.breaks_session() => return Err(err),
                 Err(err) => {
                     let what = match direction {
@@ -453,7 +463,7 @@ impl Shell {
             if dirs > 0 {
                 line.push_str(&format!(", {dirs} directories"));
             }
-            line.push_str(", all verified");
+            line.push_str(&all_checked(&checks));
             self.printer.note(&line);
         }
         Ok(())
@@ -479,6 +489,7 @@ impl Direction {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::protocol::Md5Digest;
 
     #[test]
     fn names_from_the_server_stay_in_their_directory() {
@@ -498,13 +509,15 @@ mod tests {
             md5: Md5Digest::of(b"x"),
             restarted: false,
             up_to_date: false,
+            check: Check::md5(Md5Digest::of(b"x")),
+            unchecked_prefix: false,
         };
         let line = summary("a", "/in/a", &report, Duration::from_secs(2));
         assert!(line.starts_with("a -> /in/a: 64 MiB in 2.0s (16 MiB/s), resumed at 32 MiB"));
         assert!(line.ends_with(&format!("verified md5 {}", Md5Digest::of(b"x"))));
         let same = TransferReport {
             up_to_date: true,
-            ..report
+            ..report.clone()
         };
         assert!(summary("a", "b", &same, Duration::ZERO).contains("already up to date"));
         let quick = summary("a", "b", &report, Duration::from_millis(3));
