@@ -9,6 +9,7 @@ mod binary;
 mod client_batch;
 mod client_fallback;
 mod client_host_keys;
+mod client_mirror;
 mod client_resume;
 mod client_sftp;
 mod client_shell;

@@ -6,6 +6,7 @@
 //! - `sftp`, `sftp_session`, `sftp_transfer`, [`exec_hash`]: the same over plain SFTP
 //!   for servers without rsftp, checked by the server's `md5sum` where it has one.
 //! - `remote`: [`Remote`], either kind of session behind one set of methods.
+//! - [`mirror`]: what `mirror` does, decided from two listings.
 //! - [`target`]: `[user@]host[:port]` and the defaults.
 //! - [`login`]: keys, the agent, then a password; [`prompt`] asks at the terminal.
 //! - [`progress`]: the shell's output and its progress bars.
@@ -14,6 +15,7 @@
 mod connection;
 pub mod exec_hash;
 pub mod login;
+pub mod mirror;
 pub mod progress;
 pub mod prompt;
 mod remote;

@@ -20,6 +20,7 @@ pub enum Cmd {
     Lcd,
     Lls,
     Lpwd,
+    Mirror,
     Help,
     Exit,
 }
@@ -51,6 +52,9 @@ pub struct Spec {
     pub details: &'static str,
     /// The one-letter options it takes.
     pub flags: &'static str,
+    /// The long options it takes (`--delete`), each with whether it takes a value
+    /// (`--exclude GLOB` or `--exclude=GLOB`).
+    pub long: &'static [(&'static str, bool)],
     pub min_args: usize,
     pub max_args: Option<usize>,
     /// What each argument names; the last kind repeats.
@@ -71,6 +75,7 @@ pub const COMMANDS: &[Spec] = &[
                   At a terminal names are laid out in columns, directories ending in /;\n\
                   otherwise one name per line.",
         flags: "lh",
+        long: &[],
         min_args: 0,
         max_args: Some(1),
         args: &[ArgKind::Remote],
@@ -84,6 +89,7 @@ pub const COMMANDS: &[Spec] = &[
         summary: "change the remote directory (no PATH: your home, /)",
         details: "",
         flags: "",
+        long: &[],
         min_args: 0,
         max_args: Some(1),
         args: &[ArgKind::Remote],
@@ -97,6 +103,7 @@ pub const COMMANDS: &[Spec] = &[
         summary: "print the remote directory",
         details: "",
         flags: "",
+        long: &[],
         min_args: 0,
         max_args: Some(0),
         args: &[],
@@ -110,6 +117,7 @@ pub const COMMANDS: &[Spec] = &[
         summary: "make remote directories (the parent must exist)",
         details: "",
         flags: "",
+        long: &[],
         min_args: 1,
         max_args: None,
         args: &[ArgKind::Remote],
@@ -123,6 +131,7 @@ pub const COMMANDS: &[Spec] = &[
         summary: "remove empty remote directories",
         details: "",
         flags: "",
+        long: &[],
         min_args: 1,
         max_args: None,
         args: &[ArgKind::Remote],
@@ -136,6 +145,7 @@ pub const COMMANDS: &[Spec] = &[
         summary: "remove remote files (patterns allowed: rm *.tmp)",
         details: "Removes files and symbolic links, not directories (see rmdir).",
         flags: "",
+        long: &[],
         min_args: 1,
         max_args: None,
         args: &[ArgKind::Remote],
@@ -157,6 +167,7 @@ pub const COMMANDS: &[Spec] = &[
                   folder: is a directory; a folder onto a file: not a directory; a folder\n\
                   onto a folder that holds something: directory not empty).",
         flags: "",
+        long: &[],
         min_args: 2,
         max_args: Some(2),
         args: &[ArgKind::Remote],
@@ -178,6 +189,7 @@ pub const COMMANDS: &[Spec] = &[
                   next get continues from it once the MD5 of what it holds matches the\n\
                   server's file. Every download is verified by MD5 before NAME appears.",
         flags: "rf",
+        long: &[],
         min_args: 1,
         max_args: Some(2),
         args: &[ArgKind::Remote, ArgKind::Local],
@@ -200,9 +212,40 @@ pub const COMMANDS: &[Spec] = &[
                   already has, identical, is not sent again. Every upload is verified by\n\
                   MD5 before the file appears on the server.",
         flags: "r",
+        long: &[],
         min_args: 1,
         max_args: Some(2),
         args: &[ArgKind::Local, ArgKind::Remote],
+    },
+    Spec {
+        cmd: Cmd::Mirror,
+        name: "mirror",
+        aliases: &[],
+        group: Group::Remote,
+        usage: "mirror [-R] [--delete] [--dry-run] [--exclude GLOB] [--checksum] SOURCE [TARGET]",
+        summary: "make a folder a copy of another: only what differs is sent",
+        details: "Without -R, SOURCE is a remote folder and TARGET a local one (default: a\n\
+                  local folder named as SOURCE); with -R, SOURCE is local and TARGET remote.\n\
+                  A file is copied when the target has none, or one of another size, or\n\
+                  an older one (with --checksum: whose MD5 differs). Downloaded files take\n\
+                  the server's modification time; an upload over rsftp keeps its own,\n\
+                  which is newer. Interrupted files resume; every file is verified.\n\
+                  --delete    remove what the target has and the source does not\n\
+                  --dry-run   say what would be done, and change nothing\n\
+                  --exclude   leave out names (or relative paths) matching GLOB; repeatable\n\
+                  --checksum  compare files of the same size by hash, not by time\n\
+                  Ends with one line: copied, skipped, deleted, failed, and the time; the\n\
+                  command fails if any file did.",
+        flags: "R",
+        long: &[
+            ("delete", false),
+            ("dry-run", false),
+            ("exclude", true),
+            ("checksum", false),
+        ],
+        min_args: 1,
+        max_args: Some(2),
+        args: &[ArgKind::Remote, ArgKind::Local],
     },
     Spec {
         cmd: Cmd::Info,
@@ -213,6 +256,7 @@ pub const COMMANDS: &[Spec] = &[
         summary: "show your quota: space used, the limit, and what is free",
         details: "",
         flags: "",
+        long: &[],
         min_args: 0,
         max_args: Some(0),
         args: &[],
@@ -226,6 +270,7 @@ pub const COMMANDS: &[Spec] = &[
         summary: "change the local directory (no PATH: your home directory)",
         details: "",
         flags: "",
+        long: &[],
         min_args: 0,
         max_args: Some(1),
         args: &[ArgKind::Local],
@@ -239,6 +284,7 @@ pub const COMMANDS: &[Spec] = &[
         summary: "list a local directory, as ls does",
         details: "",
         flags: "lh",
+        long: &[],
         min_args: 0,
         max_args: Some(1),
         args: &[ArgKind::Local],
@@ -252,6 +298,7 @@ pub const COMMANDS: &[Spec] = &[
         summary: "print the local directory",
         details: "",
         flags: "",
+        long: &[],
         min_args: 0,
         max_args: Some(0),
         args: &[],
@@ -265,6 +312,7 @@ pub const COMMANDS: &[Spec] = &[
         summary: "list the commands, or explain one",
         details: "",
         flags: "",
+        long: &[],
         min_args: 0,
         max_args: Some(1),
         args: &[ArgKind::Command],
@@ -278,6 +326,7 @@ pub const COMMANDS: &[Spec] = &[
         summary: "leave (also quit, bye, or Ctrl-D)",
         details: "",
         flags: "",
+        long: &[],
         min_args: 0,
         max_args: Some(0),
         args: &[],
@@ -295,12 +344,28 @@ pub fn find(name: &str) -> Option<&'static Spec> {
 pub struct Invocation {
     pub spec: &'static Spec,
     pub flags: String,
+    /// Long options in the order given, with their values.
+    pub long: Vec<(&'static str, Option<String>)>,
     pub args: Vec<Word>,
 }
 
 impl Invocation {
     pub fn has(&self, flag: char) -> bool {
         self.flags.contains(flag)
+    }
+
+    /// Whether the long option `--name` was given.
+    pub fn has_long(&self, name: &str) -> bool {
+        self.long.iter().any(|(n, _)| *n == name)
+    }
+
+    /// Every value given to `--name`, in order.
+    pub fn values(&self, name: &str) -> Vec<String> {
+        self.long
+            .iter()
+            .filter(|(n, _)| *n == name)
+            .filter_map(|(_, v)| v.clone())
+            .collect()
     }
 }
 
@@ -313,11 +378,37 @@ pub fn parse(words: Vec<Word>) -> Result<Invocation, ShellError> {
     };
     let spec = find(&name.text).ok_or_else(|| ShellError::UnknownCommand(name.text.clone()))?;
     let mut flags = String::new();
+    let mut long = Vec::new();
     let mut args = Vec::new();
     let mut options_done = false;
-    for word in words {
+    while let Some(word) = words.next() {
         if !options_done && word.text == "--" {
             options_done = true;
+            continue;
+        }
+        if !options_done && let Some(given) = word.text.strip_prefix("--") {
+            let (name, inline) = match given.split_once('=') {
+                Some((name, value)) => (name, Some(value.to_owned())),
+                None => (given, None),
+            };
+            let Some(&(known, takes_value)) = spec.long.iter().find(|(n, _)| *n == name) else {
+                return Err(ShellError::UnknownLongOption {
+                    name: name.to_owned(),
+                    usage: spec.usage,
+                });
+            };
+            let value = match (takes_value, inline) {
+                (true, Some(value)) => Some(value),
+                (true, None) => Some(
+                    words
+                        .next()
+                        .map(|w| w.text)
+                        .ok_or(ShellError::Usage(spec.usage))?,
+                ),
+                (false, None) => None,
+                (false, Some(_)) => return Err(ShellError::Usage(spec.usage)),
+            };
+            long.push((known, value));
             continue;
         }
         if !options_done && word.text.len() > 1 && word.text.starts_with('-') {
@@ -338,7 +429,12 @@ pub fn parse(words: Vec<Word>) -> Result<Invocation, ShellError> {
     if args.len() < spec.min_args || spec.max_args.is_some_and(|max| args.len() > max) {
         return Err(ShellError::Usage(spec.usage));
     }
-    Ok(Invocation { spec, flags, args })
+    Ok(Invocation {
+        spec,
+        flags,
+        long,
+        args,
+    })
 }
 
 /// The text of `help`: every command, grouped.
@@ -395,6 +491,10 @@ mod tests {
         let inv = parse_line("rm -- -odd").unwrap();
         assert_eq!(inv.args[0].text, "-odd");
         assert_eq!(parse_line("quit").unwrap().spec.cmd, Cmd::Exit);
+        let inv = parse_line("mirror -R --delete --exclude '*.tmp' --exclude=b src dst").unwrap();
+        assert!(inv.has('R') && inv.has_long("delete") && !inv.has_long("dry-run"));
+        assert_eq!(inv.values("exclude"), ["*.tmp", "b"]);
+        assert_eq!(inv.args.len(), 2);
     }
 
     #[test]
@@ -408,6 +508,18 @@ mod tests {
             Err(ShellError::UnknownOption { flag: 'z', .. })
         ));
         assert!(matches!(parse_line("mv a"), Err(ShellError::Usage(_))));
+        assert!(matches!(
+            parse_line("mirror --frob a"),
+            Err(ShellError::UnknownLongOption { .. })
+        ));
+        assert!(matches!(
+            parse_line("mirror --exclude"),
+            Err(ShellError::Usage(_))
+        ));
+        assert!(matches!(
+            parse_line("ls --delete"),
+            Err(ShellError::UnknownLongOption { .. })
+        ));
         assert!(matches!(parse_line("pwd x"), Err(ShellError::Usage(_))));
     }
 

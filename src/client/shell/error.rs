@@ -20,6 +20,8 @@ pub enum ShellError {
     UnknownCommand(String),
     #[error("unknown option -{flag}; usage: {usage}")]
     UnknownOption { flag: char, usage: &'static str },
+    #[error("unknown option --{name}; usage: {usage}")]
+    UnknownLongOption { name: String, usage: &'static str },
     #[error("usage: {0}")]
     Usage(&'static str),
     #[error("{}", explain(.0))]

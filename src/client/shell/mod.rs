@@ -7,6 +7,7 @@
 //! - `paths`: remote paths as text, resolved as the server resolves them.
 //! - `listing`: how `ls` and `lls` print.
 //! - `moves`: `mv`, into a folder when the target is one.
+//! - `mirror`: `mirror`, a tree made a copy of another, carried out.
 //! - `transfers`: `get` and `put`, of one file, a pattern or a whole tree.
 //! - `complete`: tab completion of commands and of remote and local paths.
 //! - `run`: the interactive loop, scripts (`-b`) and one-shot commands.
@@ -16,6 +17,7 @@ mod complete;
 mod error;
 mod glob;
 mod listing;
+mod mirror;
 mod moves;
 pub(crate) mod paths;
 mod run;
@@ -224,6 +226,7 @@ impl Shell {
             Cmd::Mv => self.mv(inv).await?,
             Cmd::Get => self.get(inv).await?,
             Cmd::Put => self.put(inv).await?,
+            Cmd::Mirror => self.mirror(inv).await?,
             Cmd::Info => {
                 let info = self.client.info().await?;
                 let percent = (u128::from(info.used) * 100)

@@ -22,7 +22,7 @@ use crate::protocol::EntryType;
 
 /// How deep `-r` goes before it gives up: deeper than any real tree, and a bound on a
 /// server that makes one up.
-const MAX_DEPTH: usize = 256;
+pub(super) const MAX_DEPTH: usize = 256;
 
 /// One file to move.
 struct Job {
@@ -44,12 +44,12 @@ struct Plan {
 }
 
 /// A remote name that is safe to use as a local file name.
-fn safe_name(name: &str) -> bool {
+pub(super) fn safe_name(name: &str) -> bool {
     !(name.is_empty() || name == "." || name == ".." || name.contains('/') || name.contains('\0'))
 }
 
 /// The line that ends a transfer.
-fn summary(from: &str, to: &str, report: &TransferReport, elapsed: Duration) -> String {
+pub(super) fn summary(from: &str, to: &str, report: &TransferReport, elapsed: Duration) -> String {
     if report.up_to_date {
         return format!(
             "{from} -> {to}: already up to date, {}",
