@@ -52,6 +52,8 @@ pub struct Spec {
     pub details: &'static str,
     /// The one-letter options it takes.
     pub flags: &'static str,
+    /// The one-letter options that take a value (`-j 4` or `-j4`).
+    pub valued: &'static str,
     /// The long options it takes (`--delete`), each with whether it takes a value
     /// (`--exclude GLOB` or `--exclude=GLOB`).
     pub long: &'static [(&'static str, bool)],
@@ -75,6 +77,7 @@ pub const COMMANDS: &[Spec] = &[
                   At a terminal names are laid out in columns, directories ending in /;\n\
                   otherwise one name per line.",
         flags: "lh",
+        valued: "",
         long: &[],
         min_args: 0,
         max_args: Some(1),
@@ -89,6 +92,7 @@ pub const COMMANDS: &[Spec] = &[
         summary: "change the remote directory (no PATH: your home, /)",
         details: "",
         flags: "",
+        valued: "",
         long: &[],
         min_args: 0,
         max_args: Some(1),
@@ -103,6 +107,7 @@ pub const COMMANDS: &[Spec] = &[
         summary: "print the remote directory",
         details: "",
         flags: "",
+        valued: "",
         long: &[],
         min_args: 0,
         max_args: Some(0),
@@ -117,6 +122,7 @@ pub const COMMANDS: &[Spec] = &[
         summary: "make remote directories (the parent must exist)",
         details: "",
         flags: "",
+        valued: "",
         long: &[],
         min_args: 1,
         max_args: None,
@@ -131,6 +137,7 @@ pub const COMMANDS: &[Spec] = &[
         summary: "remove empty remote directories",
         details: "",
         flags: "",
+        valued: "",
         long: &[],
         min_args: 1,
         max_args: None,
@@ -145,6 +152,7 @@ pub const COMMANDS: &[Spec] = &[
         summary: "remove remote files (patterns allowed: rm *.tmp)",
         details: "Removes files and symbolic links, not directories (see rmdir).",
         flags: "",
+        valued: "",
         long: &[],
         min_args: 1,
         max_args: None,
@@ -167,6 +175,7 @@ pub const COMMANDS: &[Spec] = &[
                   folder: is a directory; a folder onto a file: not a directory; a folder\n\
                   onto a folder that holds something: directory not empty).",
         flags: "",
+        valued: "",
         long: &[],
         min_args: 2,
         max_args: Some(2),
@@ -187,8 +196,10 @@ pub const COMMANDS: &[Spec] = &[
                   never touched; one that is already identical is left as it is)\n\
                   Data goes to NAME.part first; an interrupted download keeps it, and the\n\
                   next get continues from it once the MD5 of what it holds matches the\n\
-                  server's file. Every download is verified by MD5 before NAME appears.",
+                  server's file. Every download is verified by MD5 before NAME appears.\n\
+                  -j N  move N files at once (default 4), each over its own session",
         flags: "rf",
+        valued: "j",
         long: &[],
         min_args: 1,
         max_args: Some(2),
@@ -210,8 +221,10 @@ pub const COMMANDS: &[Spec] = &[
                   the server still holds that upload (its client was just killed), put\n\
                   says so and waits up to 10 s for it to be released. A file the server\n\
                   already has, identical, is not sent again. Every upload is verified by\n\
-                  MD5 before the file appears on the server.",
+                  MD5 before the file appears on the server.\n\
+                  -j N  move N files at once (default 4), each over its own session",
         flags: "r",
+        valued: "j",
         long: &[],
         min_args: 1,
         max_args: Some(2),
@@ -222,7 +235,7 @@ pub const COMMANDS: &[Spec] = &[
         name: "mirror",
         aliases: &[],
         group: Group::Remote,
-        usage: "mirror [-R] [--delete] [--dry-run] [--exclude GLOB] [--checksum] SOURCE [TARGET]",
+        usage: "mirror [-R] [-j N] [--delete] [--dry-run] [--exclude GLOB] [--checksum] SOURCE [TARGET]",
         summary: "make a folder a copy of another: only what differs is sent",
         details: "Without -R, SOURCE is a remote folder and TARGET a local one (default: a\n\
                   local folder named as SOURCE); with -R, SOURCE is local and TARGET remote.\n\
@@ -235,8 +248,10 @@ pub const COMMANDS: &[Spec] = &[
                   --exclude   leave out names (or relative paths) matching GLOB; repeatable\n\
                   --checksum  compare files of the same size by hash, not by time\n\
                   Ends with one line: copied, skipped, deleted, failed, and the time; the\n\
-                  command fails if any file did.",
+                  command fails if any file did.\n\
+                  -j N        copy N files at once (default 4)",
         flags: "R",
+        valued: "j",
         long: &[
             ("delete", false),
             ("dry-run", false),
@@ -256,6 +271,7 @@ pub const COMMANDS: &[Spec] = &[
         summary: "show your quota: space used, the limit, and what is free",
         details: "",
         flags: "",
+        valued: "",
         long: &[],
         min_args: 0,
         max_args: Some(0),
@@ -270,6 +286,7 @@ pub const COMMANDS: &[Spec] = &[
         summary: "change the local directory (no PATH: your home directory)",
         details: "",
         flags: "",
+        valued: "",
         long: &[],
         min_args: 0,
         max_args: Some(1),
@@ -284,6 +301,7 @@ pub const COMMANDS: &[Spec] = &[
         summary: "list a local directory, as ls does",
         details: "",
         flags: "lh",
+        valued: "",
         long: &[],
         min_args: 0,
         max_args: Some(1),
@@ -298,6 +316,7 @@ pub const COMMANDS: &[Spec] = &[
         summary: "print the local directory",
         details: "",
         flags: "",
+        valued: "",
         long: &[],
         min_args: 0,
         max_args: Some(0),
@@ -312,6 +331,7 @@ pub const COMMANDS: &[Spec] = &[
         summary: "list the commands, or explain one",
         details: "",
         flags: "",
+        valued: "",
         long: &[],
         min_args: 0,
         max_args: Some(1),
@@ -326,6 +346,7 @@ pub const COMMANDS: &[Spec] = &[
         summary: "leave (also quit, bye, or Ctrl-D)",
         details: "",
         flags: "",
+        valued: "",
         long: &[],
         min_args: 0,
         max_args: Some(0),
@@ -344,6 +365,8 @@ pub fn find(name: &str) -> Option<&'static Spec> {
 pub struct Invocation {
     pub spec: &'static Spec,
     pub flags: String,
+    /// One-letter options with values, in the order given.
+    pub short_values: Vec<(char, String)>,
     /// Long options in the order given, with their values.
     pub long: Vec<(&'static str, Option<String>)>,
     pub args: Vec<Word>,
@@ -352,6 +375,15 @@ pub struct Invocation {
 impl Invocation {
     pub fn has(&self, flag: char) -> bool {
         self.flags.contains(flag)
+    }
+
+    /// The last value given to the one-letter option `-flag`.
+    pub fn value(&self, flag: char) -> Option<&str> {
+        self.short_values
+            .iter()
+            .rev()
+            .find(|(f, _)| *f == flag)
+            .map(|(_, v)| v.as_str())
     }
 
     /// Whether the long option `--name` was given.
@@ -379,6 +411,7 @@ pub fn parse(words: Vec<Word>) -> Result<Invocation, ShellError> {
     let spec = find(&name.text).ok_or_else(|| ShellError::UnknownCommand(name.text.clone()))?;
     let mut flags = String::new();
     let mut long = Vec::new();
+    let mut short_values = Vec::new();
     let mut args = Vec::new();
     let mut options_done = false;
     while let Some(word) = words.next() {
@@ -412,7 +445,21 @@ pub fn parse(words: Vec<Word>) -> Result<Invocation, ShellError> {
             continue;
         }
         if !options_done && word.text.len() > 1 && word.text.starts_with('-') {
-            for flag in word.text.chars().skip(1) {
+            let mut chars = word.text.chars().skip(1);
+            while let Some(flag) = chars.next() {
+                if spec.valued.contains(flag) {
+                    let rest: String = chars.by_ref().collect();
+                    let value = if rest.is_empty() {
+                        words
+                            .next()
+                            .map(|w| w.text)
+                            .ok_or(ShellError::Usage(spec.usage))?
+                    } else {
+                        rest
+                    };
+                    short_values.push((flag, value));
+                    break;
+                }
                 if !spec.flags.contains(flag) {
                     return Err(ShellError::UnknownOption {
                         flag,
@@ -432,6 +479,7 @@ pub fn parse(words: Vec<Word>) -> Result<Invocation, ShellError> {
     Ok(Invocation {
         spec,
         flags,
+        short_values,
         long,
         args,
     })
@@ -495,6 +543,10 @@ mod tests {
         assert!(inv.has('R') && inv.has_long("delete") && !inv.has_long("dry-run"));
         assert_eq!(inv.values("exclude"), ["*.tmp", "b"]);
         assert_eq!(inv.args.len(), 2);
+        assert_eq!(parse_line("put -rj 8 a").unwrap().value('j'), Some("8"));
+        assert_eq!(parse_line("get -j2 a").unwrap().value('j'), Some("2"));
+        assert!(parse_line("get a -j").is_ok());
+        assert!(matches!(parse_line("get -j"), Err(ShellError::Usage(_))));
     }
 
     #[test]

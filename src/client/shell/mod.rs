@@ -9,6 +9,7 @@
 //! - `moves`: `mv`, into a folder when the target is one.
 //! - `mirror`: `mirror`, a tree made a copy of another, carried out.
 //! - `transfers`: `get` and `put`, of one file, a pattern or a whole tree.
+//! - `parallel`: running their files, `-j N` at once over N sessions.
 //! - `complete`: tab completion of commands and of remote and local paths.
 //! - `run`: the interactive loop, scripts (`-b`) and one-shot commands.
 
@@ -19,6 +20,7 @@ mod glob;
 mod listing;
 mod mirror;
 mod moves;
+mod parallel;
 pub(crate) mod paths;
 mod run;
 mod transfers;

@@ -13,11 +13,10 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::commands::Invocation;
-use super::{Shell, ShellError, listing, paths};
+use super::{Shell, ShellError, listing, parallel, paths};
 use crate::auth::format_size;
-use crate::client::progress::OverallBar;
 use crate::client::transfer::{Check, TransferReport};
-use crate::client::{ClientError, local_hash, partial_path};
+
 use crate::protocol::EntryType;
 
 /// How deep `-r` goes before it gives up: deeper than any real tree, and a bound on a
@@ -25,22 +24,22 @@ use crate::protocol::EntryType;
 pub(super) const MAX_DEPTH: usize = 256;
 
 /// One file to move.
-struct Job {
-    remote: String,
-    local: PathBuf,
-    size: u64,
+pub(super) struct Job {
+    pub(super) remote: String,
+    pub(super) local: PathBuf,
+    pub(super) size: u64,
 }
 
 /// What a `get` or `put` will do.
 #[derive(Default)]
-struct Plan {
+pub(super) struct Plan {
     /// Directories to create first, parents before children.
-    dirs: Vec<(String, PathBuf)>,
-    files: Vec<Job>,
+    pub(super) dirs: Vec<(String, PathBuf)>,
+    pub(super) files: Vec<Job>,
     /// Failures found while planning (a directory without `-r`, a name we skip).
-    problems: usize,
+    pub(super) problems: usize,
     /// Whether this is more than one file, or a tree, so an overall bar helps.
-    many: bool,
+    pub(super) many: bool,
 }
 
 /// A remote name that is safe to use as a local file name.
@@ -79,7 +78,7 @@ pub(super) fn summary(from: &str, to: &str, report: &TransferReport, elapsed: Du
 }
 
 /// The end of a multi-file summary: what was checked, without claiming more.
-fn all_checked(checks: &[Check]) -> String {
+pub(super) fn all_checked(checks: &[Check]) -> String {
     let unverified = checks
         .iter()
         .filter(|c| !matches!(c, Check::Verified(_)))
@@ -96,6 +95,7 @@ fn all_checked(checks: &[Check]) -> String {
 
 impl Shell {
     pub(super) async fn get(&mut self, inv: &Invocation) -> Result<(), ShellError> {
+        let jobs = parallel::jobs(inv)?;
         let recursive = inv.has('r');
         let sources = self.remote_matches(&inv.args[0]).await?;
         let target = inv
@@ -156,13 +156,10 @@ impl Shell {
         for (_, dir) in &plan.dirs {
             std::fs::create_dir_all(dir).map_err(|e| ShellError::local(dir, e))?;
         }
-        self.run_plan(
-            plan,
-            Direction::Get {
-                force: inv.has('f'),
-            },
-        )
-        .await
+        let direction = Direction::Get {
+            force: inv.has('f'),
+        };
+        self.run_plan(plan, direction, jobs).await
     }
 
     /// Adds everything under the remote directory `dir` to the plan.
@@ -208,62 +205,8 @@ impl Shell {
         Ok(())
     }
 
-    async fn download_one(
-        &mut self,
-        job: &Job,
-        force: bool,
-        overall: Option<&OverallBar>,
-    ) -> Result<Check, ShellError> {
-        let shown = self.show_local(&job.local);
-        let from = listing::display_name(&job.remote).into_owned();
-        if !force && let Ok(meta) = std::fs::metadata(&job.local) {
-            if meta.is_dir() {
-                return Err(ShellError::Refused(format!("{shown}: is a directory")));
-            }
-            // An identical file is already there: say so, rather than refuse.
-            if meta.len() == job.size
-                && let Some(theirs) = self.client.hash(&self.conn, &job.remote).await?
-            {
-                let ours = local_hash(&job.local, theirs.kind).await?;
-                if ours == theirs {
-                    if let Some(overall) = overall {
-                        overall.add(job.size);
-                    }
-                    self.printer.note(&format!(
-                        "{from} -> {shown}: already up to date, verified {ours}"
-                    ));
-                    return Ok(Check::Verified(ours));
-                }
-            }
-            return Err(ClientError::LocalExists(job.local.clone()).into());
-        }
-        let label = paths::base_name(&job.remote).to_owned();
-        let bar = self.printer.file_bar(&label, overall);
-        let result = self
-            .client
-            .download(&self.conn, &job.remote, &job.local, force, &bar)
-            .await;
-        let elapsed = bar.elapsed();
-        drop(bar);
-        match result {
-            Ok(report) => {
-                self.printer.note(&summary(&from, &shown, &report, elapsed));
-                Ok(report.check)
-            }
-            Err(err) => {
-                if partial_path(&job.local).exists() && !matches!(err, ClientError::Checksum { .. })
-                {
-                    self.printer.note(&format!(
-                        "{}: kept for the next get to resume",
-                        self.show_local(&partial_path(&job.local))
-                    ));
-                }
-                Err(err.into())
-            }
-        }
-    }
-
     pub(super) async fn put(&mut self, inv: &Invocation) -> Result<(), ShellError> {
+        let jobs = parallel::jobs(inv)?;
         let recursive = inv.has('r');
         let sources = self.local_matches(&inv.args[0])?;
         let many = sources.len() > 1;
@@ -325,7 +268,7 @@ impl Shell {
         for (dir, _) in &plan.dirs {
             self.ensure_remote_dir(dir).await?;
         }
-        self.run_plan(plan, Direction::Put).await
+        self.run_plan(plan, Direction::Put, jobs).await
     }
 
     /// Adds everything under the local directory `dir` to the plan. Symbolic links are
@@ -392,93 +335,17 @@ impl Shell {
             Err(err) => Err(err.into()),
         }
     }
-
-    async fn upload_one(
-        &mut self,
-        job: &Job,
-        overall: Option<&OverallBar>,
-    ) -> Result<Check, ShellError> {
-        let shown = self.show_local(&job.local);
-        let label = job
-            .local
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let bar = self.printer.file_bar(&label, overall);
-        let result = self
-            .client
-            .upload(&self.conn, &job.local, &job.remote, &bar)
-            .await;
-        let elapsed = bar.elapsed();
-        drop(bar);
-        let report = result?;
-        let to = listing::display_name(&job.remote).into_owned();
-        self.printer.note(&summary(&shown, &to, &report, elapsed));
-        Ok(report.check)
-    }
-
-    /// Runs the files of a plan one after another with their bars. A failure is reported
-    /// and the rest go on, unless it broke the session.
-    async fn run_plan(&mut self, plan: Plan, direction: Direction) -> Result<(), ShellError> {
-        let name = direction.name();
-        let total_bytes = plan.files.iter().map(|j| j.size).sum();
-        let count = plan.files.len();
-        let overall = plan
-            .many
-            .then(|| self.printer.overall_bar(total_bytes, count));
-        let mut failed = plan.problems;
-        let mut checks = Vec::with_capacity(plan.files.len());
-        for job in &plan.files {
-            let result = match direction {
-                Direction::Get { force } => self.download_one(job, force, overall.as_ref()).await,
-                Direction::Put => self.upload_one(job, overall.as_ref()).await,
-            };
-            if let Some(overall) = &overall {
-                overall.file_done();
-            }
-            match result {
-                Ok(check) => checks.push(check),
-                Err(err) if !plan.many || err.breaks_session() => return Err(err),
-                Err(err) => {
-                    let what = match direction {
-                        Direction::Get { .. } => listing::display_name(&job.remote).into_owned(),
-                        Direction::Put => self.show_local(&job.local),
-                    };
-                    self.printer.warn(&format!("{name}: {what}: {err}"));
-                    failed += 1;
-                }
-            }
-        }
-        drop(overall);
-        if failed > 0 {
-            return Err(ShellError::SomeFailed {
-                failed,
-                total: count + plan.problems,
-                what: "files",
-            });
-        }
-        if plan.many {
-            let dirs = plan.dirs.len();
-            let mut line = format!("{name}: {count} files, {}", format_size(total_bytes));
-            if dirs > 0 {
-                line.push_str(&format!(", {dirs} directories"));
-            }
-            line.push_str(&all_checked(&checks));
-            self.printer.note(&line);
-        }
-        Ok(())
-    }
 }
 
 /// Which way a plan moves files.
 #[derive(Clone, Copy)]
-enum Direction {
+pub(super) enum Direction {
     Get { force: bool },
     Put,
 }
 
 impl Direction {
-    fn name(self) -> &'static str {
+    pub(super) fn name(self) -> &'static str {
         match self {
             Direction::Get { .. } => "get",
             Direction::Put => "put",
