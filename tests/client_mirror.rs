@@ -162,8 +162,9 @@ async fn an_upload_mirror_and_checksum_comparison() {
     make_tree(&local);
     let remote = server.home("alice").join("up");
 
-    let (out, _) = mirror(&client, &server, &["-R", "tree", "/up"], 0).await;
+    let (out, _) = mirror(&client, &server, &["-R", "-j", "2", "tree", "/up"], 0).await;
     assert!(summary(&out).starts_with("mirror: 4 files copied"), "{out}");
+    assert_eq!(out.matches("verified md5 ").count(), 4, "{out}");
     same_tree(&local, &remote);
     let (out, _) = mirror(&client, &server, &["-R", "tree", "/up"], 0).await;
     assert!(

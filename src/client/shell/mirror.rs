@@ -3,16 +3,15 @@
 //! out with a bar per file and an overall one, then prints one summary line. One
 //! failure does not stop the rest; the command fails if any file did.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Instant, UNIX_EPOCH};
 
 use super::commands::Invocation;
-use super::transfers::{MAX_DEPTH, safe_name, summary};
-use super::{Shell, ShellError, glob, listing, paths};
+use super::transfers::{Direction, Job as FileJob, MAX_DEPTH, safe_name};
+use super::{Shell, ShellError, glob, listing, parallel, paths};
 use crate::auth::format_size;
 use crate::client::local_hash;
 use crate::client::mirror::{Action, Kind, Rules, Tree, plan};
-use crate::client::progress::OverallBar;
 use crate::client::transfer::Check;
 use crate::protocol::{EntryType, ErrorCode};
 
@@ -72,6 +71,7 @@ impl Shell {
                 "--checksum: the server offers no hash to compare files by".into(),
             ));
         }
+        let jobs = parallel::jobs(inv)?;
         let job = self.mirror_job(inv)?;
         let (source, target) = if job.reverse {
             let source = self.local_tree(&job)?.ok_or_else(|| {
@@ -103,24 +103,31 @@ impl Shell {
                 self.make_dir(&job, "").await?;
             }
         }
-        let copy_bytes: u64 = actions
-            .iter()
-            .map(|a| match a {
-                Action::Copy { size, .. } | Action::Compare { size, .. } => *size,
-                _ => 0,
-            })
-            .sum();
-        let copies = actions
-            .iter()
-            .filter(|a| matches!(a, Action::Copy { .. } | Action::Compare { .. }))
-            .count();
-        let overall =
-            (!job.dry_run && copies > 1).then(|| self.printer.overall_bar(copy_bytes, copies));
+        // Folders, skips and comparisons first; then the copies, `jobs` at once; then
+        // what --delete removes, deepest first.
+        let mut copies = Vec::new();
+        let mut deletes = Vec::new();
         for action in &actions {
-            self.mirror_step(&job, action, &source, overall.as_ref(), &mut tally)
-                .await?;
+            match action {
+                Action::Copy { path, .. } => copies.push(path.as_str()),
+                Action::Delete { path, dir } => deletes.push((path.as_str(), *dir)),
+                Action::Compare { path, .. } => match self.same_by_hash(&job, path).await {
+                    Ok(true) => tally.skipped += 1,
+                    Ok(false) => copies.push(path.as_str()),
+                    Err(err) => self.mirror_failed(&job, path, err, &mut tally)?,
+                },
+                other => self.mirror_step(&job, other, &mut tally).await?,
+            }
         }
-        drop(overall);
+        self.mirror_copies(&job, &copies, &source, jobs, &mut tally)
+            .await?;
+        for (path, dir) in deletes {
+            let step = Action::Delete {
+                path: path.to_owned(),
+                dir,
+            };
+            self.mirror_step(&job, &step, &mut tally).await?;
+        }
         self.printer.out(&tally_line(&tally, job.dry_run, started));
         if tally.failed > 0 {
             return Err(ShellError::SomeFailed {
@@ -343,36 +350,52 @@ impl Shell {
         Ok(ours == theirs)
     }
 
+    /// Reports a step that failed and counts it; a broken session ends the mirror.
+    fn mirror_failed(
+        &self,
+        job: &Job,
+        path: &str,
+        err: ShellError,
+        tally: &mut Tally,
+    ) -> Result<(), ShellError> {
+        if err.breaks_session() {
+            return Err(err);
+        }
+        self.printer
+            .warn(&format!("mirror: {}: {err}", self.shown(job, path)));
+        tally.failed += 1;
+        Ok(())
+    }
+
+    /// One step other than a copy.
     async fn mirror_step(
         &mut self,
         job: &Job,
         action: &Action,
-        source: &Tree,
-        overall: Option<&OverallBar>,
         tally: &mut Tally,
     ) -> Result<(), ShellError> {
-        let result = match action {
+        let (path, result) = match action {
             Action::Skip(_) => {
                 tally.skipped += 1;
-                Ok(())
+                return Ok(());
             }
             Action::Conflict { path, reason } => {
                 self.printer
                     .warn(&format!("mirror: {}: {reason}", self.shown(job, path)));
                 tally.failed += 1;
-                Ok(())
+                return Ok(());
             }
-            Action::MakeDir(rel) if job.dry_run => {
+            Action::MakeDir(path) if job.dry_run => {
                 self.printer
-                    .out(&format!("would make folder {}", self.shown(job, rel)));
-                Ok(())
+                    .out(&format!("would make folder {}", self.shown(job, path)));
+                return Ok(());
             }
-            Action::MakeDir(rel) => self.make_dir(job, rel).await,
+            Action::MakeDir(path) => (path, self.make_dir(job, path).await),
             Action::Delete { path, .. } if job.dry_run => {
                 self.printer
                     .out(&format!("would delete {}", self.shown(job, path)));
                 tally.deleted += 1;
-                Ok(())
+                return Ok(());
             }
             Action::Delete { path, dir } => {
                 let done = self.delete(job, path, *dir).await;
@@ -381,117 +404,104 @@ impl Shell {
                         .note(&format!("deleted {}", self.shown(job, path)));
                     tally.deleted += 1;
                 }
-                done
+                (path, done)
             }
-            Action::Compare { path, size } => match self.same_by_hash(job, path).await {
-                Ok(true) => {
-                    tally.skipped += 1;
-                    if let Some(overall) = overall {
-                        overall.add(*size);
-                        overall.file_done();
-                    }
-                    Ok(())
-                }
-                Ok(false) => self.copy(job, path, *size, source, overall, tally).await,
-                Err(err) => Err(err),
-            },
-            Action::Copy { path, size, .. } => {
-                self.copy(job, path, *size, source, overall, tally).await
-            }
+            // Copies and comparisons are the caller's.
+            Action::Copy { .. } | Action::Compare { .. } => return Ok(()),
         };
         match result {
             Ok(()) => Ok(()),
-            Err(err) if err.breaks_session() => Err(err),
-            Err(err) => {
-                let what = match action {
-                    Action::MakeDir(p)
-                    | Action::Copy { path: p, .. }
-                    | Action::Compare { path: p, .. }
-                    | Action::Skip(p)
-                    | Action::Conflict { path: p, .. }
-                    | Action::Delete { path: p, .. } => self.shown(job, p),
-                };
-                self.printer.warn(&format!("mirror: {what}: {err}"));
-                tally.failed += 1;
-                Ok(())
-            }
+            Err(err) => self.mirror_failed(job, path, err, tally),
         }
     }
 
-    async fn copy(
+    /// The files to copy, `jobs` at once, each given its source's time.
+    async fn mirror_copies(
         &mut self,
         job: &Job,
-        rel: &str,
-        size: u64,
+        copies: &[&str],
         source: &Tree,
-        overall: Option<&OverallBar>,
+        jobs: usize,
         tally: &mut Tally,
     ) -> Result<(), ShellError> {
-        let (remote, local) = (job.remote_path(rel), job.local_path(rel));
-        let (from, to) = if job.reverse {
-            (
-                self.show_local(&local),
-                listing::display_name(&remote).into_owned(),
-            )
-        } else {
-            (
-                listing::display_name(&remote).into_owned(),
-                self.show_local(&local),
-            )
-        };
+        let files: Vec<FileJob> = copies
+            .iter()
+            .map(|rel| {
+                let (size, mtime) = match source.get(*rel) {
+                    Some(Kind::File { size, mtime }) => (*size, Some(*mtime)),
+                    _ => (0, None),
+                };
+                FileJob {
+                    remote: job.remote_path(rel),
+                    local: job.local_path(rel),
+                    size,
+                    mtime,
+                }
+            })
+            .collect();
         if job.dry_run {
-            self.printer.out(&format!(
-                "would copy {from} -> {to} ({})",
-                format_size(size)
-            ));
-            tally.copied += 1;
-            tally.bytes += size;
+            for file in &files {
+                let (remote, local) = (
+                    listing::display_name(&file.remote).into_owned(),
+                    self.show_local(&file.local),
+                );
+                let (from, to) = if job.reverse {
+                    (local, remote)
+                } else {
+                    (remote, local)
+                };
+                self.printer.out(&format!(
+                    "would copy {from} -> {to} ({})",
+                    format_size(file.size)
+                ));
+                tally.copied += 1;
+                tally.bytes += file.size;
+            }
             return Ok(());
         }
-        let bar = self.printer.file_bar(paths::base_name(rel), overall);
-        let result = if job.reverse {
-            self.client.upload(&self.conn, &local, &remote, &bar).await
+        let bytes = files.iter().map(|f| f.size).sum();
+        let overall = (files.len() > 1).then(|| self.printer.overall_bar(bytes, files.len()));
+        let direction = if job.reverse {
+            Direction::Put
         } else {
-            self.client
-                .download(&self.conn, &remote, &local, true, &bar)
-                .await
+            Direction::Get { force: true }
         };
-        let elapsed = bar.elapsed();
-        drop(bar);
-        if let Some(overall) = overall {
-            overall.file_done();
-        }
-        let report = result?;
-        // The target takes the source's time, where it can, so the next mirror sees them equal.
-        if let Some(Kind::File { mtime, .. }) = source.get(rel) {
-            if job.reverse {
-                if let Err(err) = self.client.set_mtime(&remote, *mtime).await {
-                    self.printer.warn(&format!(
-                        "mirror: {to}: cannot set its time: {}",
-                        super::explain(&err)
-                    ));
+        let outcomes = self
+            .run_files(&files, direction, jobs, overall.as_ref())
+            .await;
+        drop(overall);
+        let mut broken = None;
+        for (rel, result) in copies.iter().zip(outcomes.files) {
+            match result {
+                Some(Ok(done)) => {
+                    tally.copied += 1;
+                    tally.bytes += done.sent;
+                    if !matches!(done.check, Check::Verified(_)) {
+                        tally.unverified += 1;
+                    }
                 }
-            } else {
-                set_local_mtime(&local, *mtime)?;
+                Some(Err(err)) => {
+                    self.printer
+                        .warn(&format!("mirror: {}: {err}", self.shown(job, rel)));
+                    tally.failed += 1;
+                    if err.breaks_session() && broken.is_none() {
+                        broken = Some(err);
+                    }
+                }
+                None => {
+                    self.printer.warn(&format!(
+                        "mirror: {}: not copied: the sessions broke",
+                        self.shown(job, rel)
+                    ));
+                    tally.failed += 1;
+                }
             }
         }
-        self.printer.note(&summary(&from, &to, &report, elapsed));
-        tally.copied += 1;
-        tally.bytes += report.transferred;
-        if !matches!(report.check, Check::Verified(_)) {
-            tally.unverified += 1;
+        match broken {
+            Some(err) if !outcomes.main_alive => Err(err),
+            _ => Ok(()),
         }
-        Ok(())
     }
-}
-
-fn set_local_mtime(path: &Path, mtime: i64) -> Result<(), ShellError> {
-    let when = UNIX_EPOCH + std::time::Duration::from_secs(mtime.max(0) as u64);
-    std::fs::File::options()
-        .write(true)
-        .open(path)
-        .and_then(|f| f.set_modified(when))
-        .map_err(|e| ShellError::local(path, e))
 }
 
 /// The one line a mirror ends with.

@@ -36,6 +36,19 @@ pub(super) fn jobs(inv: &Invocation) -> Result<usize, ShellError> {
     }
 }
 
+/// How a file went: what was checked, and the bytes that travelled.
+pub(super) struct Done {
+    pub check: Check,
+    pub sent: u64,
+}
+
+/// Each file's outcome (`None`: never started, the sessions broke), and whether the
+/// shell's own session is still in step.
+pub(super) struct Outcomes {
+    pub files: Vec<Option<Result<Done, ShellError>>>,
+    pub main_alive: bool,
+}
+
 /// What a transfer needs of the shell besides its session.
 pub(super) struct Ctx<'a> {
     pub conn: &'a Connection,
@@ -57,7 +70,7 @@ pub(super) async fn download_one(
     job: &Job,
     force: bool,
     overall: Option<&OverallBar>,
-) -> Result<Check, ShellError> {
+) -> Result<Done, ShellError> {
     let shown = ctx.show_local(&job.local);
     let from = listing::display_name(&job.remote).into_owned();
     if !force && let Ok(meta) = std::fs::metadata(&job.local) {
@@ -76,7 +89,10 @@ pub(super) async fn download_one(
                 ctx.printer.note(&format!(
                     "{from} -> {shown}: already up to date, verified {ours}"
                 ));
-                return Ok(Check::Verified(ours));
+                return Ok(Done {
+                    check: Check::Verified(ours),
+                    sent: 0,
+                });
             }
         }
         return Err(ClientError::LocalExists(job.local.clone()).into());
@@ -90,8 +106,14 @@ pub(super) async fn download_one(
     drop(bar);
     match result {
         Ok(report) => {
+            if let Some(mtime) = job.mtime {
+                set_local_mtime(&job.local, mtime)?;
+            }
             ctx.printer.note(&summary(&from, &shown, &report, elapsed));
-            Ok(report.check)
+            Ok(Done {
+                check: report.check,
+                sent: report.transferred,
+            })
         }
         Err(err) => {
             if partial_path(&job.local).exists()
@@ -115,7 +137,7 @@ pub(super) async fn upload_one(
     ctx: &Ctx<'_>,
     job: &Job,
     overall: Option<&OverallBar>,
-) -> Result<Check, ShellError> {
+) -> Result<Done, ShellError> {
     let shown = ctx.show_local(&job.local);
     let label = job
         .local
@@ -128,8 +150,30 @@ pub(super) async fn upload_one(
     drop(bar);
     let report = result?;
     let to = listing::display_name(&job.remote).into_owned();
+    // Where the protocol can set it (SFTP), so that the next mirror sees them equal.
+    if let Some(mtime) = job.mtime
+        && let Err(err) = client.set_mtime(&job.remote, mtime).await
+    {
+        ctx.printer.warn(&format!(
+            "{to}: cannot set its time: {}",
+            super::explain(&err)
+        ));
+    }
     ctx.printer.note(&summary(&shown, &to, &report, elapsed));
-    Ok(report.check)
+    Ok(Done {
+        check: report.check,
+        sent: report.transferred,
+    })
+}
+
+/// Gives a local file a modification time (Unix seconds).
+pub(super) fn set_local_mtime(path: &Path, mtime: i64) -> Result<(), ShellError> {
+    let when = std::time::UNIX_EPOCH + std::time::Duration::from_secs(mtime.max(0) as u64);
+    std::fs::File::options()
+        .write(true)
+        .open(path)
+        .and_then(|f| f.set_modified(when))
+        .map_err(|e| ShellError::local(path, e))
 }
 
 /// Polls every future to its end, at once, in this task; outputs in the given order.
@@ -164,11 +208,11 @@ async fn join_all<F: Future>(futures: Vec<F>) -> Vec<F::Output> {
 async fn worker(
     client: &mut Remote,
     ctx: &Ctx<'_>,
-    plan: &Plan,
+    files: &[Job],
     direction: Direction,
     overall: Option<&OverallBar>,
     next: &Mutex<usize>,
-    results: &Mutex<Vec<Option<Result<Check, ShellError>>>>,
+    results: &Mutex<Vec<Option<Result<Done, ShellError>>>>,
 ) -> bool {
     // Bounded by the plan: each turn takes one file off it.
     loop {
@@ -178,7 +222,7 @@ async fn worker(
             *next += 1;
             index
         };
-        let Some(job) = plan.files.get(index) else {
+        let Some(job) = files.get(index) else {
             return true;
         };
         let result = match direction {
@@ -203,6 +247,50 @@ async fn worker(
 }
 
 impl Shell {
+    /// Moves `files`, `jobs` at once, each over a session of its own: the shell's, and
+    /// as many more as the server opens.
+    pub(super) async fn run_files(
+        &mut self,
+        files: &[Job],
+        direction: Direction,
+        jobs: usize,
+        overall: Option<&OverallBar>,
+    ) -> Outcomes {
+        let mut extra = Vec::new();
+        for _ in 1..jobs.min(files.len()) {
+            match self.client.open_like(&self.conn).await {
+                Ok(session) => extra.push(session),
+                Err(_) => break,
+            }
+        }
+        let results = Mutex::new((0..files.len()).map(|_| None).collect::<Vec<_>>());
+        let next = Mutex::new(0usize);
+        let ctx = Ctx {
+            conn: &self.conn,
+            printer: &self.printer,
+            local_cwd: &self.local_cwd,
+        };
+        let mut workers = vec![worker(
+            &mut self.client,
+            &ctx,
+            files,
+            direction,
+            overall,
+            &next,
+            &results,
+        )];
+        for session in &mut extra {
+            workers.push(worker(
+                session, &ctx, files, direction, overall, &next, &results,
+            ));
+        }
+        let alive = join_all(workers).await;
+        Outcomes {
+            files: results.into_inner().unwrap_or_else(|p| p.into_inner()),
+            main_alive: alive.first().copied().unwrap_or(true),
+        }
+    }
+
     /// Runs the files of a plan, `jobs` at once, with their bars. A failure is reported
     /// and the rest go on; the shell's own session breaking ends the command.
     pub(super) async fn run_plan(
@@ -217,58 +305,21 @@ impl Shell {
         let overall = plan
             .many
             .then(|| self.printer.overall_bar(total_bytes, count));
-        // More sessions for more files at once; as many as the server will open.
-        let mut extra = Vec::new();
-        if plan.many {
-            for _ in 1..jobs.min(count) {
-                match self.client.open_like(&self.conn).await {
-                    Ok(session) => extra.push(session),
-                    Err(_) => break,
-                }
-            }
-        }
-        let results = Mutex::new((0..count).map(|_| None).collect::<Vec<_>>());
-        let next = Mutex::new(0usize);
-        let ctx = Ctx {
-            conn: &self.conn,
-            printer: &self.printer,
-            local_cwd: &self.local_cwd,
-        };
-        let mut workers = vec![worker(
-            &mut self.client,
-            &ctx,
-            &plan,
-            direction,
-            overall.as_ref(),
-            &next,
-            &results,
-        )];
-        for session in &mut extra {
-            workers.push(worker(
-                session,
-                &ctx,
-                &plan,
-                direction,
-                overall.as_ref(),
-                &next,
-                &results,
-            ));
-        }
-        let alive = join_all(workers).await;
-        drop(extra);
+        let jobs = if plan.many { jobs } else { 1 };
+        let outcomes = self
+            .run_files(&plan.files, direction, jobs, overall.as_ref())
+            .await;
         drop(overall);
-        let main_alive = alive.first().copied().unwrap_or(true);
         let mut failed = plan.problems;
         let mut checks = Vec::with_capacity(count);
         let mut broken = None;
-        let results = results.into_inner().unwrap_or_else(|p| p.into_inner());
-        for (job, result) in plan.files.iter().zip(results) {
+        for (job, result) in plan.files.iter().zip(outcomes.files) {
             let what = match direction {
                 Direction::Get { .. } => listing::display_name(&job.remote).into_owned(),
                 Direction::Put => self.show_local(&job.local),
             };
             match result {
-                Some(Ok(check)) => checks.push(check),
+                Some(Ok(done)) => checks.push(done.check),
                 Some(Err(err)) if !plan.many => return Err(err),
                 Some(Err(err)) => {
                     self.printer.warn(&format!("{name}: {what}: {err}"));
@@ -284,7 +335,9 @@ impl Shell {
                 }
             }
         }
-        if !main_alive && let Some(err) = broken {
+        if !outcomes.main_alive
+            && let Some(err) = broken
+        {
             return Err(err);
         }
         if failed > 0 {

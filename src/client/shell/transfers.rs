@@ -28,6 +28,8 @@ pub(super) struct Job {
     pub(super) remote: String,
     pub(super) local: PathBuf,
     pub(super) size: u64,
+    /// The time to give the copy once it is there (a mirror's), in Unix seconds.
+    pub(super) mtime: Option<i64>,
 }
 
 /// What a `get` or `put` will do.
@@ -150,6 +152,7 @@ impl Shell {
                     remote: path,
                     local: dest,
                     size: entry.size,
+                    mtime: None,
                 }),
             }
         }
@@ -195,6 +198,7 @@ impl Shell {
                     remote,
                     local,
                     size: entry.size,
+                    mtime: None,
                 }),
                 EntryType::Symlink | EntryType::Other => self.printer.note(&format!(
                     "skipping {}: not a regular file",
@@ -262,6 +266,7 @@ impl Shell {
                     remote: dest,
                     local: source,
                     size: meta.len(),
+                    mtime: None,
                 });
             }
         }
@@ -311,6 +316,7 @@ impl Shell {
                     remote: dest,
                     local: path,
                     size: meta.len(),
+                    mtime: None,
                 });
             } else {
                 self.printer.note(&format!(
