@@ -20,6 +20,9 @@ use super::connection::Connection;
 
 /// The most a hash command may print: one line per file, one file at a time.
 const MAX_OUT: usize = 64 * 1024;
+/// How long the probe waits for a server to hash nothing. A server that takes longer
+/// (one whose exec never ends) counts as having no hash, rather than hang the login.
+const PROBE_LIMIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// A hash a server can compute for us.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -88,20 +91,19 @@ impl Hashers {
         }
     }
 
-    /// The hash of what has passed, of the kind asked for.
+    /// The hash of what has passed, of the kind asked for. (MD5 where SHA-256 was not
+    /// kept: it then compares unequal with any SHA-256, never equal by mistake.)
     pub fn hash(&self, kind: HashKind) -> FileHash {
-        let hex = match (kind, &self.sha256) {
-            (HashKind::Sha256, Some(sha)) => hex(&sha.clone().finalize()),
-            // Asked for a kind that was not kept: MD5 is always there, and a kind the
-            // server does not have is never compared with it.
-            _ => hex(&self.md5.clone().finalize()),
-        };
-        let kind = if self.sha256.is_some() {
-            kind
-        } else {
-            HashKind::Md5
-        };
-        FileHash { kind, hex }
+        match (kind, &self.sha256) {
+            (HashKind::Sha256, Some(sha)) => FileHash {
+                kind: HashKind::Sha256,
+                hex: hex(&sha.clone().finalize()),
+            },
+            _ => FileHash {
+                kind: HashKind::Md5,
+                hex: hex(&self.md5.clone().finalize()),
+            },
+        }
     }
 
     /// Hashes `len` bytes of `file` from where it stands.
@@ -152,7 +154,8 @@ pub async fn probe(conn: &Connection) -> Option<HashKind> {
             "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
         ),
     ] {
-        if let Ok(out) = conn.exec(kind.program(), MAX_OUT).await
+        let asked = tokio::time::timeout(PROBE_LIMIT, conn.exec(kind.program(), MAX_OUT)).await;
+        if let Ok(Ok(out)) = asked
             && out.succeeded()
             && parse_line(&out.stdout, kind).as_deref() == Some(empty)
         {
