@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use tokio::process::Command;
 
+use crate::client_shell::Tmux;
 use crate::client_support::{
     ClientHome, big_file, expect_status, run, settled, size_of, wait_while_running,
 };
@@ -276,4 +277,64 @@ async fn a_server_with_no_hash_is_never_claimed_to_have_checked() {
     );
     assert_eq!(std::fs::read(sshd.root().join("a.bin")).unwrap(), bytes);
     assert_eq!(std::fs::read(client.work.join("b.bin")).unwrap(), bytes);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_interactive_shell_against_openssh() {
+    assert!(
+        Tmux::available(),
+        "tmux is not installed: run ./scripts/test, which installs it"
+    );
+    let sshd = Sshd::start();
+    let client = ClientHome::new();
+    std::fs::create_dir(sshd.root().join("docs")).unwrap();
+    let bytes = data(3 << 20, 6);
+    std::fs::write(client.work.join("a.bin"), &bytes).unwrap();
+    let command = format!(
+        "cd '{work}' && HOME='{home}' SSH_AUTH_SOCK= '{bin}' {user}@127.0.0.1:{port} -i '{key}' \
+         --known-hosts '{home}/known_hosts' --accept-new-host-key; echo RSFTP-EXIT=$?; sleep 60",
+        work = client.work.display(),
+        home = client.home().display(),
+        bin = env!("CARGO_BIN_EXE_rsftp"),
+        user = sshd.user(),
+        port = sshd.port,
+        key = sshd.client_key().display(),
+    );
+    let tmux = Tmux::start(client.home(), &command);
+    let long = Duration::from_secs(30);
+    let start = std::fs::canonicalize(sshd.root()).unwrap();
+    let prompt = format!("rsftp:{}>", start.display());
+    let screen = tmux
+        .wait_for(long, "the prompt", |s| s.trim_end().ends_with(&prompt))
+        .await;
+    assert!(
+        screen.contains("SFTP: the server has no rsftp; transfers are checked by its md5sum"),
+        "{screen}"
+    );
+    // Completion lists over a second SFTP session.
+    tmux.keys(&["cd do", "Tab"]);
+    tmux.wait_for(long, "completion", |s| s.contains("cd docs/"))
+        .await;
+    tmux.keys(&["Enter"]);
+    let in_docs = format!("rsftp:{}/docs>", start.display());
+    tmux.command(&in_docs, "put a.bin").await;
+    tmux.wait_for(long, "the upload", |s| {
+        s.contains(&format!("verified md5 {}", md5_hex(&bytes)))
+    })
+    .await;
+    tmux.command(&in_docs, "ls -l").await;
+    tmux.wait_for(long, "the listing", |s| {
+        s.lines()
+            .any(|l| l.starts_with("f      3145728 ") && l.ends_with(" a.bin"))
+    })
+    .await;
+    tmux.command(&in_docs, "exit").await;
+    let end = tmux
+        .wait_for(long, "the exit", |s| s.contains("RSFTP-EXIT="))
+        .await;
+    assert!(end.contains("RSFTP-EXIT=0"), "{end}");
+    assert_eq!(
+        std::fs::read(sshd.root().join("docs/a.bin")).unwrap(),
+        bytes
+    );
 }
