@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use russh::client::{self, Handle, Msg};
 use russh::keys::{HashAlg, PrivateKey, PrivateKeyWithHashAlg, PublicKey, PublicKeyOrCertificate};
-use russh::{ChannelMsg, ChannelStream, Preferred};
+use russh::{Channel, ChannelMsg, ChannelStream, Preferred};
 
 use super::ClientError;
 use super::rsftp::RsftpClient;
@@ -385,6 +385,23 @@ impl Connection {
         }
         let _ = channel.close().await;
         Ok(output)
+    }
+
+    /// Starts `command` with `exec` and hands over its channel, once the server has
+    /// accepted the request, for a conversation over its standard input and output.
+    pub async fn exec_channel(&self, command: &str) -> Result<Channel<Msg>, ClientError> {
+        let mut channel = self.handle.channel_open_session().await?;
+        channel.exec(true, command).await?;
+        // Bounded by the channel: the server answers the request, or closes it.
+        loop {
+            match channel.wait().await {
+                Some(ChannelMsg::Success) => return Ok(channel),
+                Some(ChannelMsg::Failure) | Some(ChannelMsg::Close) | None => {
+                    return Err(ClientError::Subsystem(format!("exec {command}")));
+                }
+                Some(_) => continue,
+            }
+        }
     }
 
     /// Closes the connection politely.

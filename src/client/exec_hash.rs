@@ -200,6 +200,62 @@ async fn run(
     Ok(parse_line(&out.stdout, kind).map(|hex| FileHash { kind, hex }))
 }
 
+/// One shell on the server that hashes a file for each path it reads, one answer line
+/// per path, so that checking many files costs one process on the server, not one
+/// each. Names with a newline cannot be sent this way; [`whole`] takes those.
+pub struct HashShell {
+    channel: russh::Channel<russh::client::Msg>,
+    kind: HashKind,
+    pending: Vec<u8>,
+}
+
+impl HashShell {
+    /// Starts the shell loop; an error if the server runs no shell (rsftpd).
+    pub async fn start(conn: &Connection, kind: HashKind) -> Result<HashShell, ClientError> {
+        let command = format!(
+            "sh -c 'while IFS= read -r f; do {} \"$f\" 2>/dev/null || echo failed; done'",
+            kind.program()
+        );
+        let channel = conn.exec_channel(&command).await?;
+        Ok(HashShell {
+            channel,
+            kind,
+            pending: Vec::new(),
+        })
+    }
+
+    /// The server's hash of `path`; `None` if it could not hash it. An error means the
+    /// shell is gone and should not be asked again.
+    pub async fn hash(&mut self, path: &str) -> Result<Option<FileHash>, ClientError> {
+        if path.contains('\n') {
+            return Err(ClientError::Protocol("a name with a newline".into()));
+        }
+        self.channel
+            .data_bytes(format!("{path}\n").into_bytes())
+            .await?;
+        // Bounded by the channel: a line arrives, or the channel ends.
+        loop {
+            if let Some(end) = self.pending.iter().position(|&b| b == b'\n') {
+                let line: Vec<u8> = self.pending.drain(..=end).collect();
+                return Ok(parse_line(&line, self.kind).map(|hex| FileHash {
+                    kind: self.kind,
+                    hex,
+                }));
+            }
+            if self.pending.len() > MAX_OUT {
+                return Err(ClientError::Protocol("a hash line too long".into()));
+            }
+            match self.channel.wait().await {
+                Some(russh::ChannelMsg::Data { data }) => self.pending.extend_from_slice(&data),
+                Some(russh::ChannelMsg::Eof | russh::ChannelMsg::Close) | None => {
+                    return Err(ClientError::Closed);
+                }
+                Some(_) => {}
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

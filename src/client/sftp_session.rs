@@ -8,7 +8,7 @@
 use russh::ChannelStream;
 use russh::client::Msg;
 
-use super::exec_hash::{self, FileHash, HashKind};
+use super::exec_hash::{self, FileHash, HashKind, HashShell};
 use super::shell::paths;
 use super::{ClientError, Connection, SftpClient};
 use crate::protocol::sftp::{Attrs, Name};
@@ -26,6 +26,9 @@ pub struct SftpSession {
     cwd: String,
     home: String,
     hash: Option<HashKind>,
+    /// The server's hashing shell, once started; `Err` once it failed to start or broke,
+    /// after which each file is hashed by an exec of its own.
+    shell: Option<Result<HashShell, ()>>,
 }
 
 impl SftpSession {
@@ -39,6 +42,7 @@ impl SftpSession {
             cwd: home.clone(),
             home,
             hash,
+            shell: None,
         })
     }
 
@@ -146,7 +150,32 @@ impl SftpSession {
             return Ok(None);
         };
         let path = self.resolve(path);
-        exec_hash::whole(conn, kind, &path).await
+        self.hash_resolved(conn, kind, &path).await
+    }
+
+    /// The server's hash of the absolute `path`: through the hashing shell where the
+    /// server runs one, else by an exec of its own.
+    pub async fn hash_resolved(
+        &mut self,
+        conn: &Connection,
+        kind: HashKind,
+        path: &str,
+    ) -> Result<Option<FileHash>, ClientError> {
+        if self.shell.is_none() {
+            self.shell = Some(HashShell::start(conn, kind).await.map_err(drop));
+        }
+        if !path.contains('\n')
+            && let Some(Ok(shell)) = &mut self.shell
+        {
+            match shell.hash(path).await {
+                Ok(Some(hash)) => return Ok(Some(hash)),
+                // Not hashed there: ask once more on its own, which also tells a file
+                // the shell could not read from a shell that prints something else.
+                Ok(None) => {}
+                Err(_) => self.shell = Some(Err(())),
+            }
+        }
+        exec_hash::whole(conn, kind, path).await
     }
 
     /// Says goodbye: the channel closes when the session is dropped.

@@ -39,7 +39,7 @@ enum Prefix {
 
 /// Compares our hash of the first `len` bytes with the server's.
 async fn compare_prefix(
-    session: &SftpSession,
+    session: &mut SftpSession,
     conn: &Connection,
     path: &str,
     len: u64,
@@ -50,7 +50,7 @@ async fn compare_prefix(
         return Ok(Prefix::Unchecked);
     };
     let theirs = if len == remote_size {
-        exec_hash::whole(conn, kind, path).await?
+        session.hash_resolved(conn, kind, path).await?
     } else {
         exec_hash::prefix(conn, kind, path, len).await?
     };
@@ -63,7 +63,7 @@ async fn compare_prefix(
 
 /// The server's verdict on the whole file.
 async fn verify(
-    session: &SftpSession,
+    session: &mut SftpSession,
     conn: &Connection,
     path: &str,
     ours: &Hashers,
@@ -72,7 +72,7 @@ async fn verify(
         return Ok(Check::NoHash);
     };
     let ours = ours.hash(kind);
-    match exec_hash::whole(conn, kind, path).await? {
+    match session.hash_resolved(conn, kind, path).await? {
         Some(theirs) if theirs == ours => Ok(Check::Verified(ours)),
         Some(theirs) => Err(ClientError::HashMismatch {
             path: path.to_owned(),
