@@ -352,17 +352,30 @@ async fn one_shell_on_openssh_hashes_file_after_file() {
     let mut conn = rsftp::client::Connection::connect("127.0.0.1", sshd.port, sshd.user(), check)
         .await
         .unwrap();
-    assert!(conn.login_key(load_key(&sshd.client_key(), None).unwrap()).await.unwrap());
-    let mut shell = HashShell::start(&conn, HashKind::Md5).await.expect("a shell");
+    assert!(
+        conn.login_key(load_key(&sshd.client_key(), None).unwrap())
+            .await
+            .unwrap()
+    );
+    let mut shell = HashShell::start(&conn, HashKind::Md5)
+        .await
+        .expect("a shell");
     for (i, name) in ["a", "it's here", "b c"].iter().enumerate() {
         let path = sshd.root().join(name);
         std::fs::write(&path, data(1000 + i, i as u64)).unwrap();
         let hash = shell.hash(&path.display().to_string()).await.unwrap();
-        assert_eq!(hash.map(|h| h.hex), Some(md5_hex(&data(1000 + i, i as u64))), "{name}");
+        assert_eq!(
+            hash.map(|h| h.hex),
+            Some(md5_hex(&data(1000 + i, i as u64))),
+            "{name}"
+        );
     }
     // A file it cannot hash is said to be so, and the shell goes on.
     let missing = sshd.root().join("missing").display().to_string();
     assert_eq!(shell.hash(&missing).await.unwrap(), None);
-    let again = shell.hash(&sshd.root().join("a").display().to_string()).await.unwrap();
+    let again = shell
+        .hash(&sshd.root().join("a").display().to_string())
+        .await
+        .unwrap();
     assert_eq!(again.map(|h| h.hex), Some(md5_hex(&data(1000, 0))));
 }
