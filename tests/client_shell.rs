@@ -14,19 +14,19 @@ use crate::util::{TestServer, TestUser, key_path, md5_hex};
 const TYPED_AHEAD_MIB: usize = 200;
 
 /// A tmux server of our own (its own socket), with one session running `command`.
-struct Tmux {
+pub struct Tmux {
     socket: std::path::PathBuf,
 }
 
 impl Tmux {
-    fn available() -> bool {
+    pub fn available() -> bool {
         Command::new("tmux")
             .arg("-V")
             .output()
             .is_ok_and(|o| o.status.success())
     }
 
-    fn start(dir: &Path, command: &str) -> Tmux {
+    pub fn start(dir: &Path, command: &str) -> Tmux {
         let tmux = Tmux {
             socket: dir.join("tmux.sock"),
         };
@@ -55,7 +55,7 @@ impl Tmux {
         cmd
     }
 
-    fn keys(&self, keys: &[&str]) {
+    pub fn keys(&self, keys: &[&str]) {
         let status = self
             .cmd()
             .args(["send-keys", "-t", "rsftp"])
@@ -65,7 +65,7 @@ impl Tmux {
         assert!(status.success());
     }
 
-    fn screen(&self) -> String {
+    pub fn screen(&self) -> String {
         let output = self
             .cmd()
             .args(["capture-pane", "-p", "-t", "rsftp"])
@@ -85,7 +85,12 @@ impl Tmux {
     }
 
     /// Polls the screen every 20 ms, for at most `limit`, until `ready` accepts it.
-    async fn wait_for(&self, limit: Duration, what: &str, ready: impl Fn(&str) -> bool) -> String {
+    pub async fn wait_for(
+        &self,
+        limit: Duration,
+        what: &str,
+        ready: impl Fn(&str) -> bool,
+    ) -> String {
         let start = Instant::now();
         loop {
             let screen = self.screen();
@@ -101,7 +106,7 @@ impl Tmux {
     }
 
     /// Types a command once the prompt `prompt` is the last thing on the screen.
-    async fn command(&self, prompt: &str, line: &str) {
+    pub async fn command(&self, prompt: &str, line: &str) {
         self.wait_for(Duration::from_secs(30), prompt, |s| {
             s.trim_end().ends_with(prompt.trim_end())
         })

@@ -29,6 +29,12 @@ impl Sshd {
     /// Starts sshd with `Subsystem sftp internal-sftp -d <start dir>`, logging in the
     /// current user with a key made for it.
     pub fn start() -> Sshd {
+        Sshd::start_with("")
+    }
+
+    /// Like [`Sshd::start`], with `extra` lines at the end of sshd_config; `%START%` in
+    /// them stands for the folder SFTP sessions start in.
+    pub fn start_with(extra: &str) -> Sshd {
         assert!(
             Path::new(SSHD).exists(),
             "{SSHD} is missing: install openssh-server to compare with OpenSSH's own server"
@@ -52,6 +58,7 @@ impl Sshd {
         .expect("authorized_keys");
         let start = dir.path().join("root");
         std::fs::create_dir(&start).expect("start dir");
+        let extra = extra.replace("%START%", &start.display().to_string());
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .map(|a| a.port())
@@ -64,7 +71,7 @@ impl Sshd {
                  AuthorizedKeysFile {authorized}\nPidFile {pid}\nStrictModes no\nUsePAM no\n\
                  PasswordAuthentication no\nKbdInteractiveAuthentication no\n\
                  PermitRootLogin prohibit-password\n\
-                 Subsystem sftp internal-sftp -d {start}\n",
+                 Subsystem sftp internal-sftp -d {start}\n{extra}",
                 host_key = dir.path().join("host_key").display(),
                 authorized = dir.path().join("authorized_keys").display(),
                 pid = dir.path().join("sshd.pid").display(),

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use russh::client::{self, Handle, Msg};
 use russh::keys::{HashAlg, PrivateKey, PrivateKeyWithHashAlg, PublicKey, PublicKeyOrCertificate};
-use russh::{ChannelMsg, ChannelStream, Preferred};
+use russh::{Channel, ChannelMsg, ChannelStream, Preferred};
 
 use super::ClientError;
 use super::rsftp::RsftpClient;
@@ -348,12 +348,82 @@ impl Connection {
         }
     }
 
+    /// Runs `command` with `exec` and collects what it prints, up to `max_out` bytes of
+    /// standard output (more is an error: a bound on a server that will not stop). The
+    /// standard input is closed at once. `status` is `None` if the server sent none, or
+    /// refused the request.
+    pub async fn exec(&self, command: &str, max_out: usize) -> Result<ExecOutput, ClientError> {
+        let mut channel = self.handle.channel_open_session().await?;
+        channel.exec(true, command).await?;
+        let mut output = ExecOutput::default();
+        let mut refused = false;
+        // Bounded by the channel: it ends with EOF or close, or by the server's refusal.
+        while let Some(msg) = channel.wait().await {
+            match msg {
+                ChannelMsg::Success => {
+                    channel.eof().await?;
+                }
+                ChannelMsg::Failure => {
+                    refused = true;
+                    break;
+                }
+                ChannelMsg::Data { data } => {
+                    if output.stdout.len() + data.len() > max_out {
+                        return Err(ClientError::Protocol(format!(
+                            "{command}: more than {max_out} bytes of output"
+                        )));
+                    }
+                    output.stdout.extend_from_slice(&data);
+                }
+                ChannelMsg::ExitStatus { exit_status } => output.status = Some(exit_status),
+                ChannelMsg::Close => break,
+                _ => {}
+            }
+        }
+        if refused {
+            output.status = None;
+        }
+        let _ = channel.close().await;
+        Ok(output)
+    }
+
+    /// Starts `command` with `exec` and hands over its channel, once the server has
+    /// accepted the request, for a conversation over its standard input and output.
+    pub async fn exec_channel(&self, command: &str) -> Result<Channel<Msg>, ClientError> {
+        let mut channel = self.handle.channel_open_session().await?;
+        channel.exec(true, command).await?;
+        // Bounded by the channel: the server answers the request, or closes it.
+        loop {
+            match channel.wait().await {
+                Some(ChannelMsg::Success) => return Ok(channel),
+                Some(ChannelMsg::Failure) | Some(ChannelMsg::Close) | None => {
+                    return Err(ClientError::Subsystem(format!("exec {command}")));
+                }
+                Some(_) => continue,
+            }
+        }
+    }
+
     /// Closes the connection politely.
     pub async fn close(self) -> Result<(), ClientError> {
         self.handle
             .disconnect(russh::Disconnect::ByApplication, "bye", "en")
             .await?;
         Ok(())
+    }
+}
+
+/// What a command run with [`Connection::exec`] printed, and how it ended.
+#[derive(Debug, Default)]
+pub struct ExecOutput {
+    pub status: Option<u32>,
+    pub stdout: Vec<u8>,
+}
+
+impl ExecOutput {
+    /// Whether the command ran and exited with 0.
+    pub fn succeeded(&self) -> bool {
+        self.status == Some(0)
     }
 }
 

@@ -3,17 +3,26 @@
 //! are built on it.
 //!
 //! - `connection`, `rsftp`, [`transfer`]: the SSH connection, the protocol, whole files.
+//! - `sftp`, `sftp_session`, `sftp_transfer`, [`exec_hash`]: the same over plain SFTP
+//!   for servers without rsftp, checked by the server's `md5sum` where it has one.
+//! - `remote`: [`Remote`], either kind of session behind one set of methods.
+//! - [`mirror`]: what `mirror` does, decided from two listings.
 //! - [`target`]: `[user@]host[:port]` and the defaults.
 //! - [`login`]: keys, the agent, then a password; [`prompt`] asks at the terminal.
 //! - [`progress`]: the shell's output and its progress bars.
 //! - [`shell`]: the `rsftp` shell: commands, completion, scripts.
 
 mod connection;
+pub mod exec_hash;
 pub mod login;
+pub mod mirror;
 pub mod progress;
 pub mod prompt;
+mod remote;
 mod rsftp;
 mod sftp;
+mod sftp_session;
+mod sftp_transfer;
 pub mod shell;
 pub mod target;
 pub mod transfer;
@@ -21,11 +30,13 @@ pub mod transfer;
 use std::path::PathBuf;
 
 pub use connection::{
-    AskHostKey, Connection, HostKeyCheck, NewHostKey, known_hosts_name, load_key,
+    AskHostKey, Connection, ExecOutput, HostKeyCheck, NewHostKey, known_hosts_name, load_key,
 };
+pub use remote::{Remote, local_hash};
 pub use rsftp::{PutStart, RsftpClient};
 pub use sftp::SftpClient;
-pub use transfer::{Progress, Quiet, TransferReport, download, partial_path, upload};
+pub use sftp_session::SftpSession;
+pub use transfer::{Check, Progress, Quiet, TransferReport, download, partial_path, upload};
 
 use crate::protocol::{ErrorCode, Md5Digest};
 
@@ -68,6 +79,12 @@ pub enum ClientError {
         path: String,
         expected: Md5Digest,
         actual: Md5Digest,
+    },
+    #[error("{} mismatch for {path}: the server has {}, we have {}", .ours.kind.name(), .server.hex, .ours.hex)]
+    HashMismatch {
+        path: String,
+        server: exec_hash::FileHash,
+        ours: exec_hash::FileHash,
     },
     #[error("{0} exists; use -f to replace it")]
     LocalExists(PathBuf),

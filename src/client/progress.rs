@@ -228,6 +228,15 @@ impl Progress for FileBar {
         ));
     }
 
+    fn unchecked_prefix(&self, held: u64) {
+        self.printer.note(&format!(
+            "{}: the {} already there could not be checked against this file (the server \
+             offers no hash for it); resuming after them unchecked",
+            self.label,
+            format_size(held)
+        ));
+    }
+
     fn waiting(&self, remote: &str, limit: Duration) {
         self.printer.note(&format!(
             "{}: an upload of {remote} is already in progress; waiting up to {}s for the \

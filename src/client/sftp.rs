@@ -92,6 +92,23 @@ impl<S: AsyncRead + AsyncWrite + Unpin> SftpClient<S> {
         }
     }
 
+    /// Sets the access and modification times of `path` (Unix seconds).
+    pub async fn set_times(
+        &mut self,
+        path: &str,
+        atime: u32,
+        mtime: u32,
+    ) -> Result<(), ClientError> {
+        let request = Request::Setstat {
+            path: path.into(),
+            attrs: Attrs {
+                times: Some((atime, mtime)),
+                ..Attrs::default()
+            },
+        };
+        self.call_ok(&request, path).await
+    }
+
     pub async fn mkdir(&mut self, path: &str) -> Result<(), ClientError> {
         let request = Request::Mkdir {
             path: path.into(),

@@ -16,6 +16,7 @@ use md5::{Digest, Md5};
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::ClientError;
+use super::exec_hash::{FileHash, HashKind};
 use super::rsftp::{PutStart, RsftpClient};
 use crate::protocol::{ErrorCode, Md5Digest};
 use crate::storage::stream::{ChunkSink, hash_range};
@@ -32,6 +33,39 @@ pub trait Progress {
     /// Another upload to `remote` holds it on the server (typically one whose client was
     /// just killed, until the server notices); the upload waits up to `limit` for it.
     fn waiting(&self, _remote: &str, _limit: Duration) {}
+    /// A transfer resumes after `held` bytes that could not be compared with the source:
+    /// the server offers no hash to compare them with.
+    fn unchecked_prefix(&self, _held: u64) {}
+}
+
+/// What the other side confirmed about a finished transfer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Check {
+    /// Its hash of the whole file matched ours.
+    Verified(FileHash),
+    /// The server offers no hash: nothing was checked.
+    NoHash,
+    /// The server has a hash command, but it failed on this file: nothing was checked.
+    HashFailed,
+}
+
+impl Check {
+    /// An rsftp server's verdict, which is always an MD5.
+    pub fn md5(md5: Md5Digest) -> Check {
+        Check::Verified(FileHash {
+            kind: HashKind::Md5,
+            hex: md5.to_string(),
+        })
+    }
+
+    /// How the end of a transfer line reads: `verified md5 ...` or why not.
+    pub fn describe(&self) -> String {
+        match self {
+            Check::Verified(hash) => format!("verified {hash}"),
+            Check::NoHash => "not verified (server offers no hash)".to_owned(),
+            Check::HashFailed => "not verified (the server could not hash it)".to_owned(),
+        }
+    }
 }
 
 /// How long an upload waits for the server to release a path that another upload holds.
@@ -62,6 +96,10 @@ pub struct TransferReport {
     pub restarted: bool,
     /// Nothing needed to travel: the destination already had this file.
     pub up_to_date: bool,
+    /// What the other side confirmed.
+    pub check: Check,
+    /// The transfer resumed after bytes that could not be checked against the source.
+    pub unchecked_prefix: bool,
 }
 
 /// The local partial file of a download of `dest`.
@@ -191,6 +229,8 @@ pub async fn download<S: AsyncRead + AsyncWrite + Unpin>(
         md5: ours,
         restarted,
         up_to_date: false,
+        check: Check::md5(ours),
+        unchecked_prefix: false,
     })
 }
 
@@ -240,6 +280,8 @@ pub async fn upload<S: AsyncRead + AsyncWrite + Unpin>(
                 md5: known_md5.unwrap_or_else(Md5Digest::empty),
                 restarted: false,
                 up_to_date: true,
+                check: Check::md5(known_md5.unwrap_or_else(Md5Digest::empty)),
+                unchecked_prefix: false,
             });
         }
         PutStart::Have { offset, prefix_md5 } => (offset, prefix_md5),
@@ -297,6 +339,8 @@ pub async fn upload<S: AsyncRead + AsyncWrite + Unpin>(
         md5: ours,
         restarted,
         up_to_date: false,
+        check: Check::md5(ours),
+        unchecked_prefix: false,
     })
 }
 

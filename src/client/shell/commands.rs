@@ -20,6 +20,7 @@ pub enum Cmd {
     Lcd,
     Lls,
     Lpwd,
+    Mirror,
     Help,
     Exit,
 }
@@ -51,6 +52,11 @@ pub struct Spec {
     pub details: &'static str,
     /// The one-letter options it takes.
     pub flags: &'static str,
+    /// The one-letter options that take a value (`-j 4` or `-j4`).
+    pub valued: &'static str,
+    /// The long options it takes (`--delete`), each with whether it takes a value
+    /// (`--exclude GLOB` or `--exclude=GLOB`).
+    pub long: &'static [(&'static str, bool)],
     pub min_args: usize,
     pub max_args: Option<usize>,
     /// What each argument names; the last kind repeats.
@@ -71,6 +77,8 @@ pub const COMMANDS: &[Spec] = &[
                   At a terminal names are laid out in columns, directories ending in /;\n\
                   otherwise one name per line.",
         flags: "lh",
+        valued: "",
+        long: &[],
         min_args: 0,
         max_args: Some(1),
         args: &[ArgKind::Remote],
@@ -84,6 +92,8 @@ pub const COMMANDS: &[Spec] = &[
         summary: "change the remote directory (no PATH: your home, /)",
         details: "",
         flags: "",
+        valued: "",
+        long: &[],
         min_args: 0,
         max_args: Some(1),
         args: &[ArgKind::Remote],
@@ -97,6 +107,8 @@ pub const COMMANDS: &[Spec] = &[
         summary: "print the remote directory",
         details: "",
         flags: "",
+        valued: "",
+        long: &[],
         min_args: 0,
         max_args: Some(0),
         args: &[],
@@ -110,6 +122,8 @@ pub const COMMANDS: &[Spec] = &[
         summary: "make remote directories (the parent must exist)",
         details: "",
         flags: "",
+        valued: "",
+        long: &[],
         min_args: 1,
         max_args: None,
         args: &[ArgKind::Remote],
@@ -123,6 +137,8 @@ pub const COMMANDS: &[Spec] = &[
         summary: "remove empty remote directories",
         details: "",
         flags: "",
+        valued: "",
+        long: &[],
         min_args: 1,
         max_args: None,
         args: &[ArgKind::Remote],
@@ -136,6 +152,8 @@ pub const COMMANDS: &[Spec] = &[
         summary: "remove remote files (patterns allowed: rm *.tmp)",
         details: "Removes files and symbolic links, not directories (see rmdir).",
         flags: "",
+        valued: "",
+        long: &[],
         min_args: 1,
         max_args: None,
         args: &[ArgKind::Remote],
@@ -157,6 +175,8 @@ pub const COMMANDS: &[Spec] = &[
                   folder: is a directory; a folder onto a file: not a directory; a folder\n\
                   onto a folder that holds something: directory not empty).",
         flags: "",
+        valued: "",
+        long: &[],
         min_args: 2,
         max_args: Some(2),
         args: &[ArgKind::Remote],
@@ -176,8 +196,11 @@ pub const COMMANDS: &[Spec] = &[
                   never touched; one that is already identical is left as it is)\n\
                   Data goes to NAME.part first; an interrupted download keeps it, and the\n\
                   next get continues from it once the MD5 of what it holds matches the\n\
-                  server's file. Every download is verified by MD5 before NAME appears.",
+                  server's file. Every download is verified by MD5 before NAME appears.\n\
+                  -j N  move N files at once (default 4), each over its own session",
         flags: "rf",
+        valued: "j",
+        long: &[],
         min_args: 1,
         max_args: Some(2),
         args: &[ArgKind::Remote, ArgKind::Local],
@@ -198,11 +221,46 @@ pub const COMMANDS: &[Spec] = &[
                   the server still holds that upload (its client was just killed), put\n\
                   says so and waits up to 10 s for it to be released. A file the server\n\
                   already has, identical, is not sent again. Every upload is verified by\n\
-                  MD5 before the file appears on the server.",
+                  MD5 before the file appears on the server.\n\
+                  -j N  move N files at once (default 4), each over its own session",
         flags: "r",
+        valued: "j",
+        long: &[],
         min_args: 1,
         max_args: Some(2),
         args: &[ArgKind::Local, ArgKind::Remote],
+    },
+    Spec {
+        cmd: Cmd::Mirror,
+        name: "mirror",
+        aliases: &[],
+        group: Group::Remote,
+        usage: "mirror [-R] [-j N] [--delete] [--dry-run] [--exclude GLOB] [--checksum] SOURCE [TARGET]",
+        summary: "make a folder a copy of another: only what differs is sent",
+        details: "Without -R, SOURCE is a remote folder and TARGET a local one (default: a\n\
+                  local folder named as SOURCE); with -R, SOURCE is local and TARGET remote.\n\
+                  A file is copied when the target has none, or one of another size, or\n\
+                  an older one (with --checksum: whose MD5 differs). Downloaded files take\n\
+                  the server's modification time; an upload over rsftp keeps its own,\n\
+                  which is newer. Interrupted files resume; every file is verified.\n\
+                  --delete    remove what the target has and the source does not\n\
+                  --dry-run   say what would be done, and change nothing\n\
+                  --exclude   leave out names (or relative paths) matching GLOB; repeatable\n\
+                  --checksum  compare files of the same size by hash, not by time\n\
+                  Ends with one line: copied, skipped, deleted, failed, and the time; the\n\
+                  command fails if any file did.\n\
+                  -j N        copy N files at once (default 4)",
+        flags: "R",
+        valued: "j",
+        long: &[
+            ("delete", false),
+            ("dry-run", false),
+            ("exclude", true),
+            ("checksum", false),
+        ],
+        min_args: 1,
+        max_args: Some(2),
+        args: &[ArgKind::Remote, ArgKind::Local],
     },
     Spec {
         cmd: Cmd::Info,
@@ -213,6 +271,8 @@ pub const COMMANDS: &[Spec] = &[
         summary: "show your quota: space used, the limit, and what is free",
         details: "",
         flags: "",
+        valued: "",
+        long: &[],
         min_args: 0,
         max_args: Some(0),
         args: &[],
@@ -226,6 +286,8 @@ pub const COMMANDS: &[Spec] = &[
         summary: "change the local directory (no PATH: your home directory)",
         details: "",
         flags: "",
+        valued: "",
+        long: &[],
         min_args: 0,
         max_args: Some(1),
         args: &[ArgKind::Local],
@@ -239,6 +301,8 @@ pub const COMMANDS: &[Spec] = &[
         summary: "list a local directory, as ls does",
         details: "",
         flags: "lh",
+        valued: "",
+        long: &[],
         min_args: 0,
         max_args: Some(1),
         args: &[ArgKind::Local],
@@ -252,6 +316,8 @@ pub const COMMANDS: &[Spec] = &[
         summary: "print the local directory",
         details: "",
         flags: "",
+        valued: "",
+        long: &[],
         min_args: 0,
         max_args: Some(0),
         args: &[],
@@ -265,6 +331,8 @@ pub const COMMANDS: &[Spec] = &[
         summary: "list the commands, or explain one",
         details: "",
         flags: "",
+        valued: "",
+        long: &[],
         min_args: 0,
         max_args: Some(1),
         args: &[ArgKind::Command],
@@ -278,6 +346,8 @@ pub const COMMANDS: &[Spec] = &[
         summary: "leave (also quit, bye, or Ctrl-D)",
         details: "",
         flags: "",
+        valued: "",
+        long: &[],
         min_args: 0,
         max_args: Some(0),
         args: &[],
@@ -295,12 +365,39 @@ pub fn find(name: &str) -> Option<&'static Spec> {
 pub struct Invocation {
     pub spec: &'static Spec,
     pub flags: String,
+    /// One-letter options with values, in the order given.
+    pub short_values: Vec<(char, String)>,
+    /// Long options in the order given, with their values.
+    pub long: Vec<(&'static str, Option<String>)>,
     pub args: Vec<Word>,
 }
 
 impl Invocation {
     pub fn has(&self, flag: char) -> bool {
         self.flags.contains(flag)
+    }
+
+    /// The last value given to the one-letter option `-flag`.
+    pub fn value(&self, flag: char) -> Option<&str> {
+        self.short_values
+            .iter()
+            .rev()
+            .find(|(f, _)| *f == flag)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Whether the long option `--name` was given.
+    pub fn has_long(&self, name: &str) -> bool {
+        self.long.iter().any(|(n, _)| *n == name)
+    }
+
+    /// Every value given to `--name`, in order.
+    pub fn values(&self, name: &str) -> Vec<String> {
+        self.long
+            .iter()
+            .filter(|(n, _)| *n == name)
+            .filter_map(|(_, v)| v.clone())
+            .collect()
     }
 }
 
@@ -313,15 +410,56 @@ pub fn parse(words: Vec<Word>) -> Result<Invocation, ShellError> {
     };
     let spec = find(&name.text).ok_or_else(|| ShellError::UnknownCommand(name.text.clone()))?;
     let mut flags = String::new();
+    let mut long = Vec::new();
+    let mut short_values = Vec::new();
     let mut args = Vec::new();
     let mut options_done = false;
-    for word in words {
+    while let Some(word) = words.next() {
         if !options_done && word.text == "--" {
             options_done = true;
             continue;
         }
+        if !options_done && let Some(given) = word.text.strip_prefix("--") {
+            let (name, inline) = match given.split_once('=') {
+                Some((name, value)) => (name, Some(value.to_owned())),
+                None => (given, None),
+            };
+            let Some(&(known, takes_value)) = spec.long.iter().find(|(n, _)| *n == name) else {
+                return Err(ShellError::UnknownLongOption {
+                    name: name.to_owned(),
+                    usage: spec.usage,
+                });
+            };
+            let value = match (takes_value, inline) {
+                (true, Some(value)) => Some(value),
+                (true, None) => Some(
+                    words
+                        .next()
+                        .map(|w| w.text)
+                        .ok_or(ShellError::Usage(spec.usage))?,
+                ),
+                (false, None) => None,
+                (false, Some(_)) => return Err(ShellError::Usage(spec.usage)),
+            };
+            long.push((known, value));
+            continue;
+        }
         if !options_done && word.text.len() > 1 && word.text.starts_with('-') {
-            for flag in word.text.chars().skip(1) {
+            let mut chars = word.text.chars().skip(1);
+            while let Some(flag) = chars.next() {
+                if spec.valued.contains(flag) {
+                    let rest: String = chars.by_ref().collect();
+                    let value = if rest.is_empty() {
+                        words
+                            .next()
+                            .map(|w| w.text)
+                            .ok_or(ShellError::Usage(spec.usage))?
+                    } else {
+                        rest
+                    };
+                    short_values.push((flag, value));
+                    break;
+                }
                 if !spec.flags.contains(flag) {
                     return Err(ShellError::UnknownOption {
                         flag,
@@ -338,7 +476,13 @@ pub fn parse(words: Vec<Word>) -> Result<Invocation, ShellError> {
     if args.len() < spec.min_args || spec.max_args.is_some_and(|max| args.len() > max) {
         return Err(ShellError::Usage(spec.usage));
     }
-    Ok(Invocation { spec, flags, args })
+    Ok(Invocation {
+        spec,
+        flags,
+        short_values,
+        long,
+        args,
+    })
 }
 
 /// The text of `help`: every command, grouped.
@@ -395,6 +539,14 @@ mod tests {
         let inv = parse_line("rm -- -odd").unwrap();
         assert_eq!(inv.args[0].text, "-odd");
         assert_eq!(parse_line("quit").unwrap().spec.cmd, Cmd::Exit);
+        let inv = parse_line("mirror -R --delete --exclude '*.tmp' --exclude=b src dst").unwrap();
+        assert!(inv.has('R') && inv.has_long("delete") && !inv.has_long("dry-run"));
+        assert_eq!(inv.values("exclude"), ["*.tmp", "b"]);
+        assert_eq!(inv.args.len(), 2);
+        assert_eq!(parse_line("put -rj 8 a").unwrap().value('j'), Some("8"));
+        assert_eq!(parse_line("get -j2 a").unwrap().value('j'), Some("2"));
+        assert!(parse_line("get a -j").is_ok());
+        assert!(matches!(parse_line("get -j"), Err(ShellError::Usage(_))));
     }
 
     #[test]
@@ -408,6 +560,18 @@ mod tests {
             Err(ShellError::UnknownOption { flag: 'z', .. })
         ));
         assert!(matches!(parse_line("mv a"), Err(ShellError::Usage(_))));
+        assert!(matches!(
+            parse_line("mirror --frob a"),
+            Err(ShellError::UnknownLongOption { .. })
+        ));
+        assert!(matches!(
+            parse_line("mirror --exclude"),
+            Err(ShellError::Usage(_))
+        ));
+        assert!(matches!(
+            parse_line("ls --delete"),
+            Err(ShellError::UnknownLongOption { .. })
+        ));
         assert!(matches!(parse_line("pwd x"), Err(ShellError::Usage(_))));
     }
 

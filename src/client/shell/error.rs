@@ -20,6 +20,8 @@ pub enum ShellError {
     UnknownCommand(String),
     #[error("unknown option -{flag}; usage: {usage}")]
     UnknownOption { flag: char, usage: &'static str },
+    #[error("unknown option --{name}; usage: {usage}")]
+    UnknownLongOption { name: String, usage: &'static str },
     #[error("usage: {0}")]
     Usage(&'static str),
     #[error("{}", explain(.0))]
@@ -58,6 +60,7 @@ impl ShellError {
                 err,
                 ClientError::Remote { .. }
                     | ClientError::Checksum { .. }
+                    | ClientError::HashMismatch { .. }
                     | ClientError::LocalExists(_)
                     | ClientError::Local { .. }
             ),
@@ -89,6 +92,12 @@ pub fn explain(err: &ClientError) -> String {
         } => format!(
             "VERIFICATION FAILED for {path}: MD5 {actual} does not match {expected}; \
              the file was not kept"
+        ),
+        ClientError::HashMismatch { path, server, ours } => format!(
+            "VERIFICATION FAILED for {path}: the server's {} {} does not match ours, {}",
+            ours.kind.name(),
+            server.hex,
+            ours.hex
         ),
         other => other.to_string(),
     }

@@ -7,7 +7,9 @@
 //! - `paths`: remote paths as text, resolved as the server resolves them.
 //! - `listing`: how `ls` and `lls` print.
 //! - `moves`: `mv`, into a folder when the target is one.
+//! - `mirror`: `mirror`, a tree made a copy of another, carried out.
 //! - `transfers`: `get` and `put`, of one file, a pattern or a whole tree.
+//! - `parallel`: running their files, `-j N` at once over N sessions.
 //! - `complete`: tab completion of commands and of remote and local paths.
 //! - `run`: the interactive loop, scripts (`-b`) and one-shot commands.
 
@@ -16,8 +18,10 @@ mod complete;
 mod error;
 mod glob;
 mod listing;
+mod mirror;
 mod moves;
-mod paths;
+mod parallel;
+pub(crate) mod paths;
 mod run;
 mod transfers;
 mod words;
@@ -26,9 +30,6 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use russh::ChannelStream;
-use russh::client::Msg;
-
 pub use commands::{ArgKind, COMMANDS, Cmd, Group, Spec, overview};
 pub use complete::ShellHelper;
 pub use error::{ShellError, explain};
@@ -36,13 +37,13 @@ pub use run::{Outcome, interactive, one_shot, script};
 pub use words::{SplitError, Word, split_line};
 
 use super::progress::Printer;
-use super::{ClientError, Connection, RsftpClient};
+use super::{ClientError, Connection, Remote};
 use crate::auth::format_size;
 use crate::protocol::{EntryLine, EntryType};
 use commands::Invocation;
 
-/// An rsftp session over SSH.
-pub type Session = RsftpClient<ChannelStream<Msg>>;
+/// A session on the server: rsftp, or SFTP where the server has no rsftp.
+pub type Session = Remote;
 
 /// What to do after a command.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -105,14 +106,14 @@ pub struct Shell {
 }
 
 impl Shell {
-    /// Opens the rsftp subsystem on a logged-in connection. `columns` lays listings out
-    /// for a terminal.
+    /// Opens the rsftp subsystem on a logged-in connection, or SFTP if the server has no
+    /// rsftp. `columns` lays listings out for a terminal.
     pub async fn start(
         conn: Connection,
         printer: Printer,
         columns: bool,
     ) -> Result<Shell, ShellError> {
-        let mut client = conn.open_rsftp().await?;
+        let mut client = Remote::open(&conn).await?;
         let remote_cwd = client.pwd().await?;
         let local_cwd =
             std::env::current_dir().map_err(|e| ShellError::local(Path::new("."), e))?;
@@ -129,8 +130,8 @@ impl Shell {
         })
     }
 
-    /// The server's name and version, from its greeting.
-    pub fn server(&self) -> &str {
+    /// The server's name and version, from its greeting; or what an SFTP server can check.
+    pub fn server(&self) -> String {
         self.client.server()
     }
 
@@ -147,10 +148,10 @@ impl Shell {
         Arc::clone(&self.view)
     }
 
-    /// A second rsftp session on the same connection, for completion: listing there can
-    /// never get in the way of (or out of step with) the shell's own session.
+    /// A second session on the same connection, for completion: listing there can never
+    /// get in the way of (or out of step with) the shell's own session.
     pub async fn open_lister(&self) -> Result<Session, ClientError> {
-        self.conn.open_rsftp().await
+        self.client.open_like(&self.conn).await
     }
 
     pub fn prompt(&self) -> String {
@@ -161,8 +162,8 @@ impl Shell {
     /// directory. The server keeps what an interrupted upload sent, and `.part` files
     /// keep what a download got, so the same command resumes.
     pub async fn reopen(&mut self) -> Result<(), ClientError> {
-        let mut client = self.conn.open_rsftp().await?;
-        if let Err(err) = client.cd(&self.remote_cwd).await {
+        let mut client = self.client.open_like(&self.conn).await?;
+        if let Err(err) = client.cd(Some(&self.remote_cwd)).await {
             self.printer.warn(&format!(
                 "cannot return to {}: {}; now in /",
                 self.remote_cwd,
@@ -206,7 +207,7 @@ impl Shell {
         match inv.spec.cmd {
             Cmd::Ls => self.ls(inv).await?,
             Cmd::Cd => {
-                self.remote_cwd = self.client.cd(arg(0).unwrap_or("/")).await?;
+                self.remote_cwd = self.client.cd(arg(0)).await?;
             }
             Cmd::Pwd => {
                 self.remote_cwd = self.client.pwd().await?;
@@ -227,6 +228,7 @@ impl Shell {
             Cmd::Mv => self.mv(inv).await?,
             Cmd::Get => self.get(inv).await?,
             Cmd::Put => self.put(inv).await?,
+            Cmd::Mirror => self.mirror(inv).await?,
             Cmd::Info => {
                 let info = self.client.info().await?;
                 let percent = (u128::from(info.used) * 100)

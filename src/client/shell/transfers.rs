@@ -12,51 +12,49 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use md5::{Digest, Md5};
-
 use super::commands::Invocation;
-use super::{Shell, ShellError, listing, paths};
+use super::{Shell, ShellError, listing, parallel, paths};
 use crate::auth::format_size;
-use crate::client::progress::OverallBar;
-use crate::client::transfer::{self, TransferReport};
-use crate::client::{ClientError, partial_path};
-use crate::protocol::{EntryType, Md5Digest};
-use crate::storage::stream::hash_range;
+use crate::client::transfer::{Check, TransferReport};
+
+use crate::protocol::EntryType;
 
 /// How deep `-r` goes before it gives up: deeper than any real tree, and a bound on a
 /// server that makes one up.
-const MAX_DEPTH: usize = 256;
+pub(super) const MAX_DEPTH: usize = 256;
 
 /// One file to move.
-struct Job {
-    remote: String,
-    local: PathBuf,
-    size: u64,
+pub(super) struct Job {
+    pub(super) remote: String,
+    pub(super) local: PathBuf,
+    pub(super) size: u64,
+    /// The time to give the copy once it is there (a mirror's), in Unix seconds.
+    pub(super) mtime: Option<i64>,
 }
 
 /// What a `get` or `put` will do.
 #[derive(Default)]
-struct Plan {
+pub(super) struct Plan {
     /// Directories to create first, parents before children.
-    dirs: Vec<(String, PathBuf)>,
-    files: Vec<Job>,
+    pub(super) dirs: Vec<(String, PathBuf)>,
+    pub(super) files: Vec<Job>,
     /// Failures found while planning (a directory without `-r`, a name we skip).
-    problems: usize,
+    pub(super) problems: usize,
     /// Whether this is more than one file, or a tree, so an overall bar helps.
-    many: bool,
+    pub(super) many: bool,
 }
 
 /// A remote name that is safe to use as a local file name.
-fn safe_name(name: &str) -> bool {
+pub(super) fn safe_name(name: &str) -> bool {
     !(name.is_empty() || name == "." || name == ".." || name.contains('/') || name.contains('\0'))
 }
 
 /// The line that ends a transfer.
-fn summary(from: &str, to: &str, report: &TransferReport, elapsed: Duration) -> String {
+pub(super) fn summary(from: &str, to: &str, report: &TransferReport, elapsed: Duration) -> String {
     if report.up_to_date {
         return format!(
-            "{from} -> {to}: already up to date, verified md5 {}",
-            report.md5
+            "{from} -> {to}: already up to date, {}",
+            report.check.describe()
         );
     }
     let mut line = format!("{from} -> {to}: {}", format_size(report.size));
@@ -73,26 +71,33 @@ fn summary(from: &str, to: &str, report: &TransferReport, elapsed: Duration) -> 
             ", resumed at {}",
             format_size(report.resumed_from)
         ));
+        if report.unchecked_prefix {
+            line.push_str(" (prefix not checked)");
+        }
     }
-    line.push_str(&format!(", verified md5 {}", report.md5));
+    line.push_str(&format!(", {}", report.check.describe()));
     line
 }
 
-/// The MD5 of a whole local file, read on a blocking thread.
-async fn local_md5(path: &Path, size: u64) -> Result<Md5Digest, ShellError> {
-    let path = path.to_owned();
-    tokio::task::spawn_blocking(move || {
-        let file = std::fs::File::open(&path).map_err(|e| ShellError::local(&path, e))?;
-        let mut hasher = Md5::new();
-        hash_range(&file, 0, size, &mut hasher).map_err(|e| ShellError::local(&path, e))?;
-        Ok(Md5Digest::from_hasher(hasher))
-    })
-    .await
-    .map_err(|e| ShellError::Refused(format!("hashing stopped: {e}")))?
+/// The end of a multi-file summary: what was checked, without claiming more.
+pub(super) fn all_checked(checks: &[Check]) -> String {
+    let unverified = checks
+        .iter()
+        .filter(|c| !matches!(c, Check::Verified(_)))
+        .count();
+    match unverified {
+        0 => ", all verified".to_owned(),
+        n if n == checks.len() => {
+            let why = checks.first().map(Check::describe).unwrap_or_default();
+            format!(", {why}")
+        }
+        n => format!(", {} verified, {n} not", checks.len() - n),
+    }
 }
 
 impl Shell {
     pub(super) async fn get(&mut self, inv: &Invocation) -> Result<(), ShellError> {
+        let jobs = parallel::jobs(inv)?;
         let recursive = inv.has('r');
         let sources = self.remote_matches(&inv.args[0]).await?;
         let target = inv
@@ -147,19 +152,17 @@ impl Shell {
                     remote: path,
                     local: dest,
                     size: entry.size,
+                    mtime: None,
                 }),
             }
         }
         for (_, dir) in &plan.dirs {
             std::fs::create_dir_all(dir).map_err(|e| ShellError::local(dir, e))?;
         }
-        self.run_plan(
-            plan,
-            Direction::Get {
-                force: inv.has('f'),
-            },
-        )
-        .await
+        let direction = Direction::Get {
+            force: inv.has('f'),
+        };
+        self.run_plan(plan, direction, jobs).await
     }
 
     /// Adds everything under the remote directory `dir` to the plan.
@@ -195,6 +198,7 @@ impl Shell {
                     remote,
                     local,
                     size: entry.size,
+                    mtime: None,
                 }),
                 EntryType::Symlink | EntryType::Other => self.printer.note(&format!(
                     "skipping {}: not a regular file",
@@ -205,59 +209,8 @@ impl Shell {
         Ok(())
     }
 
-    async fn download_one(
-        &mut self,
-        job: &Job,
-        force: bool,
-        overall: Option<&OverallBar>,
-    ) -> Result<(), ShellError> {
-        let shown = self.show_local(&job.local);
-        let from = listing::display_name(&job.remote).into_owned();
-        if !force && let Ok(meta) = std::fs::metadata(&job.local) {
-            if meta.is_dir() {
-                return Err(ShellError::Refused(format!("{shown}: is a directory")));
-            }
-            // An identical file is already there: say so, rather than refuse.
-            if meta.len() == job.size {
-                let ours = local_md5(&job.local, job.size).await?;
-                let (theirs, _) = self.client.md5(&job.remote, None).await?;
-                if ours == theirs {
-                    if let Some(overall) = overall {
-                        overall.add(job.size);
-                    }
-                    self.printer.note(&format!(
-                        "{from} -> {shown}: already up to date, verified md5 {ours}"
-                    ));
-                    return Ok(());
-                }
-            }
-            return Err(ClientError::LocalExists(job.local.clone()).into());
-        }
-        let label = paths::base_name(&job.remote).to_owned();
-        let bar = self.printer.file_bar(&label, overall);
-        let result =
-            transfer::download(&mut self.client, &job.remote, &job.local, force, &bar).await;
-        let elapsed = bar.elapsed();
-        drop(bar);
-        match result {
-            Ok(report) => {
-                self.printer.note(&summary(&from, &shown, &report, elapsed));
-                Ok(())
-            }
-            Err(err) => {
-                if partial_path(&job.local).exists() && !matches!(err, ClientError::Checksum { .. })
-                {
-                    self.printer.note(&format!(
-                        "{}: kept for the next get to resume",
-                        self.show_local(&partial_path(&job.local))
-                    ));
-                }
-                Err(err.into())
-            }
-        }
-    }
-
     pub(super) async fn put(&mut self, inv: &Invocation) -> Result<(), ShellError> {
+        let jobs = parallel::jobs(inv)?;
         let recursive = inv.has('r');
         let sources = self.local_matches(&inv.args[0])?;
         let many = sources.len() > 1;
@@ -313,13 +266,14 @@ impl Shell {
                     remote: dest,
                     local: source,
                     size: meta.len(),
+                    mtime: None,
                 });
             }
         }
         for (dir, _) in &plan.dirs {
             self.ensure_remote_dir(dir).await?;
         }
-        self.run_plan(plan, Direction::Put).await
+        self.run_plan(plan, Direction::Put, jobs).await
     }
 
     /// Adds everything under the local directory `dir` to the plan. Symbolic links are
@@ -362,6 +316,7 @@ impl Shell {
                     remote: dest,
                     local: path,
                     size: meta.len(),
+                    mtime: None,
                 });
             } else {
                 self.printer.note(&format!(
@@ -373,102 +328,30 @@ impl Shell {
         Ok(())
     }
 
-    /// Makes a remote directory unless it is there already.
-    async fn ensure_remote_dir(&mut self, dir: &str) -> Result<(), ShellError> {
+    /// Makes a remote directory unless it is there already. (SFTP servers answer an
+    /// existing folder with a plain failure, so whatever the refusal, a folder that is
+    /// there will do.)
+    pub(super) async fn ensure_remote_dir(&mut self, dir: &str) -> Result<(), ShellError> {
         match self.client.mkdir(dir).await {
             Ok(()) => Ok(()),
-            Err(err) if err.code() == Some(&crate::protocol::ErrorCode::Exists) => {
-                match self.client.stat(dir).await {
-                    Ok(entry) if entry.kind == EntryType::Dir => Ok(()),
-                    _ => Err(err.into()),
-                }
-            }
+            Err(err) if err.code().is_some() => match self.client.stat(dir).await {
+                Ok(entry) if entry.kind == EntryType::Dir => Ok(()),
+                _ => Err(err.into()),
+            },
             Err(err) => Err(err.into()),
         }
-    }
-
-    async fn upload_one(
-        &mut self,
-        job: &Job,
-        overall: Option<&OverallBar>,
-    ) -> Result<(), ShellError> {
-        let shown = self.show_local(&job.local);
-        let label = job
-            .local
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let bar = self.printer.file_bar(&label, overall);
-        let result = transfer::upload(&mut self.client, &job.local, &job.remote, &bar).await;
-        let elapsed = bar.elapsed();
-        drop(bar);
-        let report = result?;
-        let to = listing::display_name(&job.remote).into_owned();
-        self.printer.note(&summary(&shown, &to, &report, elapsed));
-        Ok(())
-    }
-
-    /// Runs the files of a plan one after another with their bars. A failure is reported
-    /// and the rest go on, unless it broke the session.
-    async fn run_plan(&mut self, plan: Plan, direction: Direction) -> Result<(), ShellError> {
-        let name = direction.name();
-        let total_bytes = plan.files.iter().map(|j| j.size).sum();
-        let count = plan.files.len();
-        let overall = plan
-            .many
-            .then(|| self.printer.overall_bar(total_bytes, count));
-        let mut failed = plan.problems;
-        for job in &plan.files {
-            let result = match direction {
-                Direction::Get { force } => self.download_one(job, force, overall.as_ref()).await,
-                Direction::Put => self.upload_one(job, overall.as_ref()).await,
-            };
-            if let Some(overall) = &overall {
-                overall.file_done();
-            }
-            match result {
-                Ok(()) => {}
-                Err(err) if !plan.many || err.breaks_session() => return Err(err),
-                Err(err) => {
-                    let what = match direction {
-                        Direction::Get { .. } => listing::display_name(&job.remote).into_owned(),
-                        Direction::Put => self.show_local(&job.local),
-                    };
-                    self.printer.warn(&format!("{name}: {what}: {err}"));
-                    failed += 1;
-                }
-            }
-        }
-        drop(overall);
-        if failed > 0 {
-            return Err(ShellError::SomeFailed {
-                failed,
-                total: count + plan.problems,
-                what: "files",
-            });
-        }
-        if plan.many {
-            let dirs = plan.dirs.len();
-            let mut line = format!("{name}: {count} files, {}", format_size(total_bytes));
-            if dirs > 0 {
-                line.push_str(&format!(", {dirs} directories"));
-            }
-            line.push_str(", all verified");
-            self.printer.note(&line);
-        }
-        Ok(())
     }
 }
 
 /// Which way a plan moves files.
 #[derive(Clone, Copy)]
-enum Direction {
+pub(super) enum Direction {
     Get { force: bool },
     Put,
 }
 
 impl Direction {
-    fn name(self) -> &'static str {
+    pub(super) fn name(self) -> &'static str {
         match self {
             Direction::Get { .. } => "get",
             Direction::Put => "put",
@@ -479,6 +362,7 @@ impl Direction {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::protocol::Md5Digest;
 
     #[test]
     fn names_from_the_server_stay_in_their_directory() {
@@ -498,13 +382,15 @@ mod tests {
             md5: Md5Digest::of(b"x"),
             restarted: false,
             up_to_date: false,
+            check: Check::md5(Md5Digest::of(b"x")),
+            unchecked_prefix: false,
         };
         let line = summary("a", "/in/a", &report, Duration::from_secs(2));
         assert!(line.starts_with("a -> /in/a: 64 MiB in 2.0s (16 MiB/s), resumed at 32 MiB"));
         assert!(line.ends_with(&format!("verified md5 {}", Md5Digest::of(b"x"))));
         let same = TransferReport {
             up_to_date: true,
-            ..report
+            ..report.clone()
         };
         assert!(summary("a", "b", &same, Duration::ZERO).contains("already up to date"));
         let quick = summary("a", "b", &report, Duration::from_millis(3));
