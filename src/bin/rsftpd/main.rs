@@ -13,7 +13,7 @@ use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use rsftp::auth::{format_size, parse_size};
 use rsftp::server::logging::Rotation as LogRotation;
-use rsftp::server::{Limits, Server, Settings, StartupLimits};
+use rsftp::server::{Limits, ProxyNet, Server, Settings, StartupLimits};
 
 /// The smallest --log-max-size: a few dozen lines a file.
 const MIN_LOG_SIZE: u64 = 4 << 10;
@@ -118,6 +118,15 @@ struct ServeArgs {
     /// with `chmod 600 FILE`.
     #[arg(long)]
     allow_open_permissions: bool,
+    /// A balancer's address range (e.g. 10.0.0.0/24; repeatable). Connections from it
+    /// must begin with a PROXY protocol header (v1 or v2), and the client it names is
+    /// the peer for logs, bans and limits. Anyone else who sends such a header is refused.
+    #[arg(long = "proxy-from", value_name = "CIDR")]
+    proxy_from: Vec<ProxyNet>,
+    /// On SIGTERM or Ctrl-C, stop taking connections and let open sessions finish for
+    /// this many seconds; then end the rest and exit.
+    #[arg(long, default_value_t = 30, value_name = "SECONDS")]
+    drain_timeout: u64,
 }
 
 fn main() -> ExitCode {
@@ -194,6 +203,8 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         idle_timeout: Duration::from_secs(args.idle_timeout),
         partial_max_age: Duration::from_secs(args.partial_max_age_hours.saturating_mul(3600)),
         allow_open_permissions: args.allow_open_permissions,
+        proxy_from: args.proxy_from,
+        drain_timeout: Duration::from_secs(args.drain_timeout),
     };
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     runtime.block_on(async move {
