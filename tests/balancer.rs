@@ -125,7 +125,7 @@ async fn wait_listening(port: u16) {
 
 /// The HAProxy config of the tests: docs/haproxy.cfg with these ports, logging nowhere,
 /// and round robin (so that a test knows which node comes next).
-fn haproxy_config(front: u16, nodes: &[u16], proxy: bool) -> String {
+fn haproxy_config(front: u16, nodes: &[u16], proxy: Option<&str>) -> String {
     let doc = include_str!("../docs/haproxy.cfg");
     let mut cfg = String::new();
     let mut changed = 0;
@@ -149,7 +149,7 @@ fn haproxy_config(front: u16, nodes: &[u16], proxy: bool) -> String {
     for (i, port) in nodes.iter().enumerate() {
         cfg.push_str(&format!(
             "    server node{i} 127.0.0.1:{port} check inter 1s fall 2 rise 1{}\n",
-            if proxy { " send-proxy-v2" } else { "" }
+            proxy.map(|p| format!(" {p}")).unwrap_or_default()
         ));
     }
     cfg
@@ -165,12 +165,14 @@ struct Cluster {
 }
 
 impl Cluster {
-    async fn start(proxy: bool, extra: &[&str]) -> Cluster {
+    /// With `proxy` (`send-proxy` or `send-proxy-v2`), HAProxy sends that header and the
+    /// nodes trust 127.0.0.1 for it.
+    async fn start(proxy: Option<&str>, extra: &[&str]) -> Cluster {
         let mut server = TestServer::start(&[TestUser::new("alice", "1GiB")]).await;
         server.stop().await;
         let root = server.root().to_owned();
         let mut args: Vec<&str> = extra.to_vec();
-        if proxy {
+        if proxy.is_some() {
             args.extend(["--proxy-from", "127.0.0.1/32"]);
         }
         let node_ports = vec![free_port(), free_port()];
@@ -256,7 +258,7 @@ async fn logins_and_transfers_through_the_balancer_reach_both_nodes() {
     if !have_haproxy() {
         return;
     }
-    let cluster = Cluster::start(false, &[]).await;
+    let cluster = Cluster::start(None, &[]).await;
     let local = tempfile::tempdir().unwrap();
     let bytes = data(3 * 1024 * 1024, 14);
     let src = local.path().join("up.bin");
@@ -299,7 +301,7 @@ async fn with_send_proxy_v2_the_nodes_see_the_real_client_and_refuse_forgeries()
     if !have_haproxy() {
         return;
     }
-    let cluster = Cluster::start(true, &[]).await;
+    let cluster = Cluster::start(Some("send-proxy-v2"), &[]).await;
     for _ in 0..2 {
         let conn = cluster.login(cluster.front, CLIENT.into()).await.unwrap();
         conn.open_subsystem("rsftp").await.unwrap();
@@ -355,7 +357,7 @@ async fn a_killed_node_s_logins_go_to_the_other_within_seconds() {
     if !have_haproxy() {
         return;
     }
-    let mut cluster = Cluster::start(true, &[]).await;
+    let mut cluster = Cluster::start(Some("send-proxy-v2"), &[]).await;
     cluster.nodes[0].child.kill().unwrap();
     cluster.nodes[0].child.wait().unwrap();
     let killed = Instant::now();
@@ -385,7 +387,7 @@ async fn sigterm_drains_a_node_a_transfer_finishes_and_it_exits_0() {
     if !have_haproxy() {
         return;
     }
-    let mut cluster = Cluster::start(true, &["--drain-timeout", "4"]).await;
+    let mut cluster = Cluster::start(Some("send-proxy-v2"), &["--drain-timeout", "4"]).await;
     let node = cluster.node_ports[0];
     // One session that will move a file, one that will sit idle through the drain.
     let busy = cluster.login(node, CLIENT.into()).await.unwrap();
@@ -433,4 +435,41 @@ async fn sigterm_drains_a_node_a_transfer_finishes_and_it_exits_0() {
         std::fs::read(cluster.server.home("alice").join("drained.bin")).unwrap(),
         bytes
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_send_proxy_v1_the_nodes_see_the_real_client_too() {
+    if !have_haproxy() {
+        return;
+    }
+    let cluster = Cluster::start(Some("send-proxy"), &[]).await;
+    for _ in 0..2 {
+        cluster.login(cluster.front, CLIENT.into()).await.unwrap();
+    }
+    for node in &cluster.nodes {
+        let log = node.log_with("login accepted").await;
+        let line = log
+            .lines()
+            .find(|l| l.contains("login accepted"))
+            .unwrap_or_else(|| panic!("no login line: {log}"));
+        assert!(line.contains("peer=127.0.0.2:"), "{line}");
+        assert!(!log.contains("connection refused"), "{log}");
+    }
+    // A wrong password through the balancer counts against the client, not the balancer.
+    let mut conn = Connection::connect_from(
+        CLIENT.into(),
+        "127.0.0.1",
+        cluster.front,
+        "alice",
+        cluster.check(),
+    )
+    .await
+    .unwrap();
+    assert!(!conn.login_password(&Secret::new("wrong")).await.unwrap());
+    let log = cluster.nodes[0].log() + &cluster.nodes[1].log();
+    let rejected = log
+        .lines()
+        .find(|l| l.contains("login rejected"))
+        .unwrap_or_else(|| panic!("no rejection: {log}"));
+    assert!(rejected.contains("peer=127.0.0.2:"), "{rejected}");
 }
