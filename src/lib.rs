@@ -7,8 +7,8 @@
 //! # Layout
 //!
 //! - [`protocol`]: the wire formats, with no I/O: rsftp/1 (request lines, quoting, status
-//!   lines), SFTP v3 in both directions (`protocol::sftp`), and the SSH transport
-//!   settings both ends share.
+//!   lines), SFTP v3 in both directions (`protocol::sftp`), the PROXY protocol header a
+//!   balancer sends (`protocol::proxy`), and the SSH transport settings both ends share.
 //! - [`storage`]: the home jail, the quota ledger, partial uploads, streaming file data
 //!   with MD5 in the same pass, directory listings read as they go out, and the usage
 //!   scan (walked by handle). No SSH.
@@ -24,8 +24,10 @@
 //!     server-wide memory budget and the socket throttle), `front` (what a connection
 //!     hands each front end), `shared` (what every connection shares), `config` (SSH
 //!     settings and limits), `privileges` (the start-up checks on private files and
-//!     running as root), `error` (why the server could not start), and `reload` (live
-//!     reload of the accounts);
+//!     running as root), `proxy` (`--proxy-from`: a balancer's PROXY header, read before
+//!     SSH; one from anyone else refused), `error` (why the server could not start), and
+//!     `reload` (live reload of the accounts); `mod.rs` holds the accept loop and the
+//!     drain at shutdown;
 //!   - front ends: `rsftp` (with `rsftp::transfers`), `sftp` (the dispatch loop, `ops`,
 //!     `convert` between wire values and storage's, open `handles`, request `order`),
 //!     `exec` (the hash commands), `scp` (legacy SCP, with its pure control-line
