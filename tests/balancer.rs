@@ -473,3 +473,36 @@ async fn with_send_proxy_v1_the_nodes_see_the_real_client_too() {
         .unwrap_or_else(|| panic!("no rejection: {log}"));
     assert!(rejected.contains("peer=127.0.0.2:"), "{rejected}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_sigterm_cuts_the_drain_short() {
+    if !have_haproxy() {
+        return;
+    }
+    let mut cluster = Cluster::start(None, &["--drain-timeout", "60"]).await;
+    let _idle = cluster
+        .login(cluster.node_ports[0], CLIENT.into())
+        .await
+        .unwrap();
+    cluster.nodes[0].signal("-TERM");
+    cluster.nodes[0].log_with("draining").await;
+    // Still draining: the idle session holds it open for a minute.
+    assert!(
+        cluster.nodes[0]
+            .exit_within(Duration::from_millis(500))
+            .await
+            .is_none(),
+        "exited before the drain timeout with a session open"
+    );
+    cluster.nodes[0].signal("-TERM");
+    let status = cluster.nodes[0]
+        .exit_within(Duration::from_secs(15))
+        .await
+        .expect("a second SIGTERM ends the drain");
+    assert!(status.success(), "{status:?}");
+    let log = cluster.nodes[0].log();
+    assert!(
+        log.contains("drain cut short") && log.contains("cut=1"),
+        "{log}"
+    );
+}

@@ -174,6 +174,18 @@ impl Server {
         listener: TcpListener,
         shutdown: impl Future<Output = ()>,
     ) -> std::io::Result<()> {
+        self.run_with_cut(listener, shutdown, std::future::pending())
+            .await
+    }
+
+    /// [`Server::run`], with a drain that ends early once `cut` completes (rsftpd: a
+    /// second SIGTERM or Ctrl-C).
+    pub async fn run_with_cut(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()>,
+        cut: impl Future<Output = ()>,
+    ) -> std::io::Result<()> {
         let shared = self.shared;
         let local = listener.local_addr()?;
         info!(listen = %local, users = shared.accounts.current().len(), "rsftpd listening");
@@ -240,10 +252,11 @@ impl Server {
                 timeout_seconds = self.settings.drain_timeout.as_secs(),
                 "draining: no new connections, open ones may finish"
             );
-            let _ = tokio::time::timeout(self.settings.drain_timeout, async {
-                while connections.join_next().await.is_some() {}
-            })
-            .await;
+            let all_ended = async { while connections.join_next().await.is_some() {} };
+            tokio::select! {
+                _ = tokio::time::timeout(self.settings.drain_timeout, all_ended) => {}
+                () = cut => info!("drain cut short"),
+            }
             info!(
                 finished = open - connections.len(),
                 cut = connections.len(),

@@ -228,7 +228,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
                 password.expose()
             );
         }
-        let shutdown = shutdown_signal()?;
+        let (shutdown, cut) = shutdown_signals()?;
         println!(
             "rsftpd listening on {} (host key {})",
             listener.local_addr()?,
@@ -248,7 +248,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
                 let _ = reloader.reload().await;
             }
         });
-        server.run(listener, shutdown).await?;
+        server.run_with_cut(listener, shutdown, cut).await?;
         Ok(ExitCode::SUCCESS)
     })
 }
@@ -262,16 +262,32 @@ fn parse_log_size(text: &str) -> Result<u64, String> {
     Ok(size)
 }
 
-/// Completes on Ctrl-C or SIGTERM. The handlers are installed at once, so a signal that
-/// comes right after start-up is never lost to the default action.
-fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
+/// The first future completes on Ctrl-C or SIGTERM, the second on the next one (which
+/// cuts the drain short). The handlers are installed at once, so a signal that comes
+/// right after start-up is never lost to the default action.
+fn shutdown_signals() -> anyhow::Result<(
+    impl std::future::Future<Output = ()>,
+    impl std::future::Future<Output = ()>,
+)> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut interrupt = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
     let mut terminate = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
-    Ok(async move {
-        tokio::select! {
-            _ = interrupt.recv() => {}
-            _ = terminate.recv() => {}
+    let (count, _) = tokio::sync::watch::channel(0u32);
+    let counted = count.clone();
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = interrupt.recv() => {}
+                _ = terminate.recv() => {}
+            }
+            counted.send_modify(|n| *n += 1);
         }
-    })
+    });
+    let after = move |n: u32| {
+        let mut seen = count.subscribe();
+        async move {
+            let _ = seen.wait_for(|&got| got >= n).await;
+        }
+    };
+    Ok((after(1), after(2)))
 }
