@@ -96,3 +96,32 @@ pub fn authorized_keys(text: &[u8]) {
 // `T<mtime> 0 <atime> 0`) gets its check here, a target in `fuzz_targets/scp_control.rs`,
 // a `[[bin]]` in Cargo.toml and a corpus in `corpus/scp_control/`, once that parser
 // exists in src/.
+
+/// The first bytes of a connection from a balancer (`src/protocol/proxy.rs`), fed the way
+/// the server reads them: exactly what the parser asks for, never past the header, and
+/// never past [`rsftp::protocol::proxy::MAX_V2`]; a header found names the client in a
+/// way that a v1 line can say again.
+pub fn proxy_header(data: &[u8]) {
+    use rsftp::protocol::proxy::{Progress, fuzz_feed, parse};
+    let Some(header) = fuzz_feed(data) else {
+        return;
+    };
+    // What came before the end is a header of the same length by itself.
+    assert_eq!(
+        parse(&data[..header.len]),
+        Ok(Progress::Done(header)),
+        "the header alone parses the same"
+    );
+    if let (1, Some((source, destination))) = (header.version, header.addresses) {
+        let family = if source.is_ipv4() { "TCP4" } else { "TCP6" };
+        let line = format!(
+            "PROXY {family} {} {} {} {}\r\n",
+            source.ip(),
+            destination.ip(),
+            source.port(),
+            destination.port()
+        );
+        let again = fuzz_feed(line.as_bytes()).expect("a printed v1 line parses");
+        assert_eq!(again.addresses, header.addresses, "round trip of {line:?}");
+    }
+}

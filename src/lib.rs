@@ -7,8 +7,8 @@
 //! # Layout
 //!
 //! - [`protocol`]: the wire formats, with no I/O: rsftp/1 (request lines, quoting, status
-//!   lines), SFTP v3 in both directions (`protocol::sftp`), and the SSH transport
-//!   settings both ends share.
+//!   lines), SFTP v3 in both directions (`protocol::sftp`), the PROXY protocol header a
+//!   balancer sends (`protocol::proxy`), and the SSH transport settings both ends share.
 //! - [`storage`]: no SSH. [`storage::HomeDir`] is the policy of a home (virtual paths,
 //!   the quota ledger, busy marks, the hidden staging area for partial uploads) over the
 //!   backend seam, [`storage::Backend`] (`storage/backend.rs`: namespace, open files,
@@ -19,7 +19,11 @@
 //!   usage scan (walked by handle).
 //! - [`auth`]: the `users.toml` model and its comment-keeping editor, password hashes,
 //!   authorized keys, login throttling, and the account-store seam
-//!   ([`auth::AccountStore`]) with its `users.toml` implementation, reloaded on change.
+//!   ([`auth::AccountStore`]) with two implementations: `users.toml`, reloaded on
+//!   change (`auth/watched.rs`), and PostgreSQL (`auth/postgres/`: migrations, a cache
+//!   kept fresh by LISTEN/NOTIFY, the editor behind `rsftpd user`, node heartbeats,
+//!   session leases and the reservation statements). A new account store implements
+//!   `AccountStore` and `admin::AccountEditor`.
 //! - [`server`]: russh glue, each concern in its own module:
 //!   - connections: `handler` (the russh callbacks, a few lines each, which delegate),
 //!     `login` (the login policy: bans, accepts, rejects and the failures they count;
@@ -29,8 +33,10 @@
 //!     server-wide memory budget and the socket throttle), `front` (what a connection
 //!     hands each front end), `shared` (what every connection shares), `config` (SSH
 //!     settings and limits), `privileges` (the start-up checks on private files and
-//!     running as root), `error` (why the server could not start), and `reload` (live
-//!     reload of the accounts);
+//!     running as root), `proxy` (`--proxy-from`: a balancer's PROXY header, read before
+//!     SSH; one from anyone else refused), `error` (why the server could not start), and
+//!     `reload` (live reload of the accounts); `mod.rs` holds the accept loop and the
+//!     drain at shutdown;
 //!   - front ends: `rsftp` (with `rsftp::transfers`), `sftp` (the dispatch loop, `ops`,
 //!     `convert` between wire values and storage's, open `handles`, request `order`),
 //!     `exec` (the hash commands), `scp` (legacy SCP, with its pure control-line
@@ -43,8 +49,10 @@
 //!     rotation by day and size). A new front end plugs in beside the others, through
 //!     `op`.
 //! - [`client`]: the russh client: connection, host keys, the rsftp protocol, an SFTP
-//!   session for servers without it (`client::SftpClient`, pipelined), the transfer
-//!   engine, and the interactive shell behind the `rsftp` binary.
+//!   session for servers without it (`client::SftpClient`, pipelined; `sftp_session`,
+//!   `sftp_transfer` and `exec_hash` make the fallback, `remote` is the one face the
+//!   shell sees of either), the transfer engine, `mirror`'s plan, and the interactive
+//!   shell behind the `rsftp` binary (`shell/`, with `mirror` and `parallel` for `-j`).
 //! - [`admin`]: the account use cases behind `rsftpd user ...` (add, delete and purge,
 //!   password, quota, keys, list, show), on an [`admin::AccountEditor`] and the storage
 //!   root.

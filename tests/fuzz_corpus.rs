@@ -78,6 +78,11 @@ fn authorized_keys_corpus() {
     replay("authorized_keys", 10, checks::authorized_keys);
 }
 
+#[test]
+fn proxy_header_corpus() {
+    replay("proxy_header", 12, checks::proxy_header);
+}
+
 /// The replay is only worth something if a panicking check fails it.
 #[test]
 fn a_panicking_check_fails_the_replay() {

@@ -5,6 +5,7 @@ mod util;
 
 mod admin;
 mod bad_input;
+mod balancer;
 mod binary;
 mod client_batch;
 mod client_fallback;

@@ -215,9 +215,17 @@ impl Daemon {
             assert!(Instant::now() < deadline, "rsftpd did not listen");
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        let public =
-            std::fs::read_to_string(daemon.dir.path().join("keys/ssh_host_ed25519_key.pub"))
-                .expect("host key");
+        // The port opens a moment before the host key is written: wait for the key too.
+        let key = daemon.dir.path().join("keys/ssh_host_ed25519_key.pub");
+        let public = loop {
+            match std::fs::read_to_string(&key) {
+                Ok(public) if public.ends_with('\n') => break public,
+                _ => {
+                    assert!(Instant::now() < deadline, "rsftpd wrote no host key");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+        };
         std::fs::write(daemon.known_hosts(), format!("[127.0.0.1]:{port} {public}"))
             .expect("known_hosts");
         daemon

@@ -1,4 +1,5 @@
-//! The wire formats: rsftp/1 (request lines, quoting, status lines and entry lines) and,
+//! The wire formats: rsftp/1 (request lines, quoting, status lines and entry lines), the
+//! PROXY protocol header a balancer sends ([`proxy`]), and,
 //! in [`sftp`], SFTP v3 in both directions.
 //!
 //! This module parses and encodes; it touches no socket and no file. `docs/PROTOCOL.md`
@@ -6,6 +7,7 @@
 
 mod answers;
 mod digest;
+pub mod proxy;
 mod reply;
 mod request;
 pub mod sftp;

@@ -10,6 +10,7 @@ use russh::keys::{Algorithm, PrivateKey};
 use russh::{MethodKind, MethodSet, Preferred};
 
 use super::error::ServerError;
+use super::proxy::ProxyNet;
 use crate::auth::{AccountPolicy, ThrottlePolicy};
 use crate::protocol::transport;
 
@@ -29,6 +30,12 @@ pub struct Settings {
     /// Start even when the host key or the users file is open to group or others
     /// (logged as a warning); otherwise such a start is refused.
     pub allow_open_permissions: bool,
+    /// Balancers whose connections begin with a PROXY header naming the client; empty
+    /// for none. See `proxy`.
+    pub proxy_from: Vec<ProxyNet>,
+    /// On shutdown, how long sessions may go on to finish by themselves, with no new
+    /// connection taken, before the rest are ended. Zero ends them at once.
+    pub drain_timeout: Duration,
 }
 
 impl Default for Settings {
@@ -42,6 +49,8 @@ impl Default for Settings {
             idle_timeout: Duration::from_secs(600),
             partial_max_age: Duration::from_secs(7 * 24 * 3600),
             allow_open_permissions: false,
+            proxy_from: Vec::new(),
+            drain_timeout: Duration::ZERO,
         }
     }
 }

@@ -18,6 +18,7 @@ mod login;
 mod op;
 mod oplog;
 mod privileges;
+mod proxy;
 mod refusals;
 mod reload;
 mod replies;
@@ -42,6 +43,7 @@ use tracing::{debug, info, warn};
 
 pub use config::{BadStartupLimits, Limits, Settings, StartupLimits};
 pub use error::ServerError;
+pub use proxy::{BadProxyNet, ProxyNet};
 pub use replies::storage_error_reply;
 pub use sessions::SessionRefused;
 
@@ -148,6 +150,7 @@ impl Server {
             memory: budget::MemoryBudget::new(limits.memory_budget),
             limits,
             idle_timeout: settings.idle_timeout,
+            balancers: settings.proxy_from.clone(),
         });
         let config = Arc::new(config::russh_config(&settings, host_key));
         Ok(Prepared {
@@ -175,13 +178,26 @@ impl Server {
         Reloader(Arc::clone(&self.shared))
     }
 
-    /// Serves `listener` until `shutdown` completes, then ends every session and waits
-    /// (a few seconds at most) for them to close. An upload cut off by this stays
-    /// resumable: its partial file keeps every byte received.
+    /// Serves `listener` until `shutdown` completes. Then it drains: the listener is
+    /// closed, sessions may finish by themselves for `settings.drain_timeout`, and the
+    /// rest are ended, waiting a few seconds at most for them to close. An upload cut
+    /// off by this stays resumable: its partial file keeps every byte received.
     pub async fn run(
         self,
         listener: TcpListener,
         shutdown: impl Future<Output = ()>,
+    ) -> std::io::Result<()> {
+        self.run_with_cut(listener, shutdown, std::future::pending())
+            .await
+    }
+
+    /// [`Server::run`], with a drain that ends early once `cut` completes (rsftpd: a
+    /// second SIGTERM or Ctrl-C).
+    pub async fn run_with_cut(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()>,
+        cut: impl Future<Output = ()>,
     ) -> std::io::Result<()> {
         let shared = self.shared;
         let local = listener.local_addr()?;
@@ -211,21 +227,21 @@ impl Server {
                             continue;
                         }
                     };
-                    let now = std::time::Instant::now();
-                    if let Some(left) = shared.throttle.banned_for(peer.ip(), now) {
-                        if let Some(suppressed) = shared.refusals.admit(now) {
-                            info!(target: "rsftpd::auth", peer = %peer, seconds_left = left.as_secs(), suppressed, "connection refused: peer banned");
-                        }
+                    if proxy::is_balancer(&shared.balancers, peer.ip()) {
+                        // Who the client is, and so whether it is banned, is known only
+                        // once the header is read, which is not done here.
+                        connections.spawn(through_balancer(
+                            Arc::clone(&shared),
+                            Arc::clone(&self.config),
+                            socket,
+                            peer,
+                            Arc::clone(&startups),
+                            stop.subscribe(),
+                        ));
                         continue;
                     }
-                    let arrival = match startups.arrive(peer.ip()) {
-                        Arrival::Refused(reason) => {
-                            if let Some(suppressed) = shared.refusals.admit(now) {
-                                warn!(peer = %peer, reason, suppressed, "connection refused");
-                            }
-                            continue;
-                        }
-                        arrival => arrival,
+                    let Some(arrival) = admit(&shared, &startups, peer) else {
+                        continue;
                     };
                     connections.spawn(connect(
                         Arc::clone(&shared),
@@ -238,6 +254,27 @@ impl Server {
                 }
                 Some(_) = connections.join_next(), if !connections.is_empty() => {}
             }
+        }
+        // No new connection from here on: a balancer's health check fails at once and
+        // sends new clients to another node.
+        drop(listener);
+        let open = connections.len();
+        if !self.settings.drain_timeout.is_zero() {
+            info!(
+                connections = open,
+                timeout_seconds = self.settings.drain_timeout.as_secs(),
+                "draining: no new connections, open ones may finish"
+            );
+            let all_ended = async { while connections.join_next().await.is_some() {} };
+            tokio::select! {
+                _ = tokio::time::timeout(self.settings.drain_timeout, all_ended) => {}
+                () = cut => info!("drain cut short"),
+            }
+            info!(
+                finished = open - connections.len(),
+                cut = connections.len(),
+                "drain over"
+            );
         }
         info!(sessions = connections.len(), "shutting down");
         let _ = stop.send(());
@@ -274,6 +311,63 @@ impl Reloader {
     pub async fn reload(&self) -> Result<(), UsersError> {
         reload::reload(&self.0).await
     }
+}
+
+/// Decides about a new connection from `peer`: a banned address is refused, and the
+/// others take a startup slot, wait for one, or are refused for want of one.
+fn admit(shared: &Shared, startups: &Arc<Startups>, peer: SocketAddr) -> Option<Arrival> {
+    let now = std::time::Instant::now();
+    if let Some(left) = shared.throttle.banned_for(peer.ip(), now) {
+        if let Some(suppressed) = shared.refusals.admit(now) {
+            info!(target: "rsftpd::auth", peer = %peer, seconds_left = left.as_secs(), suppressed, "connection refused: peer banned");
+        }
+        return None;
+    }
+    match startups.arrive(peer.ip()) {
+        Arrival::Refused(reason) => {
+            if let Some(suppressed) = shared.refusals.admit(now) {
+                warn!(peer = %peer, reason, suppressed, "connection refused");
+            }
+            None
+        }
+        arrival => Some(arrival),
+    }
+}
+
+/// A connection from a balancer: its PROXY header names the client, who then stands for
+/// the peer in every check and log line from here on.
+async fn through_balancer(
+    shared: Arc<Shared>,
+    config: Arc<russh::server::Config>,
+    mut socket: tokio::net::TcpStream,
+    balancer: SocketAddr,
+    startups: Arc<Startups>,
+    mut stop: broadcast::Receiver<()>,
+) {
+    let header = tokio::select! {
+        header = proxy::read_header(&mut socket) => header,
+        _ = stop.recv() => return,
+    };
+    let peer = match header {
+        Ok(Some(client)) => client,
+        // The balancer's own connection: a health check.
+        Ok(None) => balancer,
+        Err(proxy::HeaderRefused::Closed) => {
+            debug!(balancer = %balancer, "balancer connection closed before its PROXY header");
+            return;
+        }
+        Err(err) => {
+            if let Some(suppressed) = shared.refusals.admit(std::time::Instant::now()) {
+                warn!(target: "rsftpd::auth", balancer = %balancer, error = %err, suppressed, "connection refused: bad or missing PROXY header from a balancer");
+            }
+            return;
+        }
+    };
+    debug!(peer = %peer, balancer = %balancer, "connection through a balancer");
+    let Some(arrival) = admit(&shared, &startups, peer) else {
+        return;
+    };
+    connect(shared, config, socket, peer, arrival, stop).await;
 }
 
 /// Takes a new connection from its slot (waiting for one if need be) to its end.
@@ -339,7 +433,9 @@ async fn serve_connection(
     // Over its share of the memory budget, the connection is not read until its front
     // ends have drained what it sent.
     let account = shared.memory.account();
-    let socket = budget::ThrottledStream::new(socket, Arc::clone(&account));
+    let socket =
+        proxy::SniffedStream::new(budget::ThrottledStream::new(socket, Arc::clone(&account)));
+    let forged = socket.forged();
     let handler = SshHandler::new(
         Arc::clone(&shared),
         peer,
@@ -353,20 +449,29 @@ async fn serve_connection(
     // russh returns from `run_stream` once it has read the client's version line; a
     // peer that connects and says nothing keeps its slot only this long.
     let version_deadline = started + shared.limits.version_grace.min(shared.limits.login_grace);
-    let session = match tokio::time::timeout_at(
-        version_deadline,
-        russh::server::run_stream(config, socket, handler),
-    )
-    .await
-    {
-        Ok(Ok(session)) => session,
-        Ok(Err(err)) => {
+    let setup = russh::server::run_stream(config, socket, handler);
+    tokio::pin!(setup);
+    let outcome = tokio::select! {
+        outcome = &mut setup => Some(outcome),
+        () = tokio::time::sleep_until(version_deadline) => None,
+    };
+    let session = match outcome {
+        Some(Ok(session)) => session,
+        Some(Err(_)) if forged.load(Ordering::Relaxed) => {
+            if let Some(suppressed) = shared.refusals.admit(std::time::Instant::now()) {
+                warn!(target: "rsftpd::auth", peer = %peer, suppressed, "connection refused: PROXY header from an address not in --proxy-from");
+            }
+            return;
+        }
+        Some(Err(err)) => {
             debug!(peer = %peer, error = %err, "connection setup failed");
             return;
         }
-        Err(_) => {
-            info!(target: "rsftpd::auth", peer = %peer, "connection dropped: no SSH version line within the grace time");
+        None => {
+            // Counted while the socket is still open (it closes when `setup` drops, on
+            // return), so that whoever sees it close also sees the failure counted.
             count_idle_timeout(&shared, peer);
+            info!(target: "rsftpd::auth", peer = %peer, "connection dropped: no SSH version line within the grace time");
             return;
         }
     };

@@ -1,12 +1,13 @@
 //! What every connection of a server shares: the account store, the storage root, the
-//! password checker, the login records, the session registry, the limits and the
-//! memory budget.
+//! password checker, the login records, the session registry, the limits, the memory
+//! budget and the balancers allowed to name the client.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use super::budget;
 use super::config::Limits;
+use super::proxy::ProxyNet;
 use super::refusals;
 use super::sessions::SessionRegistry;
 use crate::auth::{AccountScore, AccountStore, LoginThrottle, PasswordChecker};
@@ -26,4 +27,6 @@ pub(super) struct Shared {
     /// A connection with no activity (see `activity`) for this long is closed.
     pub(super) idle_timeout: Duration,
     pub(super) memory: Arc<budget::MemoryBudget>,
+    /// Balancers that must, and alone may, send a PROXY header (`--proxy-from`).
+    pub(super) balancers: Vec<ProxyNet>,
 }

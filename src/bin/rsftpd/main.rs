@@ -16,7 +16,7 @@ use clap::{Args, Parser, Subcommand};
 use rsftp::auth::postgres::PgAccounts;
 use rsftp::auth::{AccountStore, format_size, parse_size};
 use rsftp::server::logging::Rotation as LogRotation;
-use rsftp::server::{Limits, Server, Settings, StartupLimits};
+use rsftp::server::{Limits, ProxyNet, Server, Settings, StartupLimits};
 
 /// The smallest --log-max-size: a few dozen lines a file.
 const MIN_LOG_SIZE: u64 = 4 << 10;
@@ -128,6 +128,15 @@ struct ServeArgs {
     /// with `chmod 600 FILE`.
     #[arg(long)]
     allow_open_permissions: bool,
+    /// A balancer's address range (e.g. 10.0.0.0/24; repeatable). Connections from it
+    /// must begin with a PROXY protocol header (v1 or v2), and the client it names is
+    /// the peer for logs, bans and limits. Anyone else who sends such a header is refused.
+    #[arg(long = "proxy-from", value_name = "CIDR")]
+    proxy_from: Vec<ProxyNet>,
+    /// On SIGTERM or Ctrl-C, stop taking connections and let open sessions finish for
+    /// this many seconds; then end the rest and exit.
+    #[arg(long, default_value_t = 30, value_name = "SECONDS")]
+    drain_timeout: u64,
 }
 
 fn main() -> ExitCode {
@@ -206,6 +215,8 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         idle_timeout: Duration::from_secs(args.idle_timeout),
         partial_max_age: Duration::from_secs(args.partial_max_age_hours.saturating_mul(3600)),
         allow_open_permissions: args.allow_open_permissions,
+        proxy_from: args.proxy_from,
+        drain_timeout: Duration::from_secs(args.drain_timeout),
     };
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     runtime.block_on(async move {
@@ -239,7 +250,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
                 password.expose()
             );
         }
-        let shutdown = shutdown_signal()?;
+        let (shutdown, cut) = shutdown_signals()?;
         println!(
             "rsftpd listening on {} (host key {})",
             listener.local_addr()?,
@@ -259,7 +270,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
                 let _ = reloader.reload().await;
             }
         });
-        server.run(listener, shutdown).await?;
+        server.run_with_cut(listener, shutdown, cut).await?;
         Ok(ExitCode::SUCCESS)
     })
 }
@@ -273,16 +284,32 @@ fn parse_log_size(text: &str) -> Result<u64, String> {
     Ok(size)
 }
 
-/// Completes on Ctrl-C or SIGTERM. The handlers are installed at once, so a signal that
-/// comes right after start-up is never lost to the default action.
-fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
+/// The first future completes on Ctrl-C or SIGTERM, the second on the next one (which
+/// cuts the drain short). The handlers are installed at once, so a signal that comes
+/// right after start-up is never lost to the default action.
+fn shutdown_signals() -> anyhow::Result<(
+    impl std::future::Future<Output = ()>,
+    impl std::future::Future<Output = ()>,
+)> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut interrupt = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
     let mut terminate = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
-    Ok(async move {
-        tokio::select! {
-            _ = interrupt.recv() => {}
-            _ = terminate.recv() => {}
+    let (count, _) = tokio::sync::watch::channel(0u32);
+    let counted = count.clone();
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = interrupt.recv() => {}
+                _ = terminate.recv() => {}
+            }
+            counted.send_modify(|n| *n += 1);
         }
-    })
+    });
+    let after = move |n: u32| {
+        let mut seen = count.subscribe();
+        async move {
+            let _ = seen.wait_for(|&got| got >= n).await;
+        }
+    };
+    Ok((after(1), after(2)))
 }
