@@ -25,6 +25,7 @@ mod error;
 mod home;
 mod links;
 mod listing;
+pub mod object;
 mod open_file;
 mod path;
 mod quota;
