@@ -309,7 +309,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> RsftpClient<S> {
             .await?;
         let hasher = stream::send_file(
             &mut self.writer,
-            file,
+            crate::storage::ReadHandle::from_file(file)?,
             start,
             len,
             Some(hasher),

@@ -20,7 +20,8 @@ pub fn storage_error_reply(err: &StorageError) -> (ErrorCode, String) {
         StorageError::Checksum { .. } => ErrorCode::Checksum,
         StorageError::Invalid { .. }
         | StorageError::BadOffset { .. }
-        | StorageError::SizeMismatch { .. } => ErrorCode::BadRequest,
+        | StorageError::SizeMismatch { .. }
+        | StorageError::Unsupported { .. } => ErrorCode::BadRequest,
         // The server could not complete it, as with `io`, but the message says why: it
         // names no real path, and the user can act on it (resume later).
         StorageError::NoSpace { .. } => ErrorCode::Io,
@@ -39,6 +40,7 @@ pub fn sftp_status(err: &StorageError) -> (StatusCode, String) {
     let code = match err {
         StorageError::NotFound { .. } | StorageError::Deleted { .. } => StatusCode::NoSuchFile,
         StorageError::Denied { .. } => StatusCode::PermissionDenied,
+        StorageError::Unsupported { .. } => StatusCode::OpUnsupported,
         StorageError::BadPath { .. }
         | StorageError::Exists { .. }
         | StorageError::NotADirectory { .. }

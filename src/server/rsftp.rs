@@ -143,7 +143,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
     /// Streams `n` bytes of `file` from `offset`, each chunk counting as activity.
     async fn send_file(
         &mut self,
-        file: std::fs::File,
+        file: crate::storage::ReadHandle,
         offset: u64,
         n: u64,
         hasher: Option<Md5>,

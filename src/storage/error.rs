@@ -82,6 +82,14 @@ pub enum StorageError {
         received: u64,
     },
 
+    /// Not something this home's storage can do, such as a write into the middle of a
+    /// file on an object store.
+    #[error("not supported by this storage: {what} ({path})")]
+    Unsupported {
+        path: VirtualPath,
+        what: &'static str,
+    },
+
     /// The filesystem holding the homes is full (ENOSPC): the server's disk, not the
     /// user's quota. What was written before stays, so an upload can resume.
     #[error("no space left on the server's disk: {path}")]

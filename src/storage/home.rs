@@ -1,152 +1,55 @@
-//! Users' homes: the jail every access goes through, the per-user state shared by all of
-//! a user's sessions, and the file operations both subsystems need.
+//! Users' homes: the policy every access goes through, over the home's [`Backend`].
 //!
-//! A [`HomeDir`] holds a cap-std [`Dir`] opened on the user's home. Every operation
-//! passes it a path relative to that handle, so the kernel (through cap-std) resolves it
-//! beneath the home: symbolic links that stay inside work, ones that lead out fail.
+//! A [`HomeDir`] takes paths as the user sees them ([`VirtualPath`]) and hands them to
+//! its backend, which keeps every access inside the home (on disk, cap-std resolves
+//! each path beneath a handle on the home, so symbolic links that lead out fail).
 //!
 //! Quota: every operation that creates or removes an entry, or changes a regular file's
-//! length, books what that costs by the one quota rule ([`entry_cost`]) in the user's
+//! length, books what that costs by the one quota rule ([`Entry::cost`]) in the user's
 //! [`QuotaLedger`], and takes the user's size lock while it reads the old state and
 //! changes it, so concurrent writers never count the same bytes twice. The ledger counts
 //! what the user's named entries hold: a file's cost is given back when its last name
 //! goes (a delete, or a rename or upload over it), so an [`OpenFile`] whose file has no
 //! name left refuses to change it, rather than book bytes nobody can see or delete.
 
-use std::collections::HashMap;
-use std::io;
-use std::os::unix::ffi::OsStrExt;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::Arc;
 use std::time::SystemTime;
 
-use cap_fs_ext::{DirExt as _, SystemTimeSpec};
-use cap_std::fs::{Dir, File, FileExt as _, Metadata, MetadataExt as _};
-use cap_std::fs::{DirBuilderExt as _, OpenOptions as CapOpenOptions};
 use md5::{Digest, Md5};
 
-use super::beneath::PathHandle;
+use super::backend::{Backend, Capabilities, OpenHow, Replace};
 use super::entry::Entry;
+use super::hash::{HashAlgorithm, Hasher, hash_range_with, md5_range};
 use super::open_file::{OpenFile, OpenOptions};
-use super::quota::{QUOTA_BLOCK, Tally, entry_cost, file_cost};
-use super::scan::{self, MAX_DEPTH, ScanFailure};
-use super::{Entries, QuotaLedger, Result, StorageError, Usage, VirtualPath};
+use super::quota::{QUOTA_BLOCK, file_cost};
+use super::read::ReadHandle;
+use super::scan::{MAX_DEPTH, ScanFailure};
+use super::user_state::{UserState, lock};
+use super::{Entries, EntryKind, QuotaLedger, Result, StorageError, Usage, VirtualPath};
 use crate::protocol::Md5Digest;
-
-/// Files are hashed in chunks of this size.
-const HASH_CHUNK: usize = 256 * 1024;
-
-/// What all sessions of one user share.
-#[derive(Debug)]
-pub(super) struct UserState {
-    pub(super) ledger: Arc<QuotaLedger>,
-    /// Paths with an upload in progress, each with the name of its partial file.
-    pub(super) uploads: Mutex<HashMap<VirtualPath, String>>,
-    /// Held while reading a file's length and then changing it (in-place writes,
-    /// truncates, deletes, renames over a file, publishing an upload), and while
-    /// changing how deep folders nest (mkdir, renames), so that two of those cannot
-    /// together pass the depth bound.
-    sizes: Mutex<()>,
-    /// Why the last usage scan failed, while it has: the ledger then knows nothing, so
-    /// the user's writes are refused until a scan succeeds.
-    pub(super) unmeasured: Mutex<Option<ScanFailure>>,
-}
-
-impl UserState {
-    pub(super) fn new(
-        quota: u64,
-        max_files: Option<u64>,
-        scanned: std::result::Result<Tally, ScanFailure>,
-    ) -> UserState {
-        let (found, unmeasured) = match scanned {
-            Ok(found) => (found, None),
-            Err(failure) => (Tally::default(), Some(failure)),
-        };
-        UserState {
-            ledger: QuotaLedger::from_scan(quota, max_files, found),
-            uploads: Mutex::default(),
-            sizes: Mutex::default(),
-            unmeasured: Mutex::new(unmeasured),
-        }
-    }
-
-    pub(super) fn lock_sizes(&self) -> MutexGuard<'_, ()> {
-        lock(&self.sizes)
-    }
-
-    /// Refuses a write while the home could not be measured.
-    pub(super) fn check_measured(&self) -> Result<()> {
-        if lock(&self.unmeasured).is_some() {
-            return Err(StorageError::Denied {
-                path: VirtualPath::root(),
-                reason: "the home could not be measured for the quota, so writes are \
-                         refused until an administrator fixes it",
-            });
-        }
-        Ok(())
-    }
-
-    /// Measures the home again after a failed scan; a success puts the ledger right.
-    pub(super) fn rescan(&self, user: &str, dir: &Dir, staging: &Dir) {
-        let _sizes = self.lock_sizes();
-        match scan::usage(dir, staging) {
-            Ok(found) => {
-                self.ledger.set_found(found);
-                *lock(&self.unmeasured) = None;
-                tracing::info!(
-                    user,
-                    used = found.bytes,
-                    "home measured again; writes allowed"
-                );
-            }
-            Err(failure) => {
-                tracing::warn!(user, error = %failure, "home still cannot be measured; writes refused");
-                *lock(&self.unmeasured) = Some(failure);
-            }
-        }
-    }
-}
-
-/// Locks `mutex`, ignoring poisoning: every critical section in this module leaves its
-/// data consistent before anything in it can panic, so a poisoned lock holds valid data.
-pub(super) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-/// What the entry described by `meta` costs by the quota rule.
-pub(super) fn cost_of(meta: &Metadata) -> u64 {
-    entry_cost(meta.file_type(), meta.len())
-}
 
 /// One user's home, for one session. Cheap to clone; clones share everything.
 #[derive(Clone, Debug)]
 pub struct HomeDir {
-    pub(super) dir: Arc<Dir>,
-    /// The user's staging folder for partial uploads, outside the home.
-    pub(super) staging: Arc<Dir>,
+    pub(super) backend: Arc<dyn Backend>,
     pub(super) state: Arc<UserState>,
 }
 
 /// Turns an I/O error on `path` into a typed error; for `map_err`.
-pub(super) fn at(path: &VirtualPath) -> impl FnOnce(io::Error) -> StorageError + '_ {
+pub(super) fn at(path: &VirtualPath) -> impl FnOnce(std::io::Error) -> StorageError + '_ {
     move |err| StorageError::from_io(path, err)
 }
 
-fn same_file(a: &Metadata, b: &Metadata) -> bool {
-    a.dev() == b.dev() && a.ino() == b.ino()
-}
-
 /// Only regular files can be opened: a directory is refused as such, and a device or a
-/// FIFO (which could block the opener forever) as not permitted.
-fn check_regular(path: &VirtualPath, meta: &Metadata) -> Result<()> {
-    if meta.is_dir() {
-        Err(StorageError::IsADirectory { path: path.clone() })
-    } else if !meta.is_file() {
-        Err(StorageError::Denied {
+/// FIFO as not permitted.
+fn check_regular(path: &VirtualPath, entry: &Entry) -> Result<()> {
+    match entry.kind {
+        EntryKind::File => Ok(()),
+        EntryKind::Dir => Err(StorageError::IsADirectory { path: path.clone() }),
+        EntryKind::Symlink | EntryKind::Other => Err(StorageError::Denied {
             path: path.clone(),
             reason: "not a regular file",
-        })
-    } else {
-        Ok(())
+        }),
     }
 }
 
@@ -167,37 +70,6 @@ pub(super) fn refuse_root(path: &VirtualPath) -> Result<()> {
     Ok(())
 }
 
-/// Feeds up to `len` bytes of `file` from `offset` into `hasher`, stopping at the end of
-/// the file; returns how many bytes it hashed.
-pub(super) fn hash_range(file: &File, offset: u64, len: u64, hasher: &mut Md5) -> io::Result<u64> {
-    let mut buf = vec![0u8; HASH_CHUNK.min(usize::try_from(len).unwrap_or(HASH_CHUNK))];
-    let mut done = 0u64;
-    while done < len {
-        let want = usize::try_from(len - done).map_or(buf.len(), |n| n.min(buf.len()));
-        let n = read_full(file, offset.saturating_add(done), &mut buf[..want])?;
-        hasher.update(&buf[..n]);
-        done += n as u64;
-        if n < want {
-            break;
-        }
-    }
-    Ok(done)
-}
-
-/// Reads until `buf` is full or the file ends, so a short count always means the end.
-pub(super) fn read_full(file: &File, offset: u64, buf: &mut [u8]) -> io::Result<usize> {
-    let mut filled = 0;
-    while filled < buf.len() {
-        match file.read_at(&mut buf[filled..], offset.saturating_add(filled as u64)) {
-            Ok(0) => break,
-            Ok(n) => filled += n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(filled)
-}
-
 impl HomeDir {
     pub fn ledger(&self) -> &Arc<QuotaLedger> {
         &self.state.ledger
@@ -205,6 +77,11 @@ impl HomeDir {
 
     pub fn usage(&self) -> Usage {
         self.state.ledger.usage()
+    }
+
+    /// What this home's backend can do beyond the core.
+    pub fn capabilities(&self) -> Capabilities {
+        self.backend.capabilities()
     }
 
     /// Why the home could not be measured, if its last scan failed (writes are refused
@@ -220,42 +97,51 @@ impl HomeDir {
 
     /// Describes `path`, following symbolic links (as long as they stay inside the home).
     pub fn stat(&self, path: &VirtualPath) -> Result<Entry> {
-        let meta = self.dir.metadata(path.to_relative()).map_err(at(path))?;
-        Ok(Entry::new(path.as_str(), &meta))
+        self.backend.stat(path)
     }
 
     /// Describes `path` itself: a symbolic link is reported as a link.
     pub fn lstat(&self, path: &VirtualPath) -> Result<Entry> {
-        let meta = self
-            .dir
-            .symlink_metadata(path.to_relative())
-            .map_err(at(path))?;
-        Ok(Entry::new(path.as_str(), &meta))
+        self.backend.lstat(path)
     }
 
     /// The entries of a directory, sorted by name bytes, with symbolic links shown as
     /// links; or, for anything else, that one entry.
     pub fn list(&self, path: &VirtualPath) -> Result<Vec<Entry>> {
-        let rel = path.to_relative();
-        if !self.dir.metadata(rel).map_err(at(path))?.is_dir() {
-            let meta = self.dir.symlink_metadata(rel).map_err(at(path))?;
+        if self.backend.stat(path)?.kind != EntryKind::Dir {
+            let entry = self.backend.lstat(path)?;
             let name = path.file_name().unwrap_or(path.as_str());
-            return Ok(vec![Entry::new(name, &meta)]);
+            return Ok(vec![Entry {
+                name: name.into(),
+                ..entry
+            }]);
         }
-        let listed = self.dir.open_dir(rel).map_err(at(path))?;
-        let mut entries = Vec::new();
-        for item in listed.entries().map_err(at(path))? {
-            let item = item.map_err(at(path))?;
-            let name = item.file_name();
-            match item.metadata() {
-                Ok(meta) => entries.push(Entry::new(name, &meta)),
-                // Deleted while we listed.
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                Err(e) => return Err(StorageError::from_io(path, e)),
-            }
-        }
-        entries.sort_by(|a, b| a.name.as_bytes().cmp(b.name.as_bytes()));
+        let mut entries = self.backend.list(path)?.collect::<Result<Vec<_>>>()?;
+        entries.sort_by(|a, b| {
+            use std::os::unix::ffi::OsStrExt as _;
+            a.name.as_bytes().cmp(b.name.as_bytes())
+        });
         Ok(entries)
+    }
+
+    /// What a listing of the folder `path` starts with, as `ls -a` expects: `.` (the
+    /// folder) and `..` (its parent; above the home is the home again, as in a chroot).
+    pub fn dots(&self, path: &VirtualPath) -> Result<[Entry; 2]> {
+        let this = self.stat(path)?;
+        let parent = match path.parent() {
+            Some(parent) => self.stat(&parent)?,
+            None => this.clone(),
+        };
+        Ok([
+            Entry {
+                name: ".".into(),
+                ..this
+            },
+            Entry {
+                name: "..".into(),
+                ..parent
+            },
+        ])
     }
 
     /// Creates a directory; its parent must exist, and be less than [`MAX_DEPTH`] levels
@@ -274,16 +160,12 @@ impl HomeDir {
             .parent()
             .ok_or_else(|| StorageError::Exists { path: path.clone() })?;
         let _sizes = self.state.lock_sizes();
-        let depth = scan::depth_of(&self.dir, parent.to_relative()).map_err(at(&parent))?;
+        let depth = self.backend.depth_of(&parent).map_err(at(&parent))?;
         if depth >= MAX_DEPTH {
             return Err(too_deep(path));
         }
         let mut booked = self.state.ledger.reserve_entry(QUOTA_BLOCK)?;
-        let mut builder = cap_std::fs::DirBuilder::new();
-        builder.mode((mode & 0o777) | 0o700);
-        self.dir
-            .create_dir_with(path.to_relative(), &builder)
-            .map_err(at(path))?;
+        self.backend.mkdir(path, (mode & 0o777) | 0o700)?;
         booked.commit(QUOTA_BLOCK)?;
         booked.keep_entry();
         Ok(())
@@ -293,116 +175,48 @@ impl HomeDir {
     pub fn rmdir(&self, path: &VirtualPath) -> Result<()> {
         refuse_root(path)?;
         let _sizes = self.state.lock_sizes();
-        self.dir.remove_dir(path.to_relative()).map_err(at(path))?;
+        self.backend.rmdir(path)?;
         self.state.ledger.release_entry(QUOTA_BLOCK);
         Ok(())
     }
 
     /// Removes a file or a symbolic link (not what it points to), giving its cost back.
     pub fn remove_file(&self, path: &VirtualPath) -> Result<()> {
-        let rel = path.to_relative();
         let _sizes = self.state.lock_sizes();
-        let meta = self.dir.symlink_metadata(rel).map_err(at(path))?;
-        if meta.is_dir() {
+        let entry = self.backend.lstat(path)?;
+        if entry.kind == EntryKind::Dir {
             return Err(StorageError::IsADirectory { path: path.clone() });
         }
-        self.dir.remove_file(rel).map_err(at(path))?;
-        self.state.ledger.release_entry(cost_of(&meta));
+        self.backend.remove_file(path)?;
+        self.state.ledger.release_entry(entry.cost());
         Ok(())
     }
 
     /// Renames `from` to `to` as POSIX `rename` does: an entry at `to` (a file, a link,
     /// an empty folder) is replaced, and its cost given back.
     pub fn rename(&self, from: &VirtualPath, to: &VirtualPath) -> Result<()> {
+        self.rename_as(from, to, Replace::Allow)
+    }
+
+    /// Renames `from` to `to` only if nothing is at `to`, in one step: a check first and
+    /// a rename after could replace whatever appeared in between. SFTP v3's rename means
+    /// this.
+    pub fn rename_new(&self, from: &VirtualPath, to: &VirtualPath) -> Result<()> {
+        self.rename_as(from, to, Replace::Never)
+    }
+
+    fn rename_as(&self, from: &VirtualPath, to: &VirtualPath, replace: Replace) -> Result<()> {
         refuse_root(from)?;
         refuse_root(to)?;
         self.state.check_measured()?;
-        let (from_rel, to_rel) = (from.to_relative(), to.to_relative());
         let _sizes = self.state.lock_sizes();
-        let source = self.dir.symlink_metadata(from_rel).map_err(at(from))?;
-        if source.is_dir() {
+        if self.backend.lstat(from)?.kind == EntryKind::Dir {
             self.check_move_depth(from, to)?;
         }
-        let replaced = match self.dir.symlink_metadata(to_rel) {
-            // Renaming a file onto another link to itself changes nothing.
-            Ok(meta) if same_file(&meta, &source) => None,
-            Ok(meta) => Some(cost_of(&meta)),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
-            Err(e) => return Err(StorageError::from_io(to, e)),
-        };
-        // `from` resolved a moment ago, so a failure now is about `to`; except EINVAL,
-        // which rename(2) gives for a folder moved into itself or below itself.
-        self.dir
-            .rename(from_rel, &self.dir, to_rel)
-            .map_err(|e| match e.kind() {
-                io::ErrorKind::InvalidInput => StorageError::Invalid {
-                    path: from.clone(),
-                    reason: "a folder cannot be moved into itself",
-                },
-                _ => StorageError::from_io(to, e),
-            })?;
-        if let Some(cost) = replaced {
-            self.state.ledger.release_entry(cost);
+        if let Some(replaced) = self.backend.rename(from, to, replace)? {
+            self.state.ledger.release_entry(replaced.cost());
         }
         Ok(())
-    }
-
-    /// Renames `from` to `to` only if nothing is at `to`, in one step (`renameat2` with
-    /// `RENAME_NOREPLACE`): a check first and a rename after could replace whatever
-    /// appeared in between. SFTP v3's rename means this.
-    pub fn rename_new(&self, from: &VirtualPath, to: &VirtualPath) -> Result<()> {
-        refuse_root(from)?;
-        refuse_root(to)?;
-        self.state.check_measured()?;
-        let _sizes = self.state.lock_sizes();
-        let source = self
-            .dir
-            .symlink_metadata(from.to_relative())
-            .map_err(at(from))?;
-        if source.is_dir() {
-            self.check_move_depth(from, to)?;
-        }
-        // Each side's folder is opened beneath the home; the final names are single
-        // components, which renameat never follows.
-        let (from_dir, from_name) = self.folder_of(from)?;
-        let (to_dir, to_name) = self.folder_of(to)?;
-        let renamed = rustix::fs::renameat_with(
-            from_dir.as_ref().unwrap_or(&self.dir),
-            from_name,
-            to_dir.as_ref().unwrap_or(&self.dir),
-            to_name,
-            rustix::fs::RenameFlags::NOREPLACE,
-        );
-        match renamed {
-            Ok(()) => Ok(()),
-            Err(rustix::io::Errno::EXIST) => Err(StorageError::Exists { path: to.clone() }),
-            Err(rustix::io::Errno::INVAL) if to.as_str().starts_with(&format!("{from}/")) => {
-                Err(StorageError::Invalid {
-                    path: from.clone(),
-                    reason: "a folder cannot be moved into itself",
-                })
-            }
-            Err(e) => Err(StorageError::from_io(to, e.into())),
-        }
-    }
-
-    /// The folder holding `path`, opened beneath the home (`None`: the home itself), and
-    /// the final name.
-    fn folder_of<'p>(&self, path: &'p VirtualPath) -> Result<(Option<Dir>, &'p str)> {
-        let name = path.file_name().ok_or_else(|| StorageError::Denied {
-            path: path.clone(),
-            reason: "the home itself",
-        })?;
-        match path.parent() {
-            Some(parent) if !parent.is_root() => {
-                let dir = self
-                    .dir
-                    .open_dir(parent.to_relative())
-                    .map_err(at(&parent))?;
-                Ok((Some(dir), name))
-            }
-            _ => Ok((None, name)),
-        }
     }
 
     /// Refuses to move the folder `from` to `to` if it, or a folder it holds, would then
@@ -411,7 +225,7 @@ impl HomeDir {
         let Some(parent) = to.parent() else {
             return Ok(());
         };
-        let depth = match scan::depth_of(&self.dir, parent.to_relative()) {
+        let depth = match self.backend.depth_of(&parent) {
             Ok(depth) => depth,
             // The rename itself reports a missing or odd destination better.
             Err(_) => return Ok(()),
@@ -419,50 +233,49 @@ impl HomeDir {
         let room = MAX_DEPTH
             .checked_sub(depth + 1)
             .ok_or_else(|| too_deep(to))?;
-        let moved = self
-            .dir
-            .open_dir_nofollow(from.to_relative())
-            .map_err(at(from))?;
-        match scan::levels_below(&moved, room) {
+        match self.backend.levels_below(from, room) {
             Some(_) => Ok(()),
             None => Err(too_deep(to)),
         }
     }
 
     /// Opens a regular file, for SFTP handles and in-place writes. Creating one takes an
-    /// entry from the quota ledger, refused if `max_files` has been reached.
+    /// entry from the quota ledger, refused if `max_files` has been reached. Opening an
+    /// existing file to write is `Unsupported` on a backend without in-place writes.
     pub fn open(&self, path: &VirtualPath, options: OpenOptions) -> Result<OpenFile> {
-        let rel = path.to_relative();
         // Look before opening: opening a FIFO would block.
-        let exists = match self.dir.metadata(rel) {
-            Ok(meta) => {
-                check_regular(path, &meta)?;
+        let exists = match self.backend.stat(path) {
+            Ok(entry) => {
+                check_regular(path, &entry)?;
                 true
             }
-            Err(e)
-                if e.kind() == io::ErrorKind::NotFound && (options.create || options.exclusive) =>
-            {
-                false
-            }
-            Err(e) => return Err(StorageError::from_io(path, e)),
+            Err(StorageError::NotFound { .. }) if options.create || options.exclusive => false,
+            Err(e) => return Err(e),
         };
         let writable = options.write || options.truncate || options.append;
         if writable || options.create || options.exclusive {
             self.state.check_measured()?;
         }
-        let mut cap = CapOpenOptions::new();
         // Creating needs write access from the OS even when the user only reads;
         // `writable` is what the user asked for, and what `write_at` checks.
-        cap.read(options.read || !writable)
-            .write(writable || options.create || options.exclusive);
+        let how = OpenHow {
+            read: options.read || !writable,
+            write: writable || options.create || options.exclusive,
+            create_new: false,
+        };
         let file = if exists && options.exclusive {
             return Err(StorageError::Exists { path: path.clone() });
         } else if exists {
-            self.dir.open_with(rel, &cap).map_err(at(path))?
+            if writable && !self.capabilities().in_place_writes {
+                return Err(StorageError::Unsupported {
+                    path: path.clone(),
+                    what: "writing into an existing file",
+                });
+            }
+            self.backend.open(path, how)?
         } else {
-            self.create_file(path, cap, options.exclusive)?
+            self.create_file(path, how, options.exclusive)?
         };
-        check_regular(path, &file.metadata().map_err(at(path))?)?;
         let file = OpenFile {
             file,
             path: path.clone(),
@@ -481,22 +294,25 @@ impl HomeDir {
     fn create_file(
         &self,
         path: &VirtualPath,
-        mut cap: CapOpenOptions,
+        how: OpenHow,
         exclusive: bool,
-    ) -> Result<File> {
-        let rel = path.to_relative();
+    ) -> Result<Box<dyn super::FileHandle>> {
         let _sizes = self.state.lock_sizes();
         let mut entry = self.state.ledger.reserve_entry(0)?;
-        match self.dir.open_with(rel, cap.clone().create_new(true)) {
+        let new = OpenHow {
+            create_new: true,
+            ..how
+        };
+        match self.backend.open(path, new) {
             Ok(file) => {
                 entry.keep_entry();
                 Ok(file)
             }
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists && !exclusive => {
+            Err(StorageError::Exists { .. }) if !exclusive => {
                 drop(entry);
-                self.dir.open_with(rel, cap.create(false)).map_err(at(path))
+                self.backend.open(path, how)
             }
-            Err(e) => Err(StorageError::from_io(path, e)),
+            Err(e) => Err(e),
         }
     }
 
@@ -506,13 +322,13 @@ impl HomeDir {
     /// write is still booked as it lands ([`OpenFile::write_at`]), so space that other
     /// sessions take meanwhile can still stop it part way.
     pub fn open_for_write(&self, path: &VirtualPath, offset: u64, len: u64) -> Result<OpenFile> {
-        let size = match self.dir.metadata(path.to_relative()) {
-            Ok(meta) => {
-                check_regular(path, &meta)?;
-                Some(meta.len())
+        let size = match self.backend.stat(path) {
+            Ok(entry) => {
+                check_regular(path, &entry)?;
+                Some(entry.size)
             }
-            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
-            Err(e) => return Err(StorageError::from_io(path, e)),
+            Err(StorageError::NotFound { .. }) => None,
+            Err(e) => return Err(e),
         };
         let old = size.unwrap_or(0);
         let growth = file_cost(offset.saturating_add(len).max(old)) - file_cost(old);
@@ -538,36 +354,39 @@ impl HomeDir {
     }
 
     /// Opens a regular file for a streaming download.
-    pub fn open_read(&self, path: &VirtualPath) -> Result<(std::fs::File, Entry)> {
-        let options = OpenOptions {
-            read: true,
-            ..OpenOptions::default()
-        };
-        let file = self.open(path, options)?;
-        let entry = file.stat()?;
-        Ok((file.into_std(), entry))
+    pub fn open_read(&self, path: &VirtualPath) -> Result<(ReadHandle, Entry)> {
+        self.backend.open_read(path)
     }
 
     /// The MD5 of up to `len` bytes of `path` from `offset` (less at the end of the
     /// file), and how many bytes that was.
     pub fn md5_range(&self, path: &VirtualPath, offset: u64, len: u64) -> Result<(Md5Digest, u64)> {
-        let read = OpenOptions {
-            read: true,
-            ..OpenOptions::default()
-        };
-        let file = self.open(path, read)?;
+        let (file, _) = self.open_read(path)?;
         let mut hasher = Md5::new();
-        let hashed = hash_range(&file.file, offset, len, &mut hasher).map_err(at(path))?;
+        let hashed = md5_range(&file, offset, len, &mut hasher).map_err(at(path))?;
         Ok((Md5Digest::from_hasher(hasher), hashed))
+    }
+
+    /// The digest by `algorithm` of up to `len` bytes of `path` from `offset` (less at
+    /// the end of the file), and how many bytes that was. A folder is `IsADirectory`.
+    pub fn hash_range(
+        &self,
+        path: &VirtualPath,
+        algorithm: HashAlgorithm,
+        offset: u64,
+        len: u64,
+    ) -> Result<(Vec<u8>, u64)> {
+        let (file, _) = self.open_read(path)?;
+        let mut hasher = Hasher::new(algorithm);
+        let hashed =
+            hash_range_with(&file, offset, len, |data| hasher.update(data)).map_err(at(path))?;
+        Ok((hasher.finish(), hashed))
     }
 
     /// Sets the modification time of `path` (following links inside the home).
     pub fn set_mtime(&self, path: &VirtualPath, mtime: SystemTime) -> Result<()> {
         self.state.check_measured()?;
-        let mtime = SystemTimeSpec::Absolute(cap_std::time::SystemTime::from_std(mtime));
-        self.dir
-            .set_mtime(path.to_relative(), mtime)
-            .map_err(at(path))
+        self.backend.set_mtime(path, mtime)
     }
 
     /// Sets the permission bits of `path`. Only `0o777` is honoured: never setuid,
@@ -575,14 +394,7 @@ impl HomeDir {
     /// can always scan usage, clean up and delete inside the home.
     pub fn set_permissions(&self, path: &VirtualPath, mode: u32) -> Result<()> {
         self.state.check_measured()?;
-        // Checked and changed through one descriptor: by path twice, a folder renamed
-        // in between could get a file's mode, even 000.
-        let target = PathHandle::open(&self.dir, path.to_relative()).map_err(at(path))?;
-        let mut mode = mode & 0o777;
-        if target.is_dir().map_err(at(path))? {
-            mode |= 0o700;
-        }
-        target.set_mode(mode).map_err(at(path))
+        self.backend.set_permissions(path, mode & 0o777)
     }
 }
 
@@ -590,7 +402,7 @@ impl HomeDir {
 mod tests {
     use super::*;
     use crate::storage::test_support::{Fixture, fixture, vp};
-    use crate::storage::{EntryKind, Storage};
+    use crate::storage::{CHUNK as HASH_CHUNK, Storage};
 
     fn names(entries: &[Entry]) -> Vec<&str> {
         entries.iter().map(|e| e.name.to_str().unwrap()).collect()
@@ -634,7 +446,7 @@ mod tests {
             (st.name.to_str(), st.kind, st.size),
             (Some("/docs/b.txt"), EntryKind::File, 3)
         );
-        assert_eq!(st.mode & 0o170000, 0o100000);
+        assert_eq!(st.mode() & 0o170000, 0o100000);
         assert!(matches!(
             h.stat(&vp("/nope")),
             Err(StorageError::NotFound { .. })

@@ -7,10 +7,9 @@
 //! link, however it was made or the tree around it moved, is resolved beneath the home
 //! by the kernel, and refused if it would leave.
 
-use std::io;
 use std::path::PathBuf;
 
-use super::home::{HomeDir, at, refuse_root};
+use super::home::{HomeDir, refuse_root};
 use super::quota::QUOTA_BLOCK;
 use super::{Result, StorageError, VirtualPath};
 
@@ -19,19 +18,8 @@ impl HomeDir {
     /// never climbs above the home when read from the link's folder, and the link
     /// resolves inside the home (or to nothing): an answer never names a place outside.
     pub fn read_link(&self, path: &VirtualPath) -> Result<PathBuf> {
-        let rel = path.to_relative();
-        if !self
-            .dir
-            .symlink_metadata(rel)
-            .map_err(at(path))?
-            .is_symlink()
-        {
-            return Err(StorageError::Denied {
-                path: path.clone(),
-                reason: "not a symbolic link",
-            });
-        }
-        let target = self.dir.read_link_contents(rel).map_err(at(path))?;
+        self.check_symlinks(path)?;
+        let target = self.backend.read_link(path)?;
         let outside = || StorageError::Denied {
             path: path.clone(),
             reason: "the link leads outside the home",
@@ -53,13 +41,10 @@ impl HomeDir {
             }
         }
         // And on disk, through links on the way (a link to `.` fools the count above).
-        match self.dir.metadata(rel) {
-            Ok(_) => Ok(target),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(target),
-            Err(e) => match StorageError::from_io(path, e) {
-                StorageError::Denied { .. } => Err(outside()),
-                other => Err(other),
-            },
+        match self.backend.stat(path) {
+            Ok(_) | Err(StorageError::NotFound { .. }) => Ok(target),
+            Err(StorageError::Denied { .. }) => Err(outside()),
+            Err(other) => Err(other),
         }
     }
 
@@ -71,6 +56,7 @@ impl HomeDir {
     pub fn symlink(&self, link: &VirtualPath, target: &str) -> Result<String> {
         refuse_root(link)?;
         self.state.check_measured()?;
+        self.check_symlinks(link)?;
         let folder = link
             .parent()
             .ok_or_else(|| StorageError::Exists { path: link.clone() })?;
@@ -81,12 +67,23 @@ impl HomeDir {
         let stored = relative_to(&folder, &resolved);
         let _sizes = self.state.lock_sizes();
         let mut booked = self.state.ledger.reserve_entry(QUOTA_BLOCK)?;
-        self.dir
-            .symlink(&stored, link.to_relative())
-            .map_err(at(link))?;
+        self.backend.symlink(&stored, link)?;
         booked.commit(QUOTA_BLOCK)?;
         booked.keep_entry();
         Ok(stored)
+    }
+}
+
+impl HomeDir {
+    /// Refuses a link on a backend that has none.
+    fn check_symlinks(&self, path: &VirtualPath) -> Result<()> {
+        if !self.capabilities().symlinks {
+            return Err(StorageError::Unsupported {
+                path: path.clone(),
+                what: "symbolic links",
+            });
+        }
+        Ok(())
     }
 }
 
@@ -165,8 +162,8 @@ mod tests {
             Err(StorageError::Denied { .. })
         ));
         let entry = h.stat(&vp("/docs/d.txt")).unwrap();
-        assert_eq!(entry.nlink, 1);
-        assert!(h.stat(&vp("/docs")).unwrap().nlink >= 2);
+        assert_eq!(entry.nlink(), 1);
+        assert!(h.stat(&vp("/docs")).unwrap().nlink() >= 2);
     }
 
     #[test]

@@ -10,22 +10,20 @@
 //!   rsftp `ls`): it keeps one compact record per name (the name, its type, size and
 //!   time, about 20 bytes beyond the name) in a single buffer, never a whole [`Entry`].
 //!
-//! Entries are opened and described relative to the listed directory's handle, which was
-//! itself opened beneath the home, as every other access is.
+//! Both read the backend's listing ([`Backend::list`](super::Backend::list)), which on
+//! disk describes entries relative to the listed directory's handle, itself opened
+//! beneath the home, as every other access is.
 
-use std::io;
 use std::os::unix::ffi::OsStrExt;
 
-use cap_std::fs::ReadDir;
+use super::backend::Listing;
+use super::{Entry, EntryKind, HomeDir, Result, VirtualPath};
 
-use super::home::at;
-use super::{Entry, EntryKind, HomeDir, Result, StorageError, VirtualPath};
-
-/// The entries of one open directory, as the filesystem hands them out; without `.` and
-/// `..`.
+/// The entries of one open directory, as the backend hands them out (on disk, one
+/// `getdents` buffer at a time; on a store, one page at a time); without `.` and `..`.
 pub struct DirStream {
     path: VirtualPath,
-    entries: ReadDir,
+    entries: Listing,
 }
 
 impl std::fmt::Debug for DirStream {
@@ -40,12 +38,9 @@ impl HomeDir {
     /// Opens the directory `path` (following symbolic links that stay inside the home)
     /// to read its entries as they come.
     pub fn open_dir(&self, path: &VirtualPath) -> Result<DirStream> {
-        let listed = self.dir.open_dir(path.to_relative()).map_err(at(path))?;
-        // The stream holds its own descriptor; `listed` closes here.
-        let entries = listed.entries().map_err(at(path))?;
         Ok(DirStream {
             path: path.clone(),
-            entries,
+            entries: self.backend.list(path)?,
         })
     }
 
@@ -53,8 +48,7 @@ impl HomeDir {
     /// links; or, for anything else, that one entry. See [`SortedListing`].
     pub fn sorted_listing(&self, path: &VirtualPath) -> Result<SortedListing> {
         let mut listing = SortedListing::default();
-        let meta = self.dir.metadata(path.to_relative()).map_err(at(path))?;
-        if !meta.is_dir() {
+        if self.backend.stat(path)?.kind != EntryKind::Dir {
             let entry = self.lstat(path)?;
             let name = path.file_name().unwrap_or(path.as_str());
             listing.push(name.as_bytes(), &entry);
@@ -83,19 +77,7 @@ impl Iterator for DirStream {
     type Item = Result<Entry>;
 
     fn next(&mut self) -> Option<Result<Entry>> {
-        loop {
-            let item = match self.entries.next()? {
-                Ok(item) => item,
-                Err(err) => return Some(Err(StorageError::from_io(&self.path, err))),
-            };
-            let name = item.file_name();
-            match item.metadata() {
-                Ok(meta) => return Some(Ok(Entry::new(name, &meta))),
-                // Deleted while we listed.
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                Err(e) => return Some(Err(StorageError::from_io(&self.path, e))),
-            }
-        }
+        self.entries.next()
     }
 }
 
@@ -199,6 +181,7 @@ mod tests {
     use std::collections::BTreeSet;
 
     use super::*;
+    use crate::storage::StorageError;
     use crate::storage::test_support::{fixture, vp};
 
     #[test]

@@ -19,16 +19,20 @@
 //!   with MD5 in the same pass. `path`: [`VirtualPath`]; `beneath`: the `O_PATH`
 //!   descriptors that changes of mode go through.
 
+pub mod backend;
 mod beneath;
 mod entry;
 mod error;
+pub mod hash;
 mod home;
 mod links;
 mod listing;
 pub mod object;
 mod open_file;
 mod path;
+mod posix;
 mod quota;
+mod read;
 mod root;
 mod scan;
 mod staging;
@@ -36,9 +40,12 @@ pub mod stream;
 #[cfg(test)]
 mod test_support;
 mod upload;
+mod user_state;
 
-pub use entry::{Entry, EntryKind};
+pub use backend::{Backend, Capabilities, FileHandle, OpenHow, Replace, StagedFile};
+pub use entry::{Entry, EntryKind, PosixDetails};
 pub use error::StorageError;
+pub use hash::{HashAlgorithm, Hasher};
 pub use home::HomeDir;
 pub use listing::{DirStream, ListedEntry, SortedListing};
 pub use open_file::{OpenFile, OpenOptions};
@@ -47,6 +54,7 @@ pub use quota::{
     Entries, QUOTA_BLOCK, QuotaExceeded, QuotaLedger, Reservation, Tally, Usage, entry_cost,
     file_cost,
 };
+pub use read::{CHUNK, ReadAt, ReadHandle};
 pub use root::Storage;
 pub use scan::{MAX_DEPTH, ScanFailure};
 pub use staging::{LEGACY_STAGING_DIR, STAGING_ROOT};

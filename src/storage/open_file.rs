@@ -5,11 +5,12 @@
 use std::sync::{Arc, MutexGuard};
 use std::time::SystemTime;
 
-use cap_std::fs::{File, FileExt as _, MetadataExt as _};
-
+use super::backend::FileHandle;
 use super::entry::Entry;
-use super::home::{UserState, at, read_full};
+use super::home::at;
 use super::quota::file_cost;
+use super::read::ReadHandle;
+use super::user_state::UserState;
 use super::{Result, StorageError, VirtualPath};
 
 /// How to open a file with [`HomeDir::open`], as SFTP's open flags say.
@@ -30,7 +31,7 @@ pub struct OpenOptions {
 /// A regular file opened inside a home, for SFTP handles and in-place writes.
 #[derive(Debug)]
 pub struct OpenFile {
-    pub(super) file: File,
+    pub(super) file: Box<dyn FileHandle>,
     pub(super) path: VirtualPath,
     pub(super) state: Arc<UserState>,
     pub(super) writable: bool,
@@ -44,7 +45,7 @@ impl OpenFile {
 
     /// Reads from `offset` until `buf` is full or the file ends; returns the count.
     pub fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<usize> {
-        read_full(&self.file, offset, buf).map_err(at(&self.path))
+        self.file.read_at(offset, buf).map_err(at(&self.path))
     }
 
     /// Writes all of `data` at `offset` (at the end, if opened to append). Growth of the
@@ -64,7 +65,7 @@ impl OpenFile {
             })?;
         let growth = file_cost(end.max(len)) - file_cost(len);
         let mut reservation = self.state.ledger.reserve(growth)?;
-        if let Err(e) = self.file.write_all_at(data, offset) {
+        if let Err(e) = self.file.write_all_at(offset, data) {
             // Part of `data` may have landed: count whatever the file grew by.
             if let Ok(now) = self.len() {
                 reservation.commit((file_cost(now).saturating_sub(file_cost(len))).min(growth))?;
@@ -95,8 +96,7 @@ impl OpenFile {
 
     /// Describes the open file; `name` is its path.
     pub fn stat(&self) -> Result<Entry> {
-        let meta = self.file.metadata().map_err(at(&self.path))?;
-        Ok(Entry::new(self.path.as_str(), &meta))
+        self.file.stat(self.path.as_str()).map_err(at(&self.path))
     }
 
     /// Sets the permission bits of the open file itself (fchmod), whatever name it has
@@ -104,42 +104,34 @@ impl OpenFile {
     /// honoured, as for [`HomeDir::set_permissions`].
     pub fn set_permissions(&self, mode: u32) -> Result<()> {
         self.state.check_measured()?;
-        rustix::fs::fchmod(&self.file, rustix::fs::Mode::from_raw_mode(mode & 0o777))
-            .map_err(|e| StorageError::from_io(&self.path, e.into()))
+        self.file
+            .set_permissions(mode & 0o777)
+            .map_err(at(&self.path))
     }
 
     /// Sets the modification time of the open file itself (futimens), leaving its
     /// access time alone.
     pub fn set_mtime(&self, mtime: SystemTime) -> Result<()> {
         self.state.check_measured()?;
-        let since = mtime
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .unwrap_or_default();
-        let times = rustix::fs::Timestamps {
-            last_access: rustix::fs::Timespec {
-                tv_sec: 0,
-                tv_nsec: rustix::fs::UTIME_OMIT,
-            },
-            last_modification: rustix::fs::Timespec {
-                tv_sec: i64::try_from(since.as_secs()).unwrap_or(i64::MAX),
-                tv_nsec: i64::from(since.subsec_nanos()),
-            },
-        };
-        rustix::fs::futimens(&self.file, &times)
-            .map_err(|e| StorageError::from_io(&self.path, e.into()))
+        self.file.set_mtime(mtime).map_err(at(&self.path))
     }
 
     /// Flushes the file's data and metadata to disk.
     pub fn sync(&self) -> Result<()> {
-        self.file.sync_all().map_err(at(&self.path))
+        self.file.sync().map_err(at(&self.path))
     }
 
-    pub fn into_std(self) -> std::fs::File {
-        self.file.into_std()
+    /// A reader on the same file, for a streaming download.
+    pub fn reader(&self) -> Result<ReadHandle> {
+        self.file.reader().map_err(at(&self.path))
     }
 
     fn len(&self) -> Result<u64> {
-        Ok(self.file.metadata().map_err(at(&self.path))?.len())
+        Ok(self
+            .file
+            .stat(self.path.as_str())
+            .map_err(at(&self.path))?
+            .size)
     }
 
     /// The file's length, if it still has a name; `Deleted` once its last name is gone.
@@ -150,13 +142,12 @@ impl OpenFile {
     /// booked, and one without was already given back: changing it would book bytes (or
     /// give them back a second time) for a file the user can neither see nor delete.
     fn named_len(&self, _sizes: &MutexGuard<'_, ()>) -> Result<u64> {
-        let meta = self.file.metadata().map_err(at(&self.path))?;
-        if meta.nlink() == 0 {
-            return Err(StorageError::Deleted {
+        self.file
+            .named_len()
+            .map_err(at(&self.path))?
+            .ok_or_else(|| StorageError::Deleted {
                 path: self.path.clone(),
-            });
-        }
-        Ok(meta.len())
+            })
     }
 
     fn check_writable(&self) -> Result<()> {

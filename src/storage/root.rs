@@ -9,8 +9,10 @@ use std::sync::{Arc, Mutex};
 
 use cap_std::fs::{Dir, MetadataExt as _};
 
-use super::home::{HomeDir, UserState, at, lock};
-use super::{Result, StorageError, Usage, VirtualPath, scan, staging};
+use super::home::{HomeDir, at};
+use super::posix::PosixBackend;
+use super::user_state::{UserState, lock};
+use super::{Result, StorageError, Usage, VirtualPath, staging};
 
 /// Where all homes live: `<root>/<user>/`, with partial uploads in
 /// `<root>/.partials/<user>/`, and the per-user state of those in use.
@@ -70,19 +72,22 @@ impl Storage {
 
         let cached = lock(&self.users).get(user).cloned();
         let staging = self.staging_of(user, &dir, cached.is_none())?;
+        if cached.is_none() {
+            warn_if_apart(user, &dir, &staging);
+        }
+        let backend = PosixBackend::new(dir, staging);
         let state = match cached {
             Some(state) => {
                 if lock(&state.unmeasured).is_some() {
-                    state.rescan(user, &dir, &staging);
+                    state.rescan(user, &backend);
                 }
                 state
             }
             None => {
-                warn_if_apart(user, &dir, &staging);
                 // Scan without holding the map, so other users' logins don't wait. Two
                 // first logins of one user may both scan; the first to insert wins, and
                 // no write can happen before a state exists.
-                let scanned = scan::usage(&dir, &staging);
+                let scanned = super::Backend::measure(&backend);
                 if let Err(failure) = &scanned {
                     tracing::warn!(user, error = %failure, "home cannot be measured; writes refused");
                 }
@@ -92,8 +97,7 @@ impl Storage {
         };
         state.ledger.set_limits(quota, max_files);
         Ok(HomeDir {
-            dir: Arc::new(dir),
-            staging: Arc::new(staging),
+            backend: Arc::new(backend),
             state,
         })
     }

@@ -102,7 +102,7 @@ impl Storage {
     /// process has not opened the user's home before: only then is a missing folder made
     /// by moving in what the old in-home staging area of `home` holds.
     pub(super) fn staging_of(&self, user: &str, home: &Dir, first_open: bool) -> Result<Dir> {
-        let _one_at_a_time = super::home::lock(&self.staging_lock);
+        let _one_at_a_time = super::user_state::lock(&self.staging_lock);
         match self.staging_root.open_dir_nofollow(user) {
             Ok(dir) => return Ok(dir),
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
@@ -138,7 +138,7 @@ impl Storage {
                 "not a valid user name",
             ));
         }
-        let _one_at_a_time = super::home::lock(&self.staging_lock);
+        let _one_at_a_time = super::user_state::lock(&self.staging_lock);
         match self.staging_root.remove_dir_all(user) {
             Ok(()) => Ok(true),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),

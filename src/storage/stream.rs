@@ -7,15 +7,15 @@
 //! streams at the speed of the slower side with no round trip per chunk.
 
 use std::io;
-use std::os::unix::fs::FileExt;
 use std::time::Duration;
 
-use md5::{Digest, Md5};
+use md5::Md5;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::task::JoinHandle;
 
-/// The size of one buffer in flight.
-pub const CHUNK: usize = 256 * 1024;
+use super::hash::md5_range;
+pub use super::read::CHUNK;
+use super::read::{ReadAt, ReadHandle};
 
 /// How long a transfer may make no progress, either way, before the peer counts as
 /// gone: the default of the server's stall limit. A peer that stops reading (or floods
@@ -39,36 +39,39 @@ pub async fn write_all_or_stall<W: AsyncWrite + Unpin + ?Sized>(
 }
 
 /// Hashes `len` bytes of `file` from `offset` into `hasher`, on the calling (blocking)
-/// thread. Used to pick up a whole-file MD5 where a resumed download starts.
-pub fn hash_range(file: &std::fs::File, offset: u64, len: u64, hasher: &mut Md5) -> io::Result<()> {
-    let mut buf = vec![0u8; CHUNK.min(len as usize)];
-    let mut pos = offset;
-    let end = offset + len;
-    while pos < end {
-        let want = CHUNK.min((end - pos) as usize);
-        file.read_exact_at(&mut buf[..want], pos)?;
-        hasher.update(&buf[..want]);
-        pos += want as u64;
+/// thread; a file that ends first is `UnexpectedEof`. Used to pick up a whole-file MD5
+/// where a resumed transfer starts.
+pub fn hash_range<R: ReadAt + ?Sized>(
+    file: &R,
+    offset: u64,
+    len: u64,
+    hasher: &mut Md5,
+) -> io::Result<()> {
+    if md5_range(file, offset, len, hasher)? < len {
+        return Err(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            "the file ended early",
+        ));
     }
     Ok(())
 }
 
 /// What one blocking read of a chunk hands back: the file and hasher to go on with,
 /// and the chunk.
-type ReadChunk = (std::fs::File, Option<Md5>, io::Result<Vec<u8>>);
+type ReadChunk = (ReadHandle, Option<Md5>, io::Result<Vec<u8>>);
 
 /// Reads (and hashes) `want` bytes at `pos` in a short blocking call.
 fn read_chunk(
-    file: std::fs::File,
+    file: ReadHandle,
     mut hasher: Option<Md5>,
     pos: u64,
     want: usize,
 ) -> JoinHandle<ReadChunk> {
     tokio::task::spawn_blocking(move || {
         let mut buf = vec![0u8; want];
-        let read = file.read_exact_at(&mut buf, pos).map(|()| {
+        let read = file.read_exact_at(pos, &mut buf).map(|()| {
             if let Some(hasher) = hasher.as_mut() {
-                hasher.update(&buf);
+                md5::Digest::update(hasher, &buf);
             }
             buf
         });
@@ -82,7 +85,7 @@ fn read_chunk(
 /// `stall` fails with `TimedOut`.
 pub async fn send_file<W: AsyncWrite + Unpin + ?Sized>(
     out: &mut W,
-    file: std::fs::File,
+    file: ReadHandle,
     offset: u64,
     len: u64,
     hasher: Option<Md5>,

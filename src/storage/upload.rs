@@ -1,25 +1,24 @@
 //! Uploads that land atomically, resume after a broken connection, and are verified.
 //!
-//! The data goes to a partial file in the user's staging folder, outside the home where
-//! no user path can reach it (see `storage/staging.rs`), named after the target's path
-//! and size, so that a later upload of the same file finds what an earlier one left and
-//! can resume; an upload of the same path at another size deletes it, since it could
-//! never resume. The partial is renamed onto the target only once the MD5 of all its
-//! bytes matches, so nobody ever sees a half-written file under the final name.
-//! Each byte is hashed as it is written (or, for a resumed prefix, read once at the
-//! start): no file is read twice.
+//! The data goes to a partial upload in the backend's staging area, where no user path
+//! can reach it (on disk, the user's staging folder outside the home; see
+//! `storage/staging.rs`), named after the target's path and size, so that a later
+//! upload of the same file finds what an earlier one left and can resume; an upload of
+//! the same path at another size deletes it, since it could never resume. The partial
+//! is published onto the target only once the MD5 of all its bytes matches, so nobody
+//! ever sees a half-written file under the final name. Each byte is hashed as it is
+//! written (or, for a resumed prefix, read once at the start): no file is read twice.
 
 use std::collections::HashSet;
-use std::io;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use cap_std::fs::{File, FileExt as _, MetadataExt as _, OpenOptions};
 use md5::{Digest, Md5};
 
-use super::home::{HomeDir, UserState, at, cost_of, hash_range, lock};
-use super::staging::sync_dir;
-use super::{Reservation, Result, StorageError, VirtualPath, file_cost};
+use super::backend::{Replace, StagedFile};
+use super::home::{HomeDir, at};
+use super::user_state::{UserState, lock};
+use super::{EntryKind, Reservation, Result, StorageError, VirtualPath, file_cost};
 use crate::protocol::Md5Digest;
 
 /// How [`HomeDir::begin_upload`] went.
@@ -37,7 +36,7 @@ pub struct Upload {
     home: HomeDir,
     path: VirtualPath,
     partial: String,
-    file: File,
+    file: Box<dyn StagedFile>,
     size: u64,
     held: u64,
     prefix_md5: Md5Digest,
@@ -107,27 +106,12 @@ impl HomeDir {
         let Some(parent) = path.parent() else {
             return Err(StorageError::IsADirectory { path: path.clone() });
         };
-        let folder = self
-            .dir
-            .metadata(parent.to_relative())
-            .map_err(at(&parent))?;
-        if !folder.is_dir() {
-            return Err(StorageError::NotADirectory { path: parent });
-        }
-        // Publishing is a rename from the staging folder, which cannot cross filesystems:
-        // refused now, before any data is sent, rather than after all of it.
-        if folder.dev() != self.staging.dir_metadata().map_err(at(&parent))?.dev() {
-            return Err(StorageError::Invalid {
-                path: parent,
-                reason: "uploads need the folder on the same filesystem as the server's \
-                         staging area",
-            });
-        }
-        let replaces = match self.dir.metadata(path.to_relative()) {
-            Ok(meta) if meta.is_dir() => {
+        self.backend.check_publishable(&parent)?;
+        let replaces = match self.backend.stat(path) {
+            Ok(entry) if entry.kind == EntryKind::Dir => {
                 return Err(StorageError::IsADirectory { path: path.clone() });
             }
-            Ok(meta) if meta.is_file() && meta.len() == size => {
+            Ok(entry) if entry.kind == EntryKind::File && entry.size == size => {
                 if let Some(expected) = expected
                     && self.md5_range(path, 0, size)? == (expected, size)
                 {
@@ -136,34 +120,20 @@ impl HomeDir {
                 true
             }
             Ok(_) => true,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => false,
-            Err(e) => return Err(StorageError::from_io(path, e)),
+            Err(StorageError::NotFound { .. }) => false,
+            Err(e) => return Err(e),
         };
 
         let partial = partial_name(path, size);
         let busy = BusyMark::take(&self.state, path, &partial)?;
-        let staging = &self.staging;
         // Before reserving, so that their space is free for this upload.
         self.discard_other_sizes(path, &partial)?;
-        let mut options = OpenOptions::new();
-        options.read(true).write(true);
-        let existing = match staging.open_with(&partial, &options) {
-            Ok(file) => Some(file),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
-            Err(e) => return Err(StorageError::from_io(path, e)),
-        };
+        let existing = self.backend.stage(&partial, path, false)?;
         let mut held = 0;
         if let Some(file) = &existing {
-            let meta = file.metadata().map_err(at(path))?;
-            if !meta.is_file() {
-                return Err(StorageError::Denied {
-                    path: path.clone(),
-                    reason: "the partial upload is not a regular file",
-                });
-            }
-            held = meta.len();
+            held = file.held().map_err(at(path))?;
             if held > size {
-                file.set_len(0).map_err(at(path))?;
+                file.truncate(0).map_err(at(path))?;
                 self.state.ledger.release(file_cost(held));
                 held = 0;
             }
@@ -180,17 +150,17 @@ impl HomeDir {
                 } else {
                     ledger.reserve_entry(need)?
                 };
-                let file = staging
-                    .open_with(&partial, options.create(true))
-                    .map_err(at(path))?;
+                let file = self
+                    .backend
+                    .stage(&partial, path, true)?
+                    .ok_or_else(|| StorageError::NotFound { path: path.clone() })?;
                 reservation.keep_entry();
                 (file, reservation)
             }
         };
-        let mut hasher = Md5::new();
         // Nobody else writes this partial while we hold the busy mark, so all `held`
         // bytes are there to hash.
-        hash_range(&file, 0, held, &mut hasher).map_err(at(path))?;
+        let hasher = file.hash_held(held).map_err(at(path))?;
         Ok(UploadStart::Ready(Upload {
             home: self.clone(),
             path: path.clone(),
@@ -212,30 +182,27 @@ impl HomeDir {
     pub fn remove_stale_partials(&self, max_age: Duration) -> Result<u64> {
         // Errors name no user path: the staging area has none.
         let staging_path = VirtualPath::root();
-        let staging = &self.staging;
         let now = SystemTime::now();
         // Held throughout, so no upload can start on a partial while we delete it.
         let uploads = lock(&self.state.uploads);
         let live: HashSet<&str> = uploads.values().map(String::as_str).collect();
         let mut freed = 0;
-        for entry in staging.entries().map_err(at(&staging_path))? {
-            let entry = entry.map_err(at(&staging_path))?;
-            let meta = match entry.metadata() {
-                Ok(meta) if meta.is_file() => meta,
-                Ok(_) => continue,
-                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-                Err(e) => return Err(StorageError::from_io(&staging_path, e)),
-            };
-            if entry.file_name().to_str().is_some_and(|n| live.contains(n)) {
+        for staged in self.backend.staged()? {
+            let staged = staged?;
+            if live.contains(staged.name.as_str()) {
                 continue;
             }
-            let modified = meta.modified().map_err(at(&staging_path))?.into_std();
-            if now.duration_since(modified).unwrap_or_default() <= max_age {
+            if now.duration_since(staged.modified).unwrap_or_default() <= max_age {
                 continue;
             }
-            entry.remove_file().map_err(at(&staging_path))?;
-            self.state.ledger.release_entry(file_cost(meta.len()));
-            freed += file_cost(meta.len());
+            if self
+                .backend
+                .remove_staged(&staged.name)
+                .map_err(at(&staging_path))?
+            {
+                self.state.ledger.release_entry(file_cost(staged.size));
+                freed += file_cost(staged.size);
+            }
         }
         Ok(freed)
     }
@@ -247,27 +214,19 @@ impl HomeDir {
     /// they aged out. The caller holds the path's busy mark, so no upload is writing them.
     fn discard_other_sizes(&self, path: &VirtualPath, keep: &str) -> Result<()> {
         let prefix = partial_prefix(path);
-        for entry in self.staging.entries().map_err(at(path))? {
-            let entry = entry.map_err(at(path))?;
-            let name = entry.file_name();
-            let Some(name) = name.to_str() else { continue };
-            let other_size = name
+        for staged in self.backend.staged()? {
+            let staged = staged?;
+            let other_size = staged
+                .name
                 .strip_prefix(&prefix)
                 .is_some_and(|size| size.parse::<u64>().is_ok());
-            if !other_size || name == keep {
+            if !other_size || staged.name == keep {
                 continue;
             }
-            let meta = match entry.metadata() {
-                Ok(meta) if meta.is_file() => meta,
-                Ok(_) => continue,
-                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-                Err(e) => return Err(StorageError::from_io(path, e)),
-            };
-            match entry.remove_file() {
-                Ok(()) => self.state.ledger.release_entry(file_cost(meta.len())),
-                // The cleanup of stale partials took it first, and gave its space back.
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                Err(e) => return Err(StorageError::from_io(path, e)),
+            // `false`: the cleanup of stale partials took it first, and gave its space
+            // back.
+            if self.backend.remove_staged(&staged.name).map_err(at(path))? {
+                self.state.ledger.release_entry(file_cost(staged.size));
             }
         }
         Ok(())
@@ -312,7 +271,7 @@ impl Upload {
                 held: self.written,
             });
         }
-        self.file.set_len(0).map_err(at(&self.path))?;
+        self.file.truncate(0).map_err(at(&self.path))?;
         // The discarded bytes are needed again for the new data: keep them booked.
         self.reservation.reclaim(file_cost(self.written));
         self.written = 0;
@@ -321,11 +280,12 @@ impl Upload {
     }
 
     /// Sets the permission bits the file is published with, on the partial itself: by
-    /// path after the rename they could land on whatever took the name meanwhile. Only
+    /// path after the publish they could land on whatever took the name meanwhile. Only
     /// `0o777` is honoured, as for [`HomeDir::set_permissions`].
     pub fn set_permissions(&self, mode: u32) -> Result<()> {
-        rustix::fs::fchmod(&self.file, rustix::fs::Mode::from_raw_mode(mode & 0o777))
-            .map_err(|e| StorageError::from_io(&self.path, e.into()))
+        self.file
+            .set_permissions(mode & 0o777)
+            .map_err(at(&self.path))
     }
 
     /// Appends `data` to the partial. More than the announced size in all is refused.
@@ -338,10 +298,10 @@ impl Upload {
                 received: end,
             });
         }
-        if let Err(e) = self.file.write_all_at(data, self.written) {
+        if let Err(e) = self.file.write_at(self.written, data) {
             // Cut off any part of `data` that landed, so the partial stays what the hasher
             // has seen; if even that fails, a resume re-reads the partial and still agrees.
-            let _ = self.file.set_len(self.written);
+            let _ = self.file.truncate(self.written);
             return Err(StorageError::from_io(&self.path, e));
         }
         self.hasher.update(data);
@@ -372,8 +332,9 @@ impl Upload {
         let actual = Md5Digest::from_hasher(*self.hasher.clone());
         let ledger = &self.home.state.ledger;
         if actual != expected {
-            match self.home.staging.remove_file(&self.partial) {
-                Ok(()) => ledger.release_entry(file_cost(self.written)),
+            match self.home.backend.remove_staged(&self.partial) {
+                Ok(true) => ledger.release_entry(file_cost(self.written)),
+                Ok(false) => {}
                 Err(e) => tracing::warn!(path = %self.path, error = %e,
                     "could not delete a partial upload that failed its checksum"),
             }
@@ -383,39 +344,16 @@ impl Upload {
                 actual,
             });
         }
-        self.file.sync_all().map_err(at(&self.path))?;
-        let target = self.path.to_relative();
+        self.file.sync().map_err(at(&self.path))?;
         let _sizes = self.home.state.lock_sizes();
-        let replaced = match self.home.dir.symlink_metadata(target) {
-            Ok(meta) => Some(cost_of(&meta)),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
-            Err(e) => return Err(StorageError::from_io(&self.path, e)),
-        };
-        self.home
-            .staging
-            .rename(&self.partial, &self.home.dir, target)
-            .map_err(at(&self.path))?;
-        if let Some(cost) = replaced {
-            ledger.release_entry(cost);
+        let published = self.file.publish(&self.path, Replace::Allow)?;
+        if let Some(replaced) = published.replaced {
+            ledger.release_entry(replaced.cost());
         }
-        // The rename is durable only once both folders it changed are on disk: without
-        // this, a power loss can leave the old file (or none) under the name, and the
-        // partial back in staging. Reported, though the file is already published: the
-        // client then asks again and finds it up to date.
-        self.sync_folders().map_err(at(&self.path))?;
+        // Reported, though the file is already published: the client then asks again
+        // and finds it up to date.
+        published.durable.map_err(at(&self.path))?;
         Ok(actual)
-    }
-
-    /// Flushes the folder that now holds the published name, and the staging folder
-    /// that no longer holds the partial.
-    fn sync_folders(&self) -> io::Result<()> {
-        match self.path.parent() {
-            Some(parent) if !parent.is_root() => {
-                sync_dir(&self.home.dir.open_dir(parent.to_relative())?)?;
-            }
-            _ => sync_dir(&self.home.dir)?,
-        }
-        sync_dir(&self.home.staging)
     }
 
     /// Publishes the upload without comparing a checksum, for protocols that carry none
@@ -438,10 +376,16 @@ impl Upload {
     /// Deletes the partial and gives its space back: for an upload that can never resume
     /// (SCP has no resume), so that a failure leaves nothing behind.
     pub fn abandon(self) -> Result<()> {
-        self.home
-            .staging
-            .remove_file(&self.partial)
+        let removed = self
+            .home
+            .backend
+            .remove_staged(&self.partial)
             .map_err(at(&self.path))?;
+        if !removed {
+            return Err(StorageError::NotFound {
+                path: self.path.clone(),
+            });
+        }
         self.home
             .state
             .ledger

@@ -299,7 +299,7 @@ where
                 return Err(err);
             }
             let replaced = match home.stat(&target) {
-                Ok(entry) if entry.kind == EntryKind::File => Some(entry.mode),
+                Ok(entry) if entry.kind == EntryKind::File => Some(entry.mode()),
                 _ => None,
             };
             pending.set_permissions(published_mode(mode, preserve, replaced))?;

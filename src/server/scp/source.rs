@@ -116,7 +116,7 @@ where
                 if !send_times(t, peer, &entry).await? {
                     continue;
                 }
-                let mode = entry.mode & 0o777;
+                let mode = entry.mode() & 0o777;
                 peer.send(&Control::Dir { mode, name }.encode()).await?;
                 if !note_answer(t, peer).await? {
                     // The receiver refused the folder: skip its contents.
@@ -217,7 +217,7 @@ where
     }
     let times = Control::Times {
         mtime: u64::try_from(entry.mtime).unwrap_or(0),
-        atime: u64::try_from(entry.atime).unwrap_or(0),
+        atime: u64::try_from(entry.atime()).unwrap_or(0),
     };
     peer.send(&times.encode()).await?;
     note_answer(t, peer).await
@@ -244,7 +244,7 @@ where
     }
     let size = entry.size;
     let record = Control::File {
-        mode: entry.mode & 0o777,
+        mode: entry.mode() & 0o777,
         size,
         name: name.to_owned(),
     };

@@ -14,8 +14,8 @@ pub fn longname(name: &[u8], entry: &Entry, owner: &str, now: i64) -> Vec<u8> {
     let owner_width = owner.len().max(8);
     let mut line = format!(
         "{} {:>3} {:<w$} {:<w$} {:>8} {} ",
-        mode_string(entry.mode),
-        entry.nlink,
+        mode_string(entry.mode()),
+        entry.nlink(),
         owner,
         owner,
         entry.size,
@@ -117,11 +117,13 @@ mod tests {
             kind: EntryKind::File,
             size: 6,
             mtime: 0,
-            mode: 0o100644,
-            atime: 0,
-            nlink: 1,
-            uid: 0,
-            gid: 0,
+            posix: Some(crate::storage::PosixDetails {
+                mode: 0o100644,
+                atime: 0,
+                nlink: 1,
+                uid: 0,
+                gid: 0,
+            }),
         };
         assert_eq!(
             String::from_utf8(longname(b"hello.txt", &entry, "alice", 60)).unwrap(),

@@ -494,7 +494,7 @@ impl Session {
                 Some(file) => file.file.stat()?,
                 None => self.home.stat(path)?,
             };
-            if (entry.uid, entry.gid) != (uid, gid) {
+            if entry.owner() != Some((uid, gid)) {
                 return Err(Failed::Status(
                     StatusCode::PermissionDenied,
                     "changing a file's owner or group is not supported".into(),
@@ -569,9 +569,9 @@ pub(super) fn attrs_of(entry: &Entry) -> Attrs {
     let clamp = |t: i64| u32::try_from(t.max(0)).unwrap_or(u32::MAX);
     Attrs {
         size: Some(entry.size),
-        uid_gid: Some((entry.uid, entry.gid)),
-        permissions: Some(entry.mode),
-        times: Some((clamp(entry.atime), clamp(entry.mtime))),
+        uid_gid: entry.owner(),
+        permissions: Some(entry.mode()),
+        times: Some((clamp(entry.atime()), clamp(entry.mtime))),
     }
 }
 
