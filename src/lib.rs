@@ -9,9 +9,14 @@
 //! - [`protocol`]: the wire formats, with no I/O: rsftp/1 (request lines, quoting, status
 //!   lines), SFTP v3 in both directions (`protocol::sftp`), and the SSH transport
 //!   settings both ends share.
-//! - [`storage`]: the home jail, the quota ledger, partial uploads, streaming file data
-//!   with MD5 in the same pass, directory listings read as they go out, and the usage
-//!   scan (walked by handle). No SSH.
+//! - [`storage`]: no SSH. [`storage::HomeDir`] is the policy of a home (virtual paths,
+//!   the quota ledger, busy marks, the hidden staging area for partial uploads) over the
+//!   backend seam, [`storage::Backend`] (`storage/backend.rs`: namespace, open files,
+//!   staged uploads that publish on completion; shaped for an object store too), whose
+//!   one implementation is `storage/posix/` (cap-std, beneath a handle on the home).
+//!   Reads go through [`storage::ReadHandle`]; also streaming file data with MD5 in the
+//!   same pass, hashing a range by algorithm, listings read as they go out, and the
+//!   usage scan (walked by handle).
 //! - [`auth`]: the `users.toml` model and its comment-keeping editor, password hashes,
 //!   authorized keys, login throttling, and the account-store seam
 //!   ([`auth::AccountStore`]) with its `users.toml` implementation, reloaded on change.
@@ -38,8 +43,8 @@
 //! - `bin/`: `rsftpd` and `rsftp`, argument parsing, prompts, printing and wiring only.
 //!
 //! Dependencies point one way: `protocol` <- `storage` <- `server`; `auth` <- `server`
-//! and `admin`. `client` uses `protocol`, `storage::stream` (chunked file data, hashed
-//! in the same pass) and two small pieces of `auth` (`Secret`, `format_size`), never
+//! and `admin`. `client` uses `protocol`, `storage::stream` and `storage::ReadHandle`
+//! (chunked file data, hashed in the same pass) and two small pieces of `auth` (`Secret`, `format_size`), never
 //! `server`.
 #![forbid(unsafe_code)]
 

@@ -1,23 +1,33 @@
 //! The storage core: each user's home jail, their quota ledger, atomic resumable uploads
-//! and hashing.
+//! and hashing. It knows nothing of SSH.
 //!
-//! Std code that knows nothing of SSH: blocking, called from `spawn_blocking`, apart
-//! from `stream`, which moves file data between an async peer and short blocking calls.
-//! Every front end shares it. Users name files by
-//! [`VirtualPath`], rooted at their home; every access then goes through a cap-std
-//! directory handle opened on that home, so the kernel resolves paths *beneath* it and
-//! symbolic links that lead out are refused. Partial uploads wait outside every home, in
-//! `<root>/.partials/<user>/`, where no user path can reach them.
+//! Two layers. [`HomeDir`] is the policy: users name files by [`VirtualPath`], rooted at
+//! their home; it books the quota, marks paths busy while they are uploaded, names the
+//! partial uploads and bounds how deep folders nest. Below it, a [`Backend`] keeps the
+//! bytes, and every access inside the home. Its one implementation, `posix`, holds a
+//! cap-std directory handle on the home, so the kernel resolves paths *beneath* it and
+//! symbolic links that lead out are refused; partial uploads wait outside every home, in
+//! `<root>/.partials/<user>/`, where no user path can reach them. The trait is shaped so
+//! that an object store fits (see its documentation).
 //!
-//! - `root`: [`Storage`], the folder of all homes and the per-user state they share.
-//! - `home`: [`HomeDir`], the jail and the operations on paths inside it.
-//! - `open_file`: [`OpenFile`], a file opened inside a home; `entry`: what `stat` says.
+//! Everything is blocking std code, called from `spawn_blocking`, except `stream`,
+//! which is async: it moves file data between a peer and short blocking calls.
+//!
+//! - `root`: [`Storage`], the folder of all homes and the per-user state they share
+//!   (`user_state`: the ledger, busy marks and size lock).
+//! - `home`: [`HomeDir`], the policy layer; `backend`: the [`Backend`] trait, with
+//!   [`FileHandle`] (open files) and [`StagedFile`] (partial uploads); `posix`: its
+//!   cap-std implementation (`posix::files`: open files and partials on disk).
+//! - `open_file`: [`OpenFile`], a file opened inside a home; `entry`: what `stat` says,
+//!   with the POSIX details apart.
 //! - `links`: making and reading symbolic links that stay inside.
 //! - `upload` and `staging`: resumable, verified, atomic uploads, and where they wait.
 //! - `quota`: the one quota rule and the ledger; `scan`: measuring a home by handle.
-//! - `listing`: directory listings read as they go out; `stream`: file data in chunks,
-//!   with MD5 in the same pass. `path`: [`VirtualPath`]; `beneath`: the `O_PATH`
-//!   descriptors that changes of mode go through.
+//! - `listing`: directory listings read as they go out; `read`: [`ReadHandle`], what
+//!   every read goes through, and [`CHUNK`], the one chunk size; `hash`: hashing a range
+//!   by [`HashAlgorithm`]; `stream`: file data in chunks, with MD5 in the same pass.
+//!   `path`: [`VirtualPath`]; `beneath`: the `O_PATH` descriptors that changes of mode
+//!   go through.
 
 pub mod backend;
 mod beneath;

@@ -135,17 +135,9 @@ impl DirHandle {
     /// Opens a directory for READDIR, `.` and `..` first, as `ls -a` expects.
     pub(super) fn open(home: &HomeDir, path: &VirtualPath) -> Result<DirHandle, StorageError> {
         let stream = home.open_dir(path)?;
-        let mut this = home.stat(path)?;
-        // Above the home is the home again, as in a chroot.
-        let mut parent = match path.parent() {
-            Some(parent) => home.stat(&parent)?,
-            None => this.clone(),
-        };
-        this.name = ".".into();
-        parent.name = "..".into();
         Ok(DirHandle {
             path: path.clone(),
-            held: VecDeque::from([this, parent]),
+            held: VecDeque::from(home.dots(path)?),
             stream: Some(stream),
         })
     }
