@@ -1,222 +1,163 @@
-//! The object-store backend against a real S3 server (`s3s-fs`): folders as markers and
-//! prefixes, listings page by page, moves, ranged reads, and multipart uploads that
-//! appear only when complete and resume from their saved state.
+//! The object-store backend under the storage core, against a real S3 server
+//! (`s3s-fs`): a clear refusal of a bad credential at start, the quota measured by
+//! listing, uploads that appear only when verified and resume after a restart, and
+//! stale uploads aborted.
 
-use std::sync::Arc;
+use std::time::Duration;
 
 use rsftp::protocol::Md5Digest;
-use rsftp::storage::object::{
-    Bucket, DiskStateStore, Found, ListCursor, ObjectHome, ObjectStoreConfig, PART_SIZE,
-    UploadStateStore,
-};
-use rsftp::storage::{StorageError, VirtualPath};
+use rsftp::storage::object::{ObjectStoreConfig, PART_SIZE};
+use rsftp::storage::{HomeDir, Storage, StorageError, Upload, UploadStart, VirtualPath};
 
-use crate::s3_util::{ACCESS_KEY, BUCKET, S3Server, SECRET_KEY};
+use crate::s3_ssh::store_config;
+use crate::s3_util::{BUCKET, S3Server};
 use crate::util::data;
 
 fn vp(s: &str) -> VirtualPath {
     VirtualPath::resolve(&VirtualPath::root(), s).unwrap()
 }
 
-pub fn config(s3: &S3Server) -> ObjectStoreConfig {
-    ObjectStoreConfig {
-        bucket: BUCKET.to_owned(),
-        prefix: "team".to_owned(),
-        endpoint: Some(s3.endpoint()),
-        region: Some("us-east-1".to_owned()),
-        path_style: true,
+fn ready(start: UploadStart) -> Upload {
+    match start {
+        UploadStart::Ready(upload) => upload,
+        UploadStart::UpToDate => panic!("unexpectedly up to date"),
     }
 }
 
-fn set_credentials() {
-    // SAFETY of the test process: every test sets the same two values.
-    unsafe {
-        std::env::set_var("AWS_ACCESS_KEY_ID", ACCESS_KEY);
-        std::env::set_var("AWS_SECRET_ACCESS_KEY", SECRET_KEY);
-    }
+fn open(s3: &S3Server, state: &std::path::Path) -> Storage {
+    Storage::open_object(state, &store_config(s3)).unwrap()
 }
 
-fn home(s3: &S3Server, user: &str) -> ObjectHome {
-    set_credentials();
-    let bucket = Bucket::connect(&config(s3)).unwrap();
-    ObjectHome::new(bucket, user).unwrap()
+fn home(storage: &Storage) -> HomeDir {
+    storage.home("alice", 1 << 30, None).unwrap()
 }
 
-async fn names(home: &ObjectHome, path: &str) -> Vec<(String, bool)> {
-    let mut cursor = ListCursor::default();
-    let mut all = Vec::new();
-    for _ in 0..1000 {
-        match home.list_page(&vp(path), &mut cursor).await.unwrap() {
-            Some(page) => all.extend(page.into_iter().map(|e| (e.name, e.is_dir))),
-            None => return all,
-        }
-    }
-    panic!("listing did not end");
-}
-
-#[tokio::test]
-async fn folders_files_and_moves() {
+#[test]
+fn a_refused_credential_or_a_missing_bucket_stops_the_start() {
     let s3 = S3Server::start();
-    let h = home(&s3, "alice");
-    Bucket::connect(&config(&s3))
-        .unwrap()
-        .check()
-        .await
-        .unwrap();
-
-    assert!(names(&h, "/").await.is_empty());
-    h.mkdir(&vp("/docs")).await.unwrap();
-    assert_eq!(s3.keys(), vec!["team/alice/docs/.rsftp-folder".to_owned()]);
-    assert!(matches!(
-        h.find(&vp("/docs")).await.unwrap(),
-        Found::Dir { .. }
-    ));
-    assert!(matches!(
-        h.mkdir(&vp("/docs")).await,
-        Err(StorageError::Exists { .. })
-    ));
-    assert!(matches!(
-        h.mkdir(&vp("/nope/x")).await,
-        Err(StorageError::NotFound { .. })
-    ));
-
-    let states: Arc<dyn UploadStateStore> =
-        Arc::new(DiskStateStore::open(&s3.data.path().join("../rsftp-states-alice")).unwrap());
-    let body = data(1000, 1);
-    let mut up = h
-        .begin_multipart(states.clone(), "alice", &vp("/docs/a.txt"), 1000, None)
-        .await
-        .unwrap();
-    up.write(&body).await.unwrap();
-    up.finish(Some(Md5Digest::of(&body))).await.unwrap();
-    assert_eq!(s3.object("team/alice/docs/a.txt").unwrap(), body);
-    assert_eq!(names(&h, "/").await, vec![("docs".to_owned(), true)]);
-    assert_eq!(names(&h, "/docs").await, vec![("a.txt".to_owned(), false)]);
-    assert_eq!(h.stat(&vp("/docs/a.txt")).await.unwrap().size, 1000);
-    assert_eq!(
-        &h.read_range(&vp("/docs/a.txt"), 10, 20).await.unwrap()[..],
-        &body[10..30]
-    );
-    assert_eq!(
-        h.read_range(&vp("/docs/a.txt"), 990, 100)
-            .await
-            .unwrap()
-            .len(),
-        10
-    );
+    let state = tempfile::tempdir().unwrap();
+    let wrong = ObjectStoreConfig {
+        secret_access_key: Some("not-the-secret".to_owned()),
+        ..store_config(&s3)
+    };
+    let err = Storage::open_object(state.path(), &wrong).unwrap_err();
+    let chain = format!("{:?}", err);
     assert!(
-        h.read_range(&vp("/docs/a.txt"), 1000, 100)
-            .await
-            .unwrap()
-            .is_empty()
+        chain.contains("refused") || chain.contains("403"),
+        "{chain}"
     );
-
-    assert!(matches!(
-        h.rmdir(&vp("/docs")).await,
-        Err(StorageError::NotEmpty { .. })
-    ));
-    assert!(matches!(
-        h.rename(&vp("/docs"), &vp("/papers")).await,
-        Err(StorageError::Invalid { .. })
-    ));
-    assert!(
-        h.list_page(&vp("/docs/a.txt/x"), &mut ListCursor::default())
-            .await
-            .is_err()
-    );
-    assert!(matches!(
-        h.list_page(&vp("/docs/a.txt"), &mut ListCursor::default())
-            .await,
-        Err(StorageError::NotADirectory { .. })
-    ));
-    h.rename(&vp("/docs/a.txt"), &vp("/b.txt")).await.unwrap();
-    assert_eq!(s3.object("team/alice/b.txt").unwrap(), body);
-    assert!(s3.object("team/alice/docs/a.txt").is_none());
-    // Emptied, the folder made by mkdir stays; an empty folder moves.
-    assert_eq!(names(&h, "/docs").await, vec![]);
-    h.rename(&vp("/docs"), &vp("/papers")).await.unwrap();
-    assert_eq!(
-        names(&h, "/").await,
-        vec![("b.txt".to_owned(), false), ("papers".to_owned(), true)]
-    );
-    h.rmdir(&vp("/papers")).await.unwrap();
-    assert!(matches!(
-        h.rmdir(&vp("/papers")).await,
-        Err(StorageError::NotFound { .. })
-    ));
-    assert!(matches!(
-        h.remove_file(&vp("/papers")).await,
-        Err(StorageError::NotFound { .. })
-    ));
-    h.remove_file(&vp("/b.txt")).await.unwrap();
-    assert!(names(&h, "/").await.is_empty());
-
-    // Another user's home is another prefix.
-    let bob = home(&s3, "bob");
-    assert!(names(&bob, "/").await.is_empty());
+    let no_bucket = ObjectStoreConfig {
+        bucket: "no-such-bucket".to_owned(),
+        ..store_config(&s3)
+    };
+    assert!(Storage::open_object(state.path(), &no_bucket).is_err());
+    // The right one opens.
+    open(&s3, state.path());
 }
 
-#[tokio::test]
-async fn a_multipart_upload_resumes_from_its_saved_state() {
+#[test]
+fn usage_is_measured_by_listing_the_home() {
     let s3 = S3Server::start();
-    let h = home(&s3, "alice");
-    let dir = tempfile::tempdir().unwrap();
-    let states: Arc<dyn UploadStateStore> = Arc::new(DiskStateStore::open(dir.path()).unwrap());
+    let bucket = s3.data.path().join(BUCKET);
+    std::fs::create_dir_all(bucket.join("team/alice/docs")).unwrap();
+    std::fs::write(bucket.join("team/alice/docs/a"), [1u8; 5000]).unwrap();
+    std::fs::write(bucket.join("team/alice/b"), [2u8; 10]).unwrap();
+    std::fs::write(bucket.join("team/alice/docs/.rsftp-folder"), b"").unwrap();
+    std::fs::create_dir_all(bucket.join("team/bob")).unwrap();
+    std::fs::write(bucket.join("team/bob/c"), [3u8; 100_000]).unwrap();
+    let state = tempfile::tempdir().unwrap();
+    let storage = open(&s3, state.path());
+    let h = home(&storage);
+    // 5000 bytes take two blocks, 10 bytes one, the marker one; bob's are not alice's.
+    assert_eq!(h.usage().used, 4 * 4096);
+    assert_eq!(h.entries().count, 3);
+    h.remove_file(&vp("/b")).unwrap();
+    assert_eq!(h.usage().used, 3 * 4096);
+    assert!(matches!(
+        h.remove_file(&vp("/b")),
+        Err(StorageError::NotFound { .. })
+    ));
+}
+
+#[test]
+fn an_upload_resumes_after_a_restart_and_appears_only_when_verified() {
+    let s3 = S3Server::start();
+    let state = tempfile::tempdir().unwrap();
     let size = 2 * PART_SIZE as usize + 1234;
     let body = data(size, 7);
     let path = vp("/big.bin");
-
-    let mut up = h
-        .begin_multipart(states.clone(), "alice", &path, size as u64, None)
-        .await
-        .unwrap();
-    assert_eq!(up.held(), 0);
-    up.write(&body[..PART_SIZE as usize + 100]).await.unwrap();
-    drop(up);
-    // Nothing under the key before completion.
+    {
+        let storage = open(&s3, state.path());
+        let h = home(&storage);
+        let mut up = ready(h.begin_upload(&path, size as u64, None).unwrap());
+        assert_eq!(up.held(), 0);
+        up.write(&body[..PART_SIZE as usize + 100]).unwrap();
+        // The part sent and the bytes waiting count against the quota.
+        assert!(h.usage().used + h.usage().reserved >= size as u64);
+        assert!(matches!(h.stat(&path), Err(StorageError::NotFound { .. })));
+        drop(up);
+    }
     assert!(s3.object("team/alice/big.bin").is_none());
-    assert_eq!(h.find(&path).await.unwrap(), Found::Nothing);
 
-    // A new client (and a new state store, as after a restart) resumes at one part.
-    let states: Arc<dyn UploadStateStore> = Arc::new(DiskStateStore::open(dir.path()).unwrap());
-    let mut up = h
-        .begin_multipart(states.clone(), "alice", &path, size as u64, None)
-        .await
-        .unwrap();
+    // A new process: the saved state resumes at the part boundary.
+    let storage = open(&s3, state.path());
+    let h = home(&storage);
+    assert_eq!(
+        h.usage().used,
+        PART_SIZE,
+        "the part held is counted at start"
+    );
+    let mut up = ready(h.begin_upload(&path, size as u64, None).unwrap());
     assert_eq!(up.held(), PART_SIZE);
     assert_eq!(up.prefix_md5(), Md5Digest::of(&body[..PART_SIZE as usize]));
     assert!(matches!(
-        up.start_from(5).await,
+        up.start_from(5),
         Err(StorageError::BadOffset { .. })
     ));
-    up.start_from(PART_SIZE).await.unwrap();
-    up.write(&body[PART_SIZE as usize..]).await.unwrap();
+    up.start_from(PART_SIZE).unwrap();
+    up.write(&body[PART_SIZE as usize..]).unwrap();
     // A wrong MD5 aborts: nothing is published, and nothing is left to resume.
     let wrong = Md5Digest::of(b"other");
     assert!(matches!(
-        up.finish(Some(wrong)).await,
+        up.finish(wrong),
         Err(StorageError::Checksum { .. })
     ));
     assert!(s3.object("team/alice/big.bin").is_none());
-    assert!(states.list("alice").unwrap().is_empty());
+    assert_eq!(h.usage().used, 0);
 
-    let mut up = h
-        .begin_multipart(
-            states.clone(),
-            "alice",
-            &path,
-            size as u64,
-            Some(Md5Digest::of(&body)),
-        )
-        .await
-        .unwrap();
+    let mut up = ready(h.begin_upload(&path, size as u64, None).unwrap());
     assert_eq!(up.held(), 0);
-    up.write(&body).await.unwrap();
-    up.finish(Some(Md5Digest::of(&body))).await.unwrap();
+    up.write(&body).unwrap();
+    up.finish(Md5Digest::of(&body)).unwrap();
     assert_eq!(s3.object("team/alice/big.bin").unwrap(), body);
-    assert_eq!(
-        h.stored_md5(&path).await.unwrap(),
-        Some((size as u64, Md5Digest::of(&body)))
-    );
-    assert!(states.list("alice").unwrap().is_empty());
+    assert_eq!(h.usage().used, (size as u64).div_ceil(4096) * 4096);
+    // With its MD5 known, a second put of the same file has nothing to send.
+    let again = h
+        .begin_upload(&path, size as u64, Some(Md5Digest::of(&body)))
+        .unwrap();
+    assert!(matches!(again, UploadStart::UpToDate));
+    // An empty file is one PUT.
+    let mut up = ready(h.begin_upload(&vp("/empty"), 0, None).unwrap());
+    up.start_from(0).unwrap();
+    up.finish(Md5Digest::empty()).unwrap();
+    assert_eq!(s3.object("team/alice/empty").unwrap(), b"");
+}
+
+#[test]
+fn a_stale_upload_is_aborted_and_gives_its_space_back() {
+    let s3 = S3Server::start();
+    let state = tempfile::tempdir().unwrap();
+    let storage = open(&s3, state.path());
+    let h = home(&storage);
+    let size = PART_SIZE as usize + 10;
+    let mut up = ready(h.begin_upload(&vp("/f"), size as u64, None).unwrap());
+    up.write(&data(PART_SIZE as usize, 1)).unwrap();
+    drop(up);
+    assert_eq!(h.usage().used, PART_SIZE);
+    std::thread::sleep(Duration::from_millis(1100));
+    let freed = h.remove_stale_partials(Duration::ZERO).unwrap();
+    assert_eq!(freed, PART_SIZE);
+    assert_eq!(h.usage().used, 0);
+    let up = ready(h.begin_upload(&vp("/f"), size as u64, None).unwrap());
+    assert_eq!(up.held(), 0, "nothing left to resume");
 }

@@ -142,7 +142,10 @@ impl Server {
         };
         let accounts: Arc<dyn AccountStore> =
             Arc::new(WatchedUsersFile::load(&settings.users_file)?);
-        let storage = Arc::new(Storage::open(&settings.storage_dir)?);
+        let storage = Arc::new(match &settings.object_store {
+            Some(store) => Storage::open_object(&settings.storage_dir, store)?,
+            None => Storage::open(&settings.storage_dir)?,
+        });
         // One home that cannot be opened must not keep everyone else out: it is logged,
         // and that user's logins try again.
         for account in accounts.current().iter() {

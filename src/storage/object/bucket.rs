@@ -25,9 +25,13 @@ pub struct ObjectStoreConfig {
     pub region: Option<String>,
     /// Address the bucket as `endpoint/bucket/key` rather than `bucket.endpoint/key`.
     pub path_style: bool,
+    /// A credential given by the embedding program; otherwise the standard `AWS_*`
+    /// variables (or the instance's role) provide it.
+    pub access_key_id: Option<String>,
+    pub secret_access_key: Option<String>,
 }
 
-// No secrets live here (credentials come from the environment), but say so explicitly.
+// The secret key is never printed.
 impl fmt::Debug for ObjectStoreConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ObjectStoreConfig")
@@ -36,6 +40,11 @@ impl fmt::Debug for ObjectStoreConfig {
             .field("endpoint", &self.endpoint)
             .field("region", &self.region)
             .field("path_style", &self.path_style)
+            .field("access_key_id", &self.access_key_id)
+            .field(
+                "secret_access_key",
+                &self.secret_access_key.as_ref().map(|_| "<secret>"),
+            )
             .finish()
     }
 }
@@ -92,6 +101,11 @@ impl Bucket {
         if let Some(region) = &config.region {
             builder = builder.with_region(region);
         }
+        if let (Some(id), Some(secret)) = (&config.access_key_id, &config.secret_access_key) {
+            builder = builder
+                .with_access_key_id(id)
+                .with_secret_access_key(secret);
+        }
         let endpoint = builder.get_config_value(&AmazonS3ConfigKey::Endpoint);
         if endpoint
             .as_deref()
@@ -136,6 +150,17 @@ impl Bucket {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_secret_key_is_never_printed() {
+        let config = ObjectStoreConfig {
+            secret_access_key: Some("very-secret".into()),
+            ..ObjectStoreConfig::default()
+        };
+        let printed = format!("{config:?}");
+        assert!(!printed.contains("very-secret"), "{printed}");
+        assert!(printed.contains("<secret>"), "{printed}");
+    }
 
     #[test]
     fn reads_storage_urls() {

@@ -9,20 +9,26 @@
 //!
 //! - `bucket`: the configuration and the connection, and the marker requests.
 //! - `key`: keys from virtual paths. `state`: saved upload states.
+//! - `backend`: [`ObjectBackend`], the storage core's `Backend` on the store, and
+//!   [`ObjectHomes`], which makes one per user; `runner`: the runtime its requests run on.
 //! - `namespace`: [`ObjectHome`], what is at a path, listings, folders, deletes, moves
-//!   and ranged reads. `multipart`: uploads.
+//!   and ranged reads. `multipart`: partial uploads as multipart uploads.
 //! - `errors`: the store's errors as the storage core's.
 
+mod backend;
 mod bucket;
 mod errors;
 mod key;
 mod multipart;
 mod namespace;
+mod runner;
 mod state;
 
-pub use bucket::{Bucket, ObjectStoreConfig};
+pub use backend::{ObjectBackend, ObjectHomes, READ_AHEAD};
+pub use bucket::{Bucket, MAX_RETRIES, ObjectStoreConfig, RETRY_TIMEOUT};
 pub use errors::ObjectError;
 pub use key::{HomeKeys, MAX_KEY_LEN};
-pub use multipart::{MAX_PARTS, MD5_METADATA, MultipartUpload, PART_SIZE};
+pub use multipart::{MAX_PARTS, PART_SIZE};
 pub use namespace::{Found, LIST_PAGE, ListCursor, ObjectHome, ObjectInfo};
+pub use runner::Runner;
 pub use state::{DiskStateStore, UploadState, UploadStateStore, decode_md5, encode_md5};

@@ -390,6 +390,20 @@ impl ObjectHome {
         Ok(first.iter().all(|meta| is_marker(folder, &meta.location)))
     }
 
+    /// One page of every key under `prefix`, with no delimiter: for measuring a home.
+    pub(super) async fn list_all_page(
+        &self,
+        prefix: &str,
+        page_token: Option<String>,
+    ) -> std::result::Result<object_store::list::PaginatedListResult, object_store::Error> {
+        let options = PaginatedListOptions {
+            max_keys: Some(LIST_PAGE),
+            page_token,
+            ..PaginatedListOptions::default()
+        };
+        self.bucket.s3.list_paginated(Some(prefix), options).await
+    }
+
     /// The first `n` keys under `prefix`, with no delimiter.
     async fn first_keys(
         &self,
@@ -419,7 +433,7 @@ fn is_marker(folder: &str, location: &Path) -> bool {
 }
 
 /// S3 answers 416 for a range that starts past the end of an object.
-fn is_range_past_end(err: &object_store::Error) -> bool {
+pub(super) fn is_range_past_end(err: &object_store::Error) -> bool {
     let text = err.to_string();
     text.contains("416") || text.contains("InvalidRange") || text.contains("Range Not Satisfiable")
 }

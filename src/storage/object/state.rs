@@ -25,8 +25,6 @@ use crate::storage::{Result, StorageError, VirtualPath};
 pub struct UploadState {
     /// The user's path the upload will publish, as they named it.
     pub path: String,
-    /// The announced size of the whole file.
-    pub size: u64,
     /// The store's id for the multipart upload.
     pub upload_id: String,
     /// Bytes in every part but the last.
@@ -45,10 +43,9 @@ pub struct UploadState {
 
 impl UploadState {
     /// A fresh upload with no parts yet.
-    pub fn new(path: &VirtualPath, size: u64, upload_id: String, part_size: u64) -> UploadState {
+    pub fn new(path: &VirtualPath, upload_id: String, part_size: u64) -> UploadState {
         UploadState {
             path: path.as_str().to_owned(),
-            size,
             upload_id,
             part_size,
             parts: Vec::new(),
@@ -58,11 +55,10 @@ impl UploadState {
         }
     }
 
-    /// The bytes the store holds: the parts sent, up to the announced size.
+    /// The bytes the store holds: the full parts sent (the last, shorter part is sent
+    /// only when the upload completes).
     pub fn held(&self) -> u64 {
-        (self.parts.len() as u64)
-            .saturating_mul(self.part_size)
-            .min(self.size)
+        (self.parts.len() as u64).saturating_mul(self.part_size)
     }
 
     /// Records one more part, sent with the MD5 of all bytes so far being `hasher`.
@@ -115,22 +111,22 @@ fn now() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
-/// Where the states of uploads in progress are kept, per user and per (path, size): an
-/// upload of the same path at another size is another upload.
+/// Where the states of uploads in progress are kept, per user and per partial-upload
+/// name (which the home derives from the path and the size: another size is another
+/// upload).
 pub trait UploadStateStore: std::fmt::Debug + Send + Sync {
-    /// The state of `user`'s upload of `path` at `size`, if one was saved.
-    fn load(&self, user: &str, path: &VirtualPath, size: u64) -> Result<Option<UploadState>>;
-    /// Saves `state`, replacing what was saved for its path and size; durable when this
-    /// returns.
-    fn save(&self, user: &str, state: &UploadState) -> Result<()>;
-    /// Forgets the upload of `path` at `size`; nothing saved is not an error.
-    fn remove(&self, user: &str, path: &VirtualPath, size: u64) -> Result<()>;
-    /// All of `user`'s saved uploads.
-    fn list(&self, user: &str) -> Result<Vec<UploadState>>;
+    /// The state saved as `name` for `user`, if any.
+    fn load(&self, user: &str, name: &str) -> Result<Option<UploadState>>;
+    /// Saves `state` as `name`, replacing what was saved; durable when this returns.
+    fn save(&self, user: &str, name: &str, state: &UploadState) -> Result<()>;
+    /// Forgets `name`; whether there was something to forget.
+    fn remove(&self, user: &str, name: &str) -> Result<bool>;
+    /// All of `user`'s saved uploads, with their names.
+    fn list(&self, user: &str) -> Result<Vec<(String, UploadState)>>;
 }
 
-/// [`UploadStateStore`] on local disk: `<dir>/<user>/<md5 of path>-<size>.toml`, each
-/// written to a temporary file, flushed, and renamed into place.
+/// [`UploadStateStore`] on local disk: `<dir>/<user>/<name>.toml`, each written to a
+/// temporary file, flushed, and renamed into place.
 #[derive(Debug, Clone)]
 pub struct DiskStateStore {
     dir: PathBuf,
@@ -146,7 +142,7 @@ impl DiskStateStore {
     }
 
     fn user_dir(&self, user: &str) -> Result<PathBuf> {
-        if user.is_empty() || user.starts_with('.') || user.contains(['/', '\0']) {
+        if !is_plain_name(user) {
             return Err(StorageError::BadPath {
                 reason: "not a valid user name",
             });
@@ -154,32 +150,36 @@ impl DiskStateStore {
         Ok(self.dir.join(user))
     }
 
-    fn file(&self, user: &str, path: &str, size: u64) -> Result<PathBuf> {
-        let name = format!("{}-{size}.toml", Md5Digest::of(path.as_bytes()));
-        Ok(self.user_dir(user)?.join(name))
+    fn file(&self, user: &str, name: &str) -> Result<PathBuf> {
+        if !is_plain_name(name) {
+            return Err(StorageError::BadPath {
+                reason: "not a valid name for an upload",
+            });
+        }
+        Ok(self.user_dir(user)?.join(format!("{name}.toml")))
     }
 }
 
+/// One file name, which cannot lead anywhere else.
+fn is_plain_name(name: &str) -> bool {
+    !name.is_empty() && !name.starts_with('.') && !name.contains(['/', '\0'])
+}
+
 impl UploadStateStore for DiskStateStore {
-    fn load(&self, user: &str, path: &VirtualPath, size: u64) -> Result<Option<UploadState>> {
-        let file = self.file(user, path.as_str(), size)?;
+    fn load(&self, user: &str, name: &str) -> Result<Option<UploadState>> {
+        let file = self.file(user, name)?;
         let text = match std::fs::read_to_string(&file) {
             Ok(text) => text,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(state_error(e)),
         };
-        let state: UploadState = toml::from_str(&text).map_err(|_| damaged())?;
-        // A file under another path's name is not this upload's.
-        if state.path != path.as_str() || state.size != size {
-            return Err(damaged());
-        }
-        Ok(Some(state))
+        toml::from_str(&text).map(Some).map_err(|_| damaged())
     }
 
-    fn save(&self, user: &str, state: &UploadState) -> Result<()> {
+    fn save(&self, user: &str, name: &str, state: &UploadState) -> Result<()> {
         let dir = self.user_dir(user)?;
         create_private_dir(&dir).map_err(state_error)?;
-        let file = self.file(user, &state.path, state.size)?;
+        let file = self.file(user, name)?;
         let text = toml::to_string(state).map_err(|_| damaged())?;
         let tmp = file.with_extension("toml.tmp");
         let written = (|| {
@@ -195,15 +195,15 @@ impl UploadStateStore for DiskStateStore {
         written.map_err(state_error)
     }
 
-    fn remove(&self, user: &str, path: &VirtualPath, size: u64) -> Result<()> {
-        match std::fs::remove_file(self.file(user, path.as_str(), size)?) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+    fn remove(&self, user: &str, name: &str) -> Result<bool> {
+        match std::fs::remove_file(self.file(user, name)?) {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
             Err(e) => Err(state_error(e)),
         }
     }
 
-    fn list(&self, user: &str) -> Result<Vec<UploadState>> {
+    fn list(&self, user: &str) -> Result<Vec<(String, UploadState)>> {
         let dir = self.user_dir(user)?;
         let entries = match std::fs::read_dir(&dir) {
             Ok(entries) => entries,
@@ -213,12 +213,13 @@ impl UploadStateStore for DiskStateStore {
         let mut states = Vec::new();
         for entry in entries {
             let entry = entry.map_err(state_error)?;
-            if entry.path().extension().is_none_or(|e| e != "toml") {
+            let file_name = entry.file_name();
+            let Some(name) = file_name.to_str().and_then(|n| n.strip_suffix(".toml")) else {
                 continue;
-            }
+            };
             match std::fs::read_to_string(entry.path()) {
                 Ok(text) => match toml::from_str::<UploadState>(&text) {
-                    Ok(state) => states.push(state),
+                    Ok(state) => states.push((name.to_owned(), state)),
                     Err(_) => tracing::warn!(
                         user,
                         file = %entry.path().display(),
@@ -289,63 +290,60 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = DiskStateStore::open(&dir.path().join("uploads")).unwrap();
         let path = vp("/big.bin");
-        assert_eq!(store.load("alice", &path, 100).unwrap(), None);
+        assert_eq!(store.load("alice", "abc-100").unwrap(), None);
 
-        let mut state = UploadState::new(&path, 100, "id-1".into(), 40);
+        let mut state = UploadState::new(&path, "id-1".into(), 40);
         assert_eq!(state.held(), 0);
         assert_eq!(state.prefix_md5().unwrap(), Md5Digest::empty());
         let mut hasher = Md5::new();
         hasher.update([7u8; 40]);
         state.add_part("\"etag-1\"".into(), &hasher);
         state.expected_md5 = Some("0123".into());
-        store.save("alice", &state).unwrap();
+        store.save("alice", "abc-100", &state).unwrap();
         assert_eq!(state.held(), 40);
         assert_eq!(state.prefix_md5().unwrap(), Md5Digest::of(&[7u8; 40]));
 
-        let loaded = store.load("alice", &path, 100).unwrap().unwrap();
+        let loaded = store.load("alice", "abc-100").unwrap().unwrap();
         assert_eq!(loaded, state);
-        // Another size, another user: another upload.
-        assert_eq!(store.load("alice", &path, 101).unwrap(), None);
-        assert_eq!(store.load("bob", &path, 100).unwrap(), None);
-        assert_eq!(store.list("alice").unwrap(), vec![state.clone()]);
+        // Another name, another user: another upload.
+        assert_eq!(store.load("alice", "abc-101").unwrap(), None);
+        assert_eq!(store.load("bob", "abc-100").unwrap(), None);
+        assert_eq!(
+            store.list("alice").unwrap(),
+            vec![("abc-100".to_owned(), state.clone())]
+        );
         assert!(store.list("bob").unwrap().is_empty());
 
-        // The last part is shorter: held stops at the size.
-        state.add_part("\"etag-2\"".into(), &hasher);
-        state.add_part("\"etag-3\"".into(), &hasher);
-        assert_eq!(state.held(), 100);
-
-        store.remove("alice", &path, 100).unwrap();
-        store.remove("alice", &path, 100).unwrap();
-        assert_eq!(store.load("alice", &path, 100).unwrap(), None);
-        assert!(bad_user(&store, ""));
-        assert!(bad_user(&store, "../x"));
-        assert!(bad_user(&store, ".partials"));
-    }
-
-    fn bad_user(store: &DiskStateStore, user: &str) -> bool {
-        matches!(
-            store.load(user, &vp("/x"), 1),
-            Err(StorageError::BadPath { .. })
-        )
+        assert!(store.remove("alice", "abc-100").unwrap());
+        assert!(!store.remove("alice", "abc-100").unwrap());
+        assert_eq!(store.load("alice", "abc-100").unwrap(), None);
+        for (user, name) in [
+            ("", "n"),
+            ("../x", "n"),
+            (".partials", "n"),
+            ("a", "../n"),
+            ("a", ""),
+            ("a", ".n"),
+        ] {
+            assert!(
+                matches!(store.load(user, name), Err(StorageError::BadPath { .. })),
+                "{user:?} {name:?}"
+            );
+        }
     }
 
     #[test]
     fn a_damaged_state_is_refused_not_trusted() {
         let dir = tempfile::tempdir().unwrap();
         let store = DiskStateStore::open(dir.path()).unwrap();
-        let path = vp("/f");
-        let state = UploadState::new(&path, 10, "id".into(), 8);
-        store.save("alice", &state).unwrap();
-        let file = store.file("alice", "/f", 10).unwrap();
-        std::fs::write(&file, "not toml [").unwrap();
+        let state = UploadState::new(&vp("/f"), "id".into(), 8);
+        store.save("alice", "f-10", &state).unwrap();
+        std::fs::write(store.file("alice", "f-10").unwrap(), "not toml [").unwrap();
         assert!(matches!(
-            store.load("alice", &path, 10),
+            store.load("alice", "f-10"),
             Err(StorageError::Invalid { .. })
         ));
-        // A state saved for another path under this one's name.
-        let other = UploadState::new(&vp("/g"), 10, "id".into(), 8);
-        std::fs::write(&file, toml::to_string(&other).unwrap()).unwrap();
-        assert!(store.load("alice", &path, 10).is_err());
+        // Left out of a listing, with a warning.
+        assert!(store.list("alice").unwrap().is_empty());
     }
 }
