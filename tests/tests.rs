@@ -40,6 +40,7 @@ mod rclone;
 mod real_clients;
 mod reload;
 mod resume;
+mod s3_crash;
 mod s3_ssh;
 mod s3_store;
 mod scp;
