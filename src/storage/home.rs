@@ -211,6 +211,12 @@ impl HomeDir {
         self.state.check_measured()?;
         let _sizes = self.state.lock_sizes();
         if self.backend.lstat(from)?.kind == EntryKind::Dir {
+            if !self.capabilities().rename_full_dirs && self.backend.list(from)?.next().is_some() {
+                return Err(StorageError::Unsupported {
+                    path: from.clone(),
+                    what: "moving a folder that is not empty",
+                });
+            }
             self.check_move_depth(from, to)?;
         }
         if let Some(replaced) = self.backend.rename(from, to, replace)? {
