@@ -10,6 +10,7 @@ use rsftp::storage::object::{ObjectStoreConfig, PART_SIZE, UploadState};
 
 use crate::confinement::{TRAVERSAL_TABLE, assert_confined};
 use crate::s3_util::{ACCESS_KEY, BUCKET, S3Server, SECRET_KEY};
+use crate::sshd::{assert_ok, sftp_rsftpd, text};
 use crate::util::{Raw, TestServer, TestUser, data, md5_hex};
 
 const MIB: usize = 1024 * 1024;
@@ -273,4 +274,42 @@ async fn the_confinement_table_holds_on_the_object_store() {
             .await
             .starts_with("ERR not-found")
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn openssh_sftp_reads_lists_and_makes_folders_but_cannot_write_in_place() {
+    let t = on_store(&[TestUser::new("alice", "100MiB")]).await;
+    let bucket = t.s3.data.path().join(BUCKET);
+    let bytes = data(3 * MIB + 17, 9);
+    std::fs::create_dir_all(bucket.join("team/alice")).unwrap();
+    std::fs::write(bucket.join("team/alice/f.bin"), &bytes).unwrap();
+    let local = tempfile::tempdir().unwrap();
+    let dest = local.path().join("f.bin");
+
+    let batch = format!(
+        "mkdir /docs\nls -l /\nget /f.bin {}\nrename /docs /papers\nrmdir /papers\n",
+        dest.display()
+    );
+    let output = sftp_rsftpd(&t.server, "alice", &batch).await;
+    assert_ok(&output, "sftp -b");
+    let listed = text(&output.stdout);
+    assert!(
+        listed.contains("docs") && listed.contains("f.bin"),
+        "{listed}"
+    );
+    assert_eq!(md5_hex(&std::fs::read(&dest).unwrap()), md5_hex(&bytes));
+    assert_eq!(t.s3.keys(), vec!["team/alice/f.bin".to_owned()]);
+
+    // An SFTP upload writes in place, which this backend declines, with a clear message;
+    // nothing appears under the key.
+    let src = local.path().join("up.bin");
+    std::fs::write(&src, b"hello").unwrap();
+    let output = sftp_rsftpd(
+        &t.server,
+        "alice",
+        &format!("put {} /up.bin\n", src.display()),
+    )
+    .await;
+    assert!(!output.status.success());
+    assert!(t.s3.object("team/alice/up.bin").is_none());
 }
