@@ -11,7 +11,7 @@ use rsftp::storage::object::{ObjectStoreConfig, PART_SIZE, UploadState};
 use crate::confinement::{TRAVERSAL_TABLE, assert_confined};
 use crate::s3_util::{ACCESS_KEY, BUCKET, S3Server, SECRET_KEY};
 use crate::sshd::{assert_ok, sftp_rsftpd, text};
-use crate::util::{Raw, TestServer, TestUser, data, md5_hex};
+use crate::util::{Raw, TestServer, TestUser, data, md5_hex, run_with_input};
 
 const MIB: usize = 1024 * 1024;
 
@@ -312,4 +312,49 @@ async fn openssh_sftp_reads_lists_and_makes_folders_but_cannot_write_in_place() 
     .await;
     assert!(!output.status.success());
     assert!(t.s3.object("team/alice/up.bin").is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn legacy_scp_and_the_hash_commands_work_on_the_object_store() {
+    let t = on_store(&[TestUser::new("alice", "100MiB")]).await;
+    let local = tempfile::tempdir().unwrap();
+    let bytes = data(PART_SIZE as usize + 99, 4);
+    let src = local.path().join("up.bin");
+    std::fs::write(&src, &bytes).unwrap();
+
+    // Legacy SCP stages its upload like rsftp: a multipart upload, published at its end.
+    let mut args = t.server.openssh_args("alice", "-P");
+    args.extend([
+        "-O".into(),
+        src.display().to_string(),
+        "127.0.0.1:/up.bin".into(),
+    ]);
+    let output = run_with_input("scp", &args, b"").await;
+    assert_ok(&output, "scp -O upload");
+    assert_eq!(
+        md5_hex(&t.s3.object("team/alice/up.bin").unwrap()),
+        md5_hex(&bytes)
+    );
+    let back = local.path().join("back.bin");
+    let mut args = t.server.openssh_args("alice", "-P");
+    args.extend([
+        "-O".into(),
+        "127.0.0.1:/up.bin".into(),
+        back.display().to_string(),
+    ]);
+    assert_ok(&run_with_input("scp", &args, b"").await, "scp -O download");
+    assert_eq!(md5_hex(&std::fs::read(&back).unwrap()), md5_hex(&bytes));
+
+    // The hash commands stream the object through ranged reads.
+    let mut args = t.server.openssh_args("alice", "-p");
+    args.extend(["127.0.0.1".into(), "md5sum -- /up.bin".into()]);
+    let output = run_with_input("ssh", &args, b"").await;
+    assert_ok(&output, "md5sum");
+    assert_eq!(
+        text(&output.stdout),
+        format!("{}  /up.bin\n", md5_hex(&bytes))
+    );
+    let mut args = t.server.openssh_args("alice", "-p");
+    args.extend(["127.0.0.1".into(), "md5sum -- /nope".into()]);
+    assert!(!run_with_input("ssh", &args, b"").await.status.success());
 }
