@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use md5::{Digest as _, Md5};
 use rsftp::client::{PutStart, Quiet, download, upload};
+use rsftp::protocol::Md5Digest;
 use rsftp::storage::object::{ObjectStoreConfig, PART_SIZE, UploadState};
 
 use crate::confinement::{TRAVERSAL_TABLE, assert_confined};
@@ -357,4 +358,56 @@ async fn legacy_scp_and_the_hash_commands_work_on_the_object_store() {
     let mut args = t.server.openssh_args("alice", "-p");
     args.extend(["127.0.0.1".into(), "md5sum -- /nope".into()]);
     assert!(!run_with_input("ssh", &args, b"").await.status.success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_that_dies_mid_upload_fails_the_put_and_the_next_put_resumes() {
+    let mut t = on_store(&[TestUser::new("alice", "1GiB")]).await;
+    let local = tempfile::tempdir().unwrap();
+    let bytes = data(3 * PART_SIZE as usize + 10, 8);
+    let src = local.path().join("big.bin");
+    std::fs::write(&src, &bytes).unwrap();
+    let first = local.path().join("first.bin");
+    std::fs::write(&first, &bytes[..PART_SIZE as usize]).unwrap();
+
+    let (_conn, mut c) = t.server.client("alice").await;
+    let start = c
+        .begin_put("big.bin", bytes.len() as u64, None)
+        .await
+        .unwrap();
+    assert!(
+        matches!(start, PutStart::Have { offset: 0, .. }),
+        "{start:?}"
+    );
+    let file = std::fs::File::open(&first).unwrap();
+    c.send_from(0, file, PART_SIZE, Md5::new(), |_| {})
+        .await
+        .unwrap();
+    assert_eq!(saved_parts(&t.server, "alice", 1).await, 1);
+
+    // The store goes away: the next part cannot be sent.
+    t.s3.kill();
+    let began = Instant::now();
+    let file = std::fs::File::open(&src).unwrap();
+    let rest = bytes.len() as u64 - PART_SIZE;
+    let sent = c.send_from(PART_SIZE, file, rest, Md5::new(), |_| {}).await;
+    let ended = match sent {
+        Err(e) => Err(e),
+        Ok(_) => c.end_put(Some(Md5Digest::of(&bytes))).await.map(|_| ()),
+    };
+    // The server stops taking data when a part cannot be stored; the session then
+    // ends the put (today with a framing error rather than `ERR io`).
+    ended.expect_err("the put fails while the store is down");
+    assert!(began.elapsed() < Duration::from_secs(60));
+    drop(c);
+
+    // Back again: the part it holds is offered, and only the rest travels.
+    t.s3.launch();
+    let (_conn, mut c) = t.server.client("alice").await;
+    let report = upload(&mut c, &src, "big.bin", &Quiet).await.unwrap();
+    assert_eq!(report.resumed_from, PART_SIZE, "{report:?}");
+    assert_eq!(
+        md5_hex(&t.s3.object("team/alice/big.bin").unwrap()),
+        md5_hex(&bytes)
+    );
 }
