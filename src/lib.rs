@@ -12,8 +12,10 @@
 //! - [`storage`]: no SSH. [`storage::HomeDir`] is the policy of a home (virtual paths,
 //!   the quota ledger, busy marks, the hidden staging area for partial uploads) over the
 //!   backend seam, [`storage::Backend`] (`storage/backend.rs`: namespace, open files,
-//!   staged uploads that publish on completion; shaped for an object store too), whose
-//!   one implementation is `storage/posix/` (cap-std, beneath a handle on the home).
+//!   staged uploads that publish on completion), with two implementations:
+//!   `storage/posix/` (cap-std, beneath a handle on the home) and [`storage::object`]
+//!   (an S3-compatible bucket through `object_store`: keys from virtual paths, multipart
+//!   uploads resumed from saved states, ranged reads).
 //!   Reads go through [`storage::ReadHandle`]; also streaming file data with MD5 in the
 //!   same pass, hashing a range by algorithm, listings read as they go out, and the
 //!   usage scan (walked by handle).

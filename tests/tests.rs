@@ -1,6 +1,7 @@
 //! Integration tests: a real rsftpd on 127.0.0.1:0, spoken to over real SSH by our
 //! client library, by OpenSSH, and by rclone, lftp, curl and PuTTY.
 
+mod s3_util;
 mod util;
 
 mod admin;
@@ -48,6 +49,9 @@ mod rclone;
 mod real_clients;
 mod reload;
 mod resume;
+mod s3_crash;
+mod s3_ssh;
+mod s3_store;
 mod scp;
 mod scp_legacy;
 mod sftp;

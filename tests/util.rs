@@ -9,6 +9,7 @@ use std::time::Duration;
 use rsftp::auth::{Secret, hash_password};
 use rsftp::client::{Connection, HostKeyCheck, NewHostKey, RsftpClient};
 use rsftp::server::{Limits, Server, Settings};
+use rsftp::storage::object::ObjectStoreConfig;
 use russh::ChannelStream;
 use russh::client::Msg;
 use russh::keys::ssh_key::LineEnding;
@@ -47,6 +48,8 @@ pub struct TestServer {
     /// Where the homes live: `storage` in `dir`, or a folder the test chose.
     pub storage: PathBuf,
     pub known_hosts: PathBuf,
+    /// Homes on an object store rather than in `storage` (which then keeps upload states).
+    pub object_store: Option<ObjectStoreConfig>,
     shutdown: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<()>>,
 }
@@ -71,6 +74,20 @@ impl TestServer {
         users: &[TestUser],
         limits: Limits,
         storage: Option<PathBuf>,
+    ) -> TestServer {
+        TestServer::start_full(users, limits, storage, None).await
+    }
+
+    /// Starts with the homes on an object store.
+    pub async fn start_on_object_store(users: &[TestUser], store: ObjectStoreConfig) -> TestServer {
+        TestServer::start_full(users, Limits::default(), None, Some(store)).await
+    }
+
+    async fn start_full(
+        users: &[TestUser],
+        limits: Limits,
+        storage: Option<PathBuf>,
+        object_store: Option<ObjectStoreConfig>,
     ) -> TestServer {
         let dir = tempfile::tempdir().expect("temp dir");
         let mut toml = String::from("# test accounts\n");
@@ -105,6 +122,7 @@ impl TestServer {
             idle_timeout: None,
             known_hosts: dir.path().join("known_hosts"),
             storage: storage.unwrap_or_else(|| dir.path().join("storage")),
+            object_store,
             dir,
             shutdown: None,
             task: None,
@@ -120,6 +138,7 @@ impl TestServer {
             listen: self.addr,
             users_file: self.dir.path().join("users.toml"),
             storage_dir: self.storage.clone(),
+            object_store: self.object_store.clone(),
             keys_dir: self.dir.path().join("keys"),
             limits,
             ..defaults

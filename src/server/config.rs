@@ -20,6 +20,8 @@ pub struct Settings {
     pub listen: SocketAddr,
     pub users_file: PathBuf,
     pub storage_dir: PathBuf,
+    /// Homes on an object store; `storage_dir` then keeps only the state of uploads.
+    pub object_store: Option<crate::storage::object::ObjectStoreConfig>,
     pub keys_dir: PathBuf,
     pub limits: Limits,
     /// A session with no application activity for this long is closed: no request, no
@@ -44,6 +46,7 @@ impl Default for Settings {
             listen: SocketAddr::from(([127, 0, 0, 1], 2222)),
             users_file: PathBuf::from("users.toml"),
             storage_dir: PathBuf::from("storage"),
+            object_store: None,
             keys_dir: PathBuf::from("keys"),
             limits: Limits::default(),
             idle_timeout: Duration::from_secs(600),

@@ -120,7 +120,10 @@ impl Server {
                 (file, starter)
             }
         };
-        let storage = Arc::new(Storage::open(&settings.storage_dir)?);
+        let storage = Arc::new(match &settings.object_store {
+            Some(store) => Storage::open_object(&settings.storage_dir, store)?,
+            None => Storage::open(&settings.storage_dir)?,
+        });
         // One home that cannot be opened must not keep everyone else out: it is logged,
         // and that user's logins try again.
         for account in accounts.current().iter() {

@@ -37,6 +37,7 @@ pub mod hash;
 mod home;
 mod links;
 mod listing;
+pub mod object;
 mod open_file;
 mod path;
 mod posix;

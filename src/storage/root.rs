@@ -10,9 +10,10 @@ use std::sync::{Arc, Mutex};
 use cap_std::fs::{Dir, MetadataExt as _};
 
 use super::home::{HomeDir, at};
+use super::object::{ObjectHomes, ObjectStoreConfig};
 use super::posix::PosixBackend;
 use super::user_state::{UserState, lock};
-use super::{Result, StorageError, Usage, VirtualPath, staging};
+use super::{Backend, Result, StorageError, Usage, VirtualPath, staging};
 
 /// Where all homes live: `<root>/<user>/`, with partial uploads in
 /// `<root>/.partials/<user>/`, and the per-user state of those in use.
@@ -24,6 +25,9 @@ pub struct Storage {
     pub(super) staging_root: Arc<Dir>,
     /// Held while a user's staging folder is made (or migrated into) or removed.
     pub(super) staging_lock: Arc<Mutex<()>>,
+    /// Homes on an object store instead of under `root`, which then keeps only the
+    /// states of their uploads.
+    object: Option<ObjectHomes>,
 }
 
 impl Storage {
@@ -35,7 +39,21 @@ impl Storage {
             users: Arc::default(),
             staging_root: Arc::new(staging::open_root(root)?),
             staging_lock: Arc::default(),
+            object: None,
         })
+    }
+
+    /// Opens the homes on the object store `config` (see `storage::object`), keeping
+    /// the states of their uploads in `root`.
+    pub fn open_object(root: &Path, config: &ObjectStoreConfig) -> Result<Storage> {
+        let mut storage = Storage::open(root)?;
+        let homes =
+            ObjectHomes::open(config, &root.join("uploads")).map_err(|e| StorageError::Io {
+                path: VirtualPath::root(),
+                source: io::Error::other(e),
+            })?;
+        storage.object = Some(homes);
+        Ok(storage)
     }
 
     /// Opens `user`'s home, creating it (mode 0700) if missing. The first call for a user
@@ -60,6 +78,10 @@ impl Storage {
                 reason: "not a valid user name",
             });
         }
+        if let Some(homes) = &self.object {
+            let backend = homes.backend(user)?;
+            return Ok(self.home_on(user, quota, max_files, Arc::new(backend)));
+        }
         let path = self.root.join(user);
         match std::fs::DirBuilder::new().mode(0o700).create(&path) {
             Err(e) if e.kind() != io::ErrorKind::AlreadyExists => {
@@ -76,10 +98,23 @@ impl Storage {
             warn_if_apart(user, &dir, &staging);
         }
         let backend = PosixBackend::new(dir, staging);
+        Ok(self.home_on(user, quota, max_files, Arc::new(backend)))
+    }
+
+    /// The home of `user` on `backend`, with the state all of the user's sessions share:
+    /// measured on the first open, and again while the last measure failed.
+    fn home_on(
+        &self,
+        user: &str,
+        quota: u64,
+        max_files: Option<u64>,
+        backend: Arc<dyn Backend>,
+    ) -> HomeDir {
+        let cached = lock(&self.users).get(user).cloned();
         let state = match cached {
             Some(state) => {
                 if lock(&state.unmeasured).is_some() {
-                    state.rescan(user, &backend);
+                    state.rescan(user, backend.as_ref());
                 }
                 state
             }
@@ -87,7 +122,7 @@ impl Storage {
                 // Scan without holding the map, so other users' logins don't wait. Two
                 // first logins of one user may both scan; the first to insert wins, and
                 // no write can happen before a state exists.
-                let scanned = super::Backend::measure(&backend);
+                let scanned = backend.measure();
                 if let Err(failure) = &scanned {
                     tracing::warn!(user, error = %failure, "home cannot be measured; writes refused");
                 }
@@ -96,10 +131,7 @@ impl Storage {
             }
         };
         state.ledger.set_limits(quota, max_files);
-        Ok(HomeDir {
-            backend: Arc::new(backend),
-            state,
-        })
+        HomeDir { backend, state }
     }
 
     /// The usage of `user`, if their home has been opened since start (or `forget`).

@@ -30,6 +30,13 @@ const MAX_SCAN_DEPTH: usize = 2 * MAX_DEPTH;
 #[error("{0}")]
 pub struct ScanFailure(String);
 
+impl ScanFailure {
+    /// A failure a backend describes in its own words.
+    pub(super) fn new(reason: String) -> ScanFailure {
+        ScanFailure(reason)
+    }
+}
+
 /// A folder still to read: its name, relative to its parent's handle, and its depth.
 struct Pending {
     parent: Arc<Dir>,

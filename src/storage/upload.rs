@@ -233,6 +233,22 @@ impl HomeDir {
     }
 }
 
+impl Drop for Upload {
+    /// What a backend keeps of an interrupted upload may be less than was written (an
+    /// object store keeps whole parts, not the bytes after the last one): the booking
+    /// of the bytes it lost is given back, so a resume from what it kept counts right.
+    fn drop(&mut self) {
+        if let Ok(kept) = self.file.held()
+            && kept < self.written
+        {
+            self.home
+                .state
+                .ledger
+                .release(file_cost(self.written) - file_cost(kept));
+        }
+    }
+}
+
 impl Upload {
     /// Bytes of an earlier attempt the server held when this upload began.
     pub fn held(&self) -> u64 {

@@ -2,6 +2,7 @@
 //! parsing, wiring and printing only; the work is in the library.
 
 mod accounts;
+mod object_args;
 mod user;
 
 use std::io;
@@ -63,9 +64,12 @@ struct ServeArgs {
     users_file: PathBuf,
     #[command(flatten)]
     accounts: accounts::AccountsArgs,
-    /// Where users' homes live: DIR/<user>/.
+    /// Where users' homes live: DIR/<user>/, or s3://BUCKET/PREFIX for PREFIX/<user>/
+    /// on an S3-compatible object store (see the --s3-* flags).
     #[arg(long = "storage", default_value = "storage", value_name = "DIR")]
     storage_dir: PathBuf,
+    #[command(flatten)]
+    object_store: object_args::ObjectStoreArgs,
     /// Where the host key lives; created on first start.
     #[arg(long = "keys", default_value = "keys", value_name = "DIR")]
     keys_dir: PathBuf,
@@ -189,10 +193,12 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let _log_guard = rsftp::server::logging::init(Some(&args.logs_dir), rotation)
         .with_context(|| format!("cannot create logs folder {}", args.logs_dir.display()))?;
     let database = args.accounts.target()?;
+    let (storage_dir, object_store) = args.object_store.resolve(&args.storage_dir)?;
     let settings = Settings {
         listen: args.listen,
         users_file: args.users_file,
-        storage_dir: args.storage_dir,
+        storage_dir,
+        object_store,
         keys_dir: args.keys_dir,
         limits: Limits {
             max_sessions: args.max_sessions,
