@@ -288,9 +288,10 @@ impl Session {
             }
             Request::Mkdir { path, attrs } => {
                 let path = resolve(&path)?;
-                // As under the usual umask of 022: never writable by others.
-                let mode = attrs.permissions.map_or(0o777, |mode| mode & 0o755);
-                self.home().mkdir_with_mode(&path, mode)?;
+                match attrs.permissions {
+                    Some(mode) => self.home().mkdir_with_mode(&path, mode)?,
+                    None => self.home().mkdir(&path)?,
+                }
                 Ok(Done::reply(ok(id), &path))
             }
             Request::Rmdir { path } => {
