@@ -107,6 +107,10 @@ impl HomeDir {
 
     /// The entries of a directory, sorted by name bytes, with symbolic links shown as
     /// links; or, for anything else, that one entry.
+    ///
+    /// This holds the whole folder at once, outside any memory budget: it is for tests
+    /// and small folders. A front end reads a folder as it goes ([`HomeDir::open_dir`]),
+    /// or in its compact sorted form ([`HomeDir::sorted_listing`]).
     pub fn list(&self, path: &VirtualPath) -> Result<Vec<Entry>> {
         if self.backend.stat(path)?.kind != EntryKind::Dir {
             let entry = self.backend.lstat(path)?;
