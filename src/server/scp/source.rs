@@ -125,12 +125,9 @@ where
         };
         let started = Instant::now();
         let probe = path.clone();
-        let entry = match t.blocking(move |home| home.stat(&probe)).await {
-            Ok(entry) => entry,
-            Err(err) => {
-                refuse(t, peer, &path, started, &error_text(&err)).await?;
-                continue;
-            }
+        let stat = t.blocking(move |home| home.stat(&probe)).await;
+        let Some(entry) = or_refuse(t, peer, &path, started, stat).await? else {
+            continue;
         };
         match entry.kind {
             EntryKind::File => send_file(t, peer, &path, &name).await?,
@@ -143,12 +140,9 @@ where
             }
             EntryKind::Dir => {
                 let listed = path.clone();
-                let stream = match t.blocking(move |home| home.open_dir(&listed)).await {
-                    Ok(stream) => stream,
-                    Err(err) => {
-                        refuse(t, peer, &path, started, &error_text(&err)).await?;
-                        continue;
-                    }
+                let opened = t.blocking(move |home| home.open_dir(&listed)).await;
+                let Some(stream) = or_refuse(t, peer, &path, started, opened).await? else {
+                    continue;
                 };
                 if !send_times(t, peer, &entry).await? {
                     continue;
@@ -196,6 +190,27 @@ where
             Ok(())
         }
         Err(err) => refuse(t, peer, dir, Instant::now(), &error_text(&err)).await,
+    }
+}
+
+/// What storage gave, or `None` once the client is told why `path` is not sent.
+async fn or_refuse<T, R, W>(
+    t: &mut Transfer,
+    peer: &mut Peer<R, W>,
+    path: &VirtualPath,
+    started: Instant,
+    result: Result<T, StorageError>,
+) -> Result<Option<T>, Stop>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    match result {
+        Ok(value) => Ok(Some(value)),
+        Err(err) => {
+            refuse(t, peer, path, started, &error_text(&err)).await?;
+            Ok(None)
+        }
     }
 }
 
@@ -270,9 +285,9 @@ where
 {
     let started = Instant::now();
     let target = path.clone();
-    let (file, entry) = match t.blocking(move |home| home.open_read(&target)).await {
-        Ok(opened) => opened,
-        Err(err) => return refuse(t, peer, path, started, &error_text(&err)).await,
+    let opened = t.blocking(move |home| home.open_read(&target)).await;
+    let Some((file, entry)) = or_refuse(t, peer, path, started, opened).await? else {
+        return Ok(());
     };
     if !send_times(t, peer, &entry).await? {
         return Ok(());
