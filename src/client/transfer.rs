@@ -21,8 +21,9 @@ use super::rsftp::{PutStart, RsftpClient};
 use crate::protocol::{ErrorCode, Md5Digest};
 use crate::storage::stream::{ChunkSink, hash_range};
 
-/// Hears how a transfer goes; the shell draws a progress bar from it.
-pub trait Progress {
+/// Hears how a transfer goes; the shell draws a progress bar from it. It is `Sync`, so
+/// that a transfer holding `&dyn Progress` can run in a spawned task.
+pub trait Progress: Send + Sync {
     /// The transfer starts: `total` bytes in all, of which `done` are already there.
     fn begin(&self, _total: u64, _done: u64) {}
     /// `bytes` more have moved.
@@ -370,5 +371,19 @@ async fn begin_put_when_free<S: AsyncRead + AsyncWrite + Unpin>(
             }
             other => return other,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Checked when the tests build: a transfer can run in a task of its own.
+    #[allow(dead_code)]
+    fn transfers_can_be_spawned(mut client: RsftpClient<tokio::net::TcpStream>) {
+        tokio::spawn(async move {
+            upload(&mut client, Path::new("f"), "f", &Quiet).await?;
+            download(&mut client, "f", Path::new("f"), false, &Quiet).await
+        });
     }
 }

@@ -6,108 +6,56 @@
 //! output matches GNU coreutils, so it can be compared with a local `md5sum` line for
 //! line.
 
-use std::io::Read as _;
 use std::sync::Arc;
 use std::time::Instant;
 
-use md5::Md5;
 use russh::server::Msg;
 use russh::{Channel, ChannelMsg, ChannelReadHalf};
-use sha1::Sha1;
-use sha2::{Digest, Sha256, Sha512};
 use tokio::sync::oneshot;
 
 use super::activity::Activity;
 use super::op::{self, Fault, Ops};
 use super::oplog::OpLog;
-use crate::storage::{EntryKind, HomeDir, StorageError, VirtualPath};
+use crate::storage::{HashAlgorithm, Hasher, HomeDir, StorageError, VirtualPath};
 
-/// Files are hashed in chunks of this size, never read whole into memory.
-const CHUNK: usize = 256 * 1024;
 /// Files named by one command, at most.
 const MAX_FILES: usize = 1024;
 /// The name coreutils gives standard input, as an argument and in its output.
 const STDIN: &str = "-";
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Algorithm {
-    Md5,
-    Sha1,
-    Sha256,
-    Sha512,
+/// The algorithm a hash command computes.
+fn algorithm_of(program: &str) -> Option<HashAlgorithm> {
+    Some(match program {
+        "md5sum" => HashAlgorithm::Md5,
+        "sha1sum" => HashAlgorithm::Sha1,
+        "sha256sum" => HashAlgorithm::Sha256,
+        "sha512sum" => HashAlgorithm::Sha512,
+        _ => return None,
+    })
 }
 
-impl Algorithm {
-    /// The command that computes this hash.
-    fn from_program(program: &str) -> Option<Algorithm> {
-        Some(match program {
-            "md5sum" => Algorithm::Md5,
-            "sha1sum" => Algorithm::Sha1,
-            "sha256sum" => Algorithm::Sha256,
-            "sha512sum" => Algorithm::Sha512,
-            _ => return None,
-        })
-    }
-
-    fn name(self) -> &'static str {
-        match self {
-            Algorithm::Md5 => "md5sum",
-            Algorithm::Sha1 => "sha1sum",
-            Algorithm::Sha256 => "sha256sum",
-            Algorithm::Sha512 => "sha512sum",
-        }
-    }
-}
-
-/// One running hash of whichever algorithm was asked for.
-enum Hasher {
-    Md5(Md5),
-    Sha1(Sha1),
-    Sha256(Sha256),
-    Sha512(Sha512),
-}
-
-impl Hasher {
-    fn new(algorithm: Algorithm) -> Hasher {
-        match algorithm {
-            Algorithm::Md5 => Hasher::Md5(Md5::new()),
-            Algorithm::Sha1 => Hasher::Sha1(Sha1::new()),
-            Algorithm::Sha256 => Hasher::Sha256(Sha256::new()),
-            Algorithm::Sha512 => Hasher::Sha512(Sha512::new()),
-        }
-    }
-
-    fn update(&mut self, bytes: &[u8]) {
-        match self {
-            Hasher::Md5(h) => h.update(bytes),
-            Hasher::Sha1(h) => h.update(bytes),
-            Hasher::Sha256(h) => h.update(bytes),
-            Hasher::Sha512(h) => h.update(bytes),
-        }
-    }
-
-    fn hex(self) -> String {
-        match self {
-            Hasher::Md5(h) => hex(&h.finalize()),
-            Hasher::Sha1(h) => hex(&h.finalize()),
-            Hasher::Sha256(h) => hex(&h.finalize()),
-            Hasher::Sha512(h) => hex(&h.finalize()),
-        }
+/// The command that computes `algorithm`.
+fn program_of(algorithm: HashAlgorithm) -> &'static str {
+    match algorithm {
+        HashAlgorithm::Md5 => "md5sum",
+        HashAlgorithm::Sha1 => "sha1sum",
+        HashAlgorithm::Sha256 => "sha256sum",
+        HashAlgorithm::Sha512 => "sha512sum",
     }
 }
 
 /// A hash command, parsed.
 #[derive(Debug, PartialEq, Eq)]
 pub struct HashCommand {
-    pub algorithm: Algorithm,
+    pub algorithm: HashAlgorithm,
     /// In order; `-` is standard input, which an empty argument list also means.
     pub files: Vec<String>,
 }
 
 impl HashCommand {
     /// Parses the arguments after the program name, as coreutils reads them.
-    fn parse(algorithm: Algorithm, args: &[String]) -> Parsed {
-        let name = algorithm.name();
+    fn parse(algorithm: HashAlgorithm, args: &[String]) -> Parsed {
+        let name = program_of(algorithm);
         let mut files = Vec::new();
         let mut options_done = false;
         for word in args {
@@ -188,7 +136,7 @@ impl Parsed {
                 Err(message) => Parsed::Bad(message),
             };
         }
-        if let Some(algorithm) = Algorithm::from_program(program) {
+        if let Some(algorithm) = algorithm_of(program) {
             return HashCommand::parse(algorithm, args);
         }
         Parsed::NotOurs
@@ -343,26 +291,10 @@ fn error_text(err: &StorageError) -> String {
 fn hash_file(
     home: &HomeDir,
     path: &VirtualPath,
-    algorithm: Algorithm,
+    algorithm: HashAlgorithm,
 ) -> Result<(String, u64), StorageError> {
-    if home.stat(path)?.kind == EntryKind::Dir {
-        return Err(StorageError::IsADirectory { path: path.clone() });
-    }
-    let (mut file, _) = home.open_read(path)?;
-    let mut buf = vec![0u8; CHUNK];
-    let mut hasher = Hasher::new(algorithm);
-    let mut total = 0u64;
-    loop {
-        let n = match file.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(StorageError::from_io(path, e)),
-        };
-        hasher.update(&buf[..n]);
-        total += n as u64;
-    }
-    Ok((hasher.hex(), total))
+    let (digest, bytes) = home.hash_range(path, algorithm, 0, u64::MAX)?;
+    Ok((hex(&digest), bytes))
 }
 
 /// Reads the channel to its end, so that it never fills and stalls the connection.
@@ -370,7 +302,7 @@ fn hash_file(
 /// soon as EOF arrives.
 async fn read_stdin(
     mut reader: ChannelReadHalf,
-    algorithm: Option<Algorithm>,
+    algorithm: Option<HashAlgorithm>,
     digest: oneshot::Sender<(String, u64)>,
     activity: Activity,
 ) {
@@ -423,7 +355,7 @@ pub async fn run(
     ));
     // Standard input is read once; a second `-` finds it at its end, as in coreutils.
     let mut stdin_digest = Some(digest_rx);
-    let name = algorithm.name();
+    let name = program_of(algorithm);
     let mut failed = false;
     for file in command.files {
         let started = Instant::now();
@@ -538,15 +470,15 @@ mod tests {
         assert_eq!(
             Parsed::from_command(b"sha256sum -- -f a"),
             Parsed::Hash(HashCommand {
-                algorithm: Algorithm::Sha256,
+                algorithm: HashAlgorithm::Sha256,
                 files: vec!["-f".into(), "a".into()]
             })
         );
         for (command, algorithm) in [
-            (&b"md5sum"[..], Algorithm::Md5),
-            (b"sha1sum", Algorithm::Sha1),
-            (b"sha256sum -", Algorithm::Sha256),
-            (b"  sha512sum  ", Algorithm::Sha512),
+            (&b"md5sum"[..], HashAlgorithm::Md5),
+            (b"sha1sum", HashAlgorithm::Sha1),
+            (b"sha256sum -", HashAlgorithm::Sha256),
+            (b"  sha512sum  ", HashAlgorithm::Sha512),
         ] {
             assert_eq!(
                 Parsed::from_command(command),
@@ -559,7 +491,7 @@ mod tests {
         assert_eq!(
             Parsed::from_command(br#"sha1sum "/dir/a b.txt" - c\ d"#),
             Parsed::Hash(HashCommand {
-                algorithm: Algorithm::Sha1,
+                algorithm: HashAlgorithm::Sha1,
                 files: vec!["/dir/a b.txt".into(), "-".into(), "c d".into()]
             })
         );

@@ -107,6 +107,10 @@ impl HomeDir {
 
     /// The entries of a directory, sorted by name bytes, with symbolic links shown as
     /// links; or, for anything else, that one entry.
+    ///
+    /// This holds the whole folder at once, outside any memory budget: it is for tests
+    /// and small folders. A front end reads a folder as it goes ([`HomeDir::open_dir`]),
+    /// or in its compact sorted form ([`HomeDir::sorted_listing`]).
     pub fn list(&self, path: &VirtualPath) -> Result<Vec<Entry>> {
         if self.backend.stat(path)?.kind != EntryKind::Dir {
             let entry = self.backend.lstat(path)?;
@@ -148,13 +152,20 @@ impl HomeDir {
     /// deep on disk. It costs one quota block and one entry, refused with the numbers if
     /// they do not fit.
     pub fn mkdir(&self, path: &VirtualPath) -> Result<()> {
-        self.mkdir_with_mode(path, 0o777)
+        self.create_dir(path, 0o777)
     }
 
-    /// Creates a directory with the permission bits `mode` (less the umask, and always
-    /// with `0o700` for the server), set as it is made: a later chmod by path could
-    /// change whatever was renamed into its place meanwhile.
+    /// [`HomeDir::mkdir`] with the permission bits a client asked for, masked as under
+    /// the usual umask of 022 (never writable by group or others), and always with
+    /// `0o700` for the server. They are set as the folder is made: a later chmod by
+    /// path could change whatever was renamed into its place meanwhile.
     pub fn mkdir_with_mode(&self, path: &VirtualPath, mode: u32) -> Result<()> {
+        self.create_dir(path, mode & 0o755)
+    }
+
+    /// Creates a directory with the permission bits `mode` (less the process umask, and
+    /// always with `0o700` for the server).
+    fn create_dir(&self, path: &VirtualPath, mode: u32) -> Result<()> {
         self.state.check_measured()?;
         let parent = path
             .parent()
@@ -1007,6 +1018,20 @@ mod tests {
             (rescanned.usage().used, rescanned.entries().count),
             (4 * 4096, 3)
         );
+    }
+
+    #[test]
+    fn folders_made_with_a_mode_are_never_writable_by_others() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let f = fixture(1 << 20);
+        let h = &f.home;
+        let mode = |p| std::fs::metadata(f.real(p)).unwrap().permissions().mode() & 0o7777;
+        h.mkdir_with_mode(&vp("/open"), 0o7777).unwrap();
+        assert_eq!(mode("open"), 0o755);
+        h.mkdir_with_mode(&vp("/shut"), 0o000).unwrap();
+        assert_eq!(mode("shut"), 0o700);
+        h.mkdir_with_mode(&vp("/group"), 0o750).unwrap();
+        assert_eq!(mode("group"), 0o750);
     }
 
     #[test]

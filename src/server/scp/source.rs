@@ -1,6 +1,7 @@
 //! `scp -f`: the server sends files, and with `-r` folders, to the client.
 //!
-//! Folders are walked with an explicit stack, one listing at a time. A symbolic link
+//! Folders are walked with an explicit stack, each folder read as it is sent, a few
+//! entries at a time, so that a large folder is never held whole. A symbolic link
 //! inside a tree is sent if it leads to a file in the home, but a link to a folder is
 //! not followed, so that a link such as `self -> .` cannot make the walk endless.
 
@@ -13,7 +14,7 @@ use crate::server::budget::{DOWNLOAD_PIPELINE, Kind};
 use crate::server::logging::LogText;
 use crate::server::op;
 use crate::storage::stream;
-use crate::storage::{Entry, EntryKind, VirtualPath};
+use crate::storage::{DirStream, Entry, EntryKind, StorageError, VirtualPath};
 
 /// What is left to do while walking what was asked for.
 enum Work {
@@ -23,8 +24,27 @@ enum Work {
         name: String,
         listed_as_link: bool,
     },
+    /// Read the next entries of this open folder, and send them.
+    List(DirStream),
     /// The folder's contents are sent: close it with `E`.
     Leave,
+}
+
+/// Entries read from a folder at a time, off the reactor.
+const BATCH: usize = 64;
+
+/// The next entries of `stream`, up to [`BATCH`], and the stream again while there may
+/// be more.
+fn read_batch(mut stream: DirStream) -> (Vec<Entry>, Option<StorageError>, Option<DirStream>) {
+    let mut batch = Vec::new();
+    while batch.len() < BATCH {
+        match stream.next() {
+            Some(Ok(entry)) => batch.push(entry),
+            Some(Err(err)) => return (batch, Some(err), None),
+            None => return (batch, None, None),
+        }
+    }
+    (batch, None, Some(stream))
 }
 
 /// Sends every path named, as the client asked.
@@ -76,6 +96,22 @@ where
     }];
     while let Some(next) = work.pop() {
         let (path, name, listed_as_link) = match next {
+            Work::List(stream) => {
+                let dir = stream.path().clone();
+                let read = t.blocking(move |_| Ok(read_batch(stream))).await;
+                let (batch, failed, rest) =
+                    read.unwrap_or_else(|err| (Vec::new(), Some(err), None));
+                if let Some(err) = failed {
+                    refuse(t, peer, &dir, Instant::now(), &error_text(&err)).await?;
+                }
+                if let Some(rest) = rest {
+                    work.push(Work::List(rest));
+                }
+                for child in batch.into_iter().rev() {
+                    push_child(t, peer, &mut work, &dir, child).await?;
+                }
+                continue;
+            }
             Work::Leave => {
                 peer.send(&Control::End.encode()).await?;
                 note_answer(t, peer).await?;
@@ -89,12 +125,9 @@ where
         };
         let started = Instant::now();
         let probe = path.clone();
-        let entry = match t.blocking(move |home| home.stat(&probe)).await {
-            Ok(entry) => entry,
-            Err(err) => {
-                refuse(t, peer, &path, started, &error_text(&err)).await?;
-                continue;
-            }
+        let stat = t.blocking(move |home| home.stat(&probe)).await;
+        let Some(entry) = or_refuse(t, peer, &path, started, stat).await? else {
+            continue;
         };
         match entry.kind {
             EntryKind::File => send_file(t, peer, &path, &name).await?,
@@ -107,12 +140,9 @@ where
             }
             EntryKind::Dir => {
                 let listed = path.clone();
-                let entries = match t.blocking(move |home| home.list(&listed)).await {
-                    Ok(entries) => entries,
-                    Err(err) => {
-                        refuse(t, peer, &path, started, &error_text(&err)).await?;
-                        continue;
-                    }
+                let opened = t.blocking(move |home| home.open_dir(&listed)).await;
+                let Some(stream) = or_refuse(t, peer, &path, started, opened).await? else {
+                    continue;
                 };
                 if !send_times(t, peer, &entry).await? {
                     continue;
@@ -125,9 +155,7 @@ where
                 }
                 t.log("get", path.as_str(), 0, started, None);
                 work.push(Work::Leave);
-                for child in entries.into_iter().rev() {
-                    push_child(t, peer, &mut work, &path, child).await?;
-                }
+                work.push(Work::List(stream));
             }
             EntryKind::Symlink | EntryKind::Other => {
                 refuse(t, peer, &path, started, "not a regular file").await?;
@@ -162,6 +190,27 @@ where
             Ok(())
         }
         Err(err) => refuse(t, peer, dir, Instant::now(), &error_text(&err)).await,
+    }
+}
+
+/// What storage gave, or `None` once the client is told why `path` is not sent.
+async fn or_refuse<T, R, W>(
+    t: &mut Transfer,
+    peer: &mut Peer<R, W>,
+    path: &VirtualPath,
+    started: Instant,
+    result: Result<T, StorageError>,
+) -> Result<Option<T>, Stop>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    match result {
+        Ok(value) => Ok(Some(value)),
+        Err(err) => {
+            refuse(t, peer, path, started, &error_text(&err)).await?;
+            Ok(None)
+        }
     }
 }
 
@@ -236,9 +285,9 @@ where
 {
     let started = Instant::now();
     let target = path.clone();
-    let (file, entry) = match t.blocking(move |home| home.open_read(&target)).await {
-        Ok(opened) => opened,
-        Err(err) => return refuse(t, peer, path, started, &error_text(&err)).await,
+    let opened = t.blocking(move |home| home.open_read(&target)).await;
+    let Some((file, entry)) = or_refuse(t, peer, path, started, opened).await? else {
+        return Ok(());
     };
     if !send_times(t, peer, &entry).await? {
         return Ok(());

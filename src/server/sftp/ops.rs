@@ -53,6 +53,16 @@ impl Done {
             log: true,
         }
     }
+
+    /// A reply about no path of its own, not logged by itself.
+    fn on_handle(reply: Vec<u8>) -> Done {
+        Done {
+            reply,
+            path: None,
+            bytes: 0,
+            log: false,
+        }
+    }
 }
 
 /// One SFTP session's state: the home, the user, the open handles.
@@ -158,19 +168,9 @@ impl Session {
                         };
                         let path = file.file.path().as_str();
                         self.ops.log(op, path, bytes, file.opened, None);
-                        Ok(Done {
-                            reply: ok(id),
-                            path: None,
-                            bytes: 0,
-                            log: false,
-                        })
+                        Ok(Done::on_handle(ok(id)))
                     }
-                    Some(Handle::Dir(_)) => Ok(Done {
-                        reply: ok(id),
-                        path: None,
-                        bytes: 0,
-                        log: false,
-                    }),
+                    Some(Handle::Dir(_)) => Ok(Done::on_handle(ok(id))),
                     None => Err(bad_handle()),
                 }
             }
@@ -183,21 +183,19 @@ impl Session {
                 let max = len.min(MAX_DATA) as usize;
                 // No file reaches past i64::MAX, which is as far as offsets go.
                 if i64::try_from(offset).is_err() {
-                    return Ok(Done {
-                        reply: codec::status(id, StatusCode::Eof, "End of file"),
-                        path: None,
-                        bytes: 0,
-                        log: false,
-                    });
+                    return Ok(Done::on_handle(codec::status(
+                        id,
+                        StatusCode::Eof,
+                        "End of file",
+                    )));
                 }
                 let (reply, n) = codec::data_with(id, max, |buf| file.file.read_at(offset, buf))?;
                 if n == 0 && max > 0 {
-                    return Ok(Done {
-                        reply: codec::status(id, StatusCode::Eof, "End of file"),
-                        path: None,
-                        bytes: 0,
-                        log: false,
-                    });
+                    return Ok(Done::on_handle(codec::status(
+                        id,
+                        StatusCode::Eof,
+                        "End of file",
+                    )));
                 }
                 file.read.fetch_add(n as u64, Ordering::Relaxed);
                 Ok(Done {
@@ -216,12 +214,7 @@ impl Session {
                 file.file.write_at(offset, data.bytes())?;
                 file.written
                     .fetch_add(data.bytes().len() as u64, Ordering::Relaxed);
-                Ok(Done {
-                    reply: ok(id),
-                    path: None,
-                    bytes: 0,
-                    log: false,
-                })
+                Ok(Done::on_handle(ok(id)))
             }
             Request::Stat { path } => {
                 let path = resolve(&path)?;
@@ -275,10 +268,8 @@ impl Session {
                 };
                 let reply = lock(&dir).read_batch(id, &self.user, unix_now())?;
                 Ok(Done {
-                    reply,
-                    path: None,
-                    bytes: 0,
                     log: true,
+                    ..Done::on_handle(reply)
                 })
             }
             Request::Remove { path } => {
@@ -288,9 +279,10 @@ impl Session {
             }
             Request::Mkdir { path, attrs } => {
                 let path = resolve(&path)?;
-                // As under the usual umask of 022: never writable by others.
-                let mode = attrs.permissions.map_or(0o777, |mode| mode & 0o755);
-                self.home().mkdir_with_mode(&path, mode)?;
+                match attrs.permissions {
+                    Some(mode) => self.home().mkdir_with_mode(&path, mode)?,
+                    None => self.home().mkdir(&path)?,
+                }
                 Ok(Done::reply(ok(id), &path))
             }
             Request::Rmdir { path } => {
@@ -395,12 +387,10 @@ impl Session {
                 for _ in &gids {
                     codec::put_string(&mut groups, name);
                 }
-                Ok(Done {
-                    reply: codec::extended_strings(id, &[&users, &groups]),
-                    path: None,
-                    bytes: 0,
-                    log: false,
-                })
+                Ok(Done::on_handle(codec::extended_strings(
+                    id,
+                    &[&users, &groups],
+                )))
             }
             Request::UnknownExtension { name } => Err(Failed::Status(
                 StatusCode::OpUnsupported,
