@@ -40,7 +40,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the server (what rsftpd does when no command is given).
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Manage accounts: add, delete, passwords, quotas and keys.
     ///
     /// Every change is made to users.toml under a lock, keeps the file's comments, is
@@ -167,7 +167,7 @@ fn is_broken_pipe(err: &anyhow::Error) -> bool {
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         None => serve(cli.serve),
-        Some(Command::Serve(args)) => serve(args),
+        Some(Command::Serve(args)) => serve(*args),
         Some(Command::User(args)) => user::run(args),
         Some(Command::Db(args)) => accounts::db(args),
     }
