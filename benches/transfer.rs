@@ -196,6 +196,7 @@ fn run(options: &Options) -> Result<Out, String> {
     // Idle sessions first, while rsftpd's heap has not yet grown for transfers: what
     // each session adds is then not hidden in memory that earlier work freed.
     let runtime = tokio::runtime::Runtime::new().map_err(|e| format!("runtime: {e}"))?;
+    eprintln!("idle sessions");
     if let Some(sshd) = &bench.sshd {
         idle::idle(
             &runtime,
@@ -216,12 +217,17 @@ fn run(options: &Options) -> Result<Out, String> {
     );
     for run in 0..options.runs {
         let round = Instant::now();
+        let step = |what: &str| eprintln!("run {} of {}: {what}", run + 1, options.runs);
+        step("login");
         bench.login(&mut out, 3);
+        step("the big file");
         bench.big(&mut out, &big);
         for &count in &options.small {
+            step(&format!("{count} small files"));
             bench.small(&mut out, count, run);
         }
         for &sessions in &options.sessions {
+            step(&format!("{sessions} sessions at once"));
             bench.concurrent(&mut out, sessions, options.session_size);
         }
         println!(
