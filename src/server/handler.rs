@@ -246,8 +246,14 @@ impl russh::server::Handler for SshHandler {
             }
         };
         let limit = (max_for_user != usize::MAX).then_some(max_for_user);
-        let lease = match super::sessions::lease_session(&self.shared, &user, limit, self.peer)
-            .await
+        let lease = match super::sessions::lease_session(
+            &self.shared.accounts,
+            self.shared.limits.max_sessions,
+            &user,
+            limit,
+            self.peer,
+        )
+        .await
         {
             Ok(lease) => lease,
             Err(refused) => {

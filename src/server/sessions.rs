@@ -10,8 +10,7 @@ use std::net::SocketAddr;
 use russh::server::Handle;
 use tracing::warn;
 
-use super::shared::Shared;
-use crate::auth::{SessionLease, SessionRefusal};
+use crate::auth::{AccountStore, SessionLease, SessionRefusal};
 
 /// The live sessions of the whole server.
 pub struct SessionRegistry {
@@ -124,13 +123,13 @@ impl Drop for SessionGuard {
 /// Counts a session against the limits of every node sharing the accounts (PostgreSQL
 /// session leases), beyond this server's own count; `None` for a store of one server.
 pub(super) async fn lease_session(
-    shared: &Arc<Shared>,
+    accounts: &Arc<dyn AccountStore>,
+    max_total: usize,
     user: &str,
     max_for_user: Option<usize>,
     peer: SocketAddr,
 ) -> Result<Option<Box<dyn SessionLease>>, SessionRefusal> {
-    let (accounts, user) = (Arc::clone(&shared.accounts), user.to_owned());
-    let max_total = shared.limits.max_sessions;
+    let (accounts, user) = (Arc::clone(accounts), user.to_owned());
     let leased = tokio::task::spawn_blocking(move || {
         accounts.lease_session(&user, max_for_user, max_total, &peer.to_string())
     })
