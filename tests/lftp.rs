@@ -95,6 +95,22 @@ async fn grows_to(path: &Path, bytes: u64) -> u64 {
     seen
 }
 
+/// The size of `path` once it has stopped changing for half a second (bounded): the
+/// server may still write what was in flight when its client was killed.
+async fn settled_size(path: &Path) -> u64 {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut last = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+    while Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let now = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+        if now == last {
+            break;
+        }
+        last = now;
+    }
+    last
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mirror_continue_after_lftp_is_killed_mid_file() {
     let server = TestServer::start(&[TestUser::new("alice", "200MiB")]).await;
@@ -142,7 +158,7 @@ async fn mirror_continue_after_lftp_is_killed_mid_file() {
     let _ = child.wait();
     assert!(seen >= 1024 * 1024, "no partial upload after 60 s");
     // SFTP writes in place: the partial is the target itself, cut short.
-    let left = std::fs::metadata(&partial).unwrap().len();
+    let left = settled_size(&partial).await;
     assert!(
         left < content.len() as u64,
         "killed after the whole file ({left} bytes)"

@@ -57,6 +57,8 @@ async fn saved_parts(root: &Path, at_least: usize) -> usize {
             .map(|entries| {
                 entries
                     .filter_map(Result::ok)
+                    // Not the state being written aside before its rename.
+                    .filter(|e| e.path().extension().is_some_and(|x| x == "toml"))
                     .filter_map(|e| std::fs::read_to_string(e.path()).ok())
                     .filter_map(|text| toml::from_str::<UploadState>(&text).ok())
                     .map(|state| state.parts.len())

@@ -216,13 +216,22 @@ pub fn load_or_create_host_key(keys_dir: &Path) -> Result<(PrivateKey, bool), Se
             message: source.to_string(),
         }
     })?;
-    key.write_openssh_file(&path, LineEnding::LF)
-        .map_err(|source| ServerError::HostKey {
-            path: path.clone(),
-            message: source.to_string(),
-        })?;
+    // Each file is written aside and renamed into place, so that a crash never leaves a
+    // half-written key, and whoever reads the public key sees it whole or not at all.
+    let failed = |source: &dyn std::fmt::Display| ServerError::HostKey {
+        path: path.clone(),
+        message: source.to_string(),
+    };
+    let aside = path.with_extension("new");
+    key.write_openssh_file(&aside, LineEnding::LF)
+        .map_err(|e| failed(&e))?;
+    std::fs::rename(&aside, &path).map_err(|e| failed(&e))?;
     let public = key.public_key().to_openssh().unwrap_or_default();
-    let _ = std::fs::write(keys_dir.join(format!("{HOST_KEY_FILE}.pub")), public + "\n");
+    let public_path = keys_dir.join(format!("{HOST_KEY_FILE}.pub"));
+    let aside = public_path.with_extension("pub.new");
+    if std::fs::write(&aside, public + "\n").is_ok() {
+        let _ = std::fs::rename(&aside, &public_path);
+    }
     Ok((key, true))
 }
 
