@@ -17,6 +17,7 @@ mod client_resume;
 mod client_sftp;
 mod client_shell;
 mod client_support;
+mod cluster;
 mod commands;
 mod confinement;
 mod crash_safety;

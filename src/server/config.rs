@@ -22,6 +22,9 @@ pub struct Settings {
     pub storage_dir: PathBuf,
     /// Homes on an object store; `storage_dir` then keeps only the state of uploads.
     pub object_store: Option<crate::storage::object::ObjectStoreConfig>,
+    /// With `object_store`: where the states of uploads are kept, when not in
+    /// `storage_dir` (PostgreSQL, for a cluster).
+    pub upload_states: Option<std::sync::Arc<dyn crate::storage::object::UploadStateStore>>,
     pub keys_dir: PathBuf,
     pub limits: Limits,
     /// A session with no application activity for this long is closed: no request, no
@@ -47,6 +50,7 @@ impl Default for Settings {
             users_file: PathBuf::from("users.toml"),
             storage_dir: PathBuf::from("storage"),
             object_store: None,
+            upload_states: None,
             keys_dir: PathBuf::from("keys"),
             limits: Limits::default(),
             idle_timeout: Duration::from_secs(600),

@@ -121,7 +121,11 @@ impl Server {
             }
         };
         let storage = Arc::new(match &settings.object_store {
-            Some(store) => Storage::open_object(&settings.storage_dir, store)?,
+            Some(store) => Storage::open_object_with(
+                &settings.storage_dir,
+                store,
+                settings.upload_states.clone(),
+            )?,
             None => Storage::open(&settings.storage_dir)?,
         });
         // One home that cannot be opened must not keep everyone else out: it is logged,

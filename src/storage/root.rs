@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use cap_std::fs::{Dir, MetadataExt as _};
 
 use super::home::{HomeDir, at};
-use super::object::{ObjectHomes, ObjectStoreConfig};
+use super::object::{ObjectHomes, ObjectStoreConfig, UploadStateStore};
 use super::posix::PosixBackend;
 use super::user_state::{UserState, lock};
 use super::{Backend, Result, StorageError, Usage, VirtualPath, staging};
@@ -46,12 +46,25 @@ impl Storage {
     /// Opens the homes on the object store `config` (see `storage::object`), keeping
     /// the states of their uploads in `root`.
     pub fn open_object(root: &Path, config: &ObjectStoreConfig) -> Result<Storage> {
+        Storage::open_object_with(root, config, None)
+    }
+
+    /// [`Storage::open_object`], with the states of uploads in `states` rather than in
+    /// `root` when given (a database shared by the nodes of a cluster).
+    pub fn open_object_with(
+        root: &Path,
+        config: &ObjectStoreConfig,
+        states: Option<Arc<dyn UploadStateStore>>,
+    ) -> Result<Storage> {
         let mut storage = Storage::open(root)?;
-        let homes =
-            ObjectHomes::open(config, &root.join("uploads")).map_err(|e| StorageError::Io {
-                path: VirtualPath::root(),
-                source: io::Error::other(e),
-            })?;
+        let homes = match states {
+            Some(states) => ObjectHomes::open_with_states(config, states),
+            None => ObjectHomes::open(config, &root.join("uploads")),
+        }
+        .map_err(|e| StorageError::Io {
+            path: VirtualPath::root(),
+            source: io::Error::other(e),
+        })?;
         storage.object = Some(homes);
         Ok(storage)
     }

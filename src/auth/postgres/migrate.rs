@@ -28,6 +28,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "nodes",
         sql: include_str!("../../../migrations/002_nodes.sql"),
     },
+    Migration {
+        version: 3,
+        name: "uploads",
+        sql: include_str!("../../../migrations/003_uploads.sql"),
+    },
 ];
 
 /// The advisory lock that migrations run under ("rsftpd" in ASCII).

@@ -14,7 +14,10 @@
 //! - `leases`: [`Node`], this process in the cluster, and the session leases that
 //!   make the session limits count every node;
 //! - `ledger`: the statements of the shared quota ledger (reserve, commit, release,
-//!   expire), for the storage core to use through its seam.
+//!   expire), for the storage core to use through its seam;
+//! - `uploads`: [`PgUploadStates`], the states of multipart uploads to the object
+//!   store, behind the storage core's `UploadStateStore` seam, so that any node
+//!   resumes an upload another began.
 //!
 //! The driver is `tokio-postgres` with a `deadpool-postgres` pool; this build speaks no
 //! TLS to the database (`sslmode=disable` or `prefer`).
@@ -27,6 +30,7 @@ mod load;
 mod migrate;
 mod store;
 mod target;
+mod uploads;
 
 use std::path::PathBuf;
 
@@ -37,6 +41,7 @@ pub use ledger::{Reservation, ReserveError};
 pub use migrate::{MIGRATIONS, Migrated, Migration, latest as latest_schema};
 pub use store::{PgAccounts, RESYNC};
 pub use target::{CONNECT_TIMEOUT, Target};
+pub use uploads::PgUploadStates;
 
 use super::users::UsersConfig;
 

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
-use rsftp::auth::postgres::PgAccounts;
+use rsftp::auth::postgres::{PgAccounts, PgUploadStates};
 use rsftp::auth::{AccountStore, format_size, parse_size};
 use rsftp::server::logging::Rotation as LogRotation;
 use rsftp::server::{Limits, ProxyNet, Server, Settings, StartupLimits};
@@ -199,6 +199,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         users_file: args.users_file,
         storage_dir,
         object_store,
+        upload_states: None,
         keys_dir: args.keys_dir,
         limits: Limits {
             max_sessions: args.max_sessions,
@@ -241,6 +242,16 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
             }
             None => None,
         };
+        let mut settings = settings;
+        // Accounts in PostgreSQL and homes on an object store: a cluster, whose nodes
+        // all resume each other's uploads, so their states are in the database too.
+        if let (Some(target), Some(_)) = (&database, &settings.object_store) {
+            let states = PgUploadStates::open(target).with_context(|| {
+                format!("cannot start: the upload states are in PostgreSQL at {target}")
+            })?;
+            tracing::info!(target: "rsftpd::admin", database = %target, "upload states in PostgreSQL");
+            settings.upload_states = Some(states);
+        }
         let prepared = Server::prepare_with_accounts(settings.clone(), store)?;
         if prepared.host_key_created {
             println!(

@@ -22,7 +22,8 @@ pub struct ObjectStoreArgs {
     #[arg(long)]
     s3_path_style: bool,
     /// With --storage s3://...: where the state of interrupted uploads is kept on local
-    /// disk (upload ids, part ETags, MD5 states).
+    /// disk (upload ids, part ETags, MD5 states). With --accounts postgres://... it is
+    /// kept in the database instead, for every node to resume.
     #[arg(long, default_value = "s3-state", value_name = "DIR")]
     s3_state_dir: PathBuf,
 }

@@ -49,14 +49,23 @@ impl ObjectHomes {
         config: &ObjectStoreConfig,
         state_dir: &FsPath,
     ) -> std::result::Result<ObjectHomes, ObjectError> {
+        let states = DiskStateStore::open(state_dir)
+            .map_err(|e| ObjectError::Config(format!("upload states in {state_dir:?}: {e}")))?;
+        ObjectHomes::open_with_states(config, Arc::new(states))
+    }
+
+    /// [`ObjectHomes::open`], with the states of uploads kept in `states` (a database
+    /// the nodes of a cluster share, so that an upload begun on one resumes on another).
+    pub fn open_with_states(
+        config: &ObjectStoreConfig,
+        states: Arc<dyn UploadStateStore>,
+    ) -> std::result::Result<ObjectHomes, ObjectError> {
         let runner = Runner::new().map_err(|e| ObjectError::Config(e.to_string()))?;
         let bucket = Bucket::connect(config)?;
         runner.block_on(bucket.check())?;
-        let states = DiskStateStore::open(state_dir)
-            .map_err(|e| ObjectError::Config(format!("upload states in {state_dir:?}: {e}")))?;
         Ok(ObjectHomes {
             bucket,
-            states: Arc::new(states),
+            states,
             runner: Arc::new(runner),
         })
     }

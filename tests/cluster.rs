@@ -1,0 +1,291 @@
+//! Two `rsftpd` nodes sharing one PostgreSQL (accounts, upload states) and one
+//! S3-compatible store (homes): an rsftp upload begun on node a, which is then killed
+//! with SIGKILL, resumes on node b from the last part a saved, sending only the rest,
+//! to an MD5-identical object that was never visible before it was complete.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use md5::{Digest as _, Md5};
+use rsftp::auth::Secret;
+use rsftp::client::{Connection, HostKeyCheck, NewHostKey, PutStart, Quiet, upload};
+use rsftp::storage::object::PART_SIZE;
+use tokio::process::{Child, Command};
+
+use crate::admin::{rsftpd, succeeded};
+use crate::pg_util::PgCluster;
+use crate::s3_util::{ACCESS_KEY, BUCKET, S3Server, SECRET_KEY};
+use crate::util::{Client, data, md5_hex};
+
+const MIB: usize = 1 << 20;
+const PASSWORD: &str = "cluster password";
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .unwrap()
+        .port()
+}
+
+/// One node: its own folder (logs, local state), the cluster's host key.
+struct Node {
+    child: Child,
+    port: u16,
+    dir: PathBuf,
+}
+
+/// What every node of the test cluster shares.
+struct Cluster {
+    dir: tempfile::TempDir,
+    pg: PgCluster,
+    s3: S3Server,
+}
+
+impl Cluster {
+    async fn start() -> Cluster {
+        let cluster = Cluster {
+            dir: tempfile::tempdir().unwrap(),
+            pg: PgCluster::start(),
+            s3: S3Server::start(),
+        };
+        let scratch = cluster.dir.path().join("scratch");
+        std::fs::create_dir(&scratch).unwrap();
+        let url = cluster.pg.url();
+        succeeded(
+            &rsftpd(
+                &[
+                    "user",
+                    "--accounts",
+                    &url,
+                    "--storage",
+                    scratch.to_str().unwrap(),
+                    "add",
+                    "alice",
+                    "--password-stdin",
+                ],
+                format!("{PASSWORD}\n").as_bytes(),
+            )
+            .await,
+        );
+        cluster
+    }
+
+    /// Starts node `name`, and waits until it serves.
+    async fn node(&self, name: &str) -> Node {
+        let dir = self.dir.path().join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        let port = free_port();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join("stderr"))
+            .unwrap();
+        let keys = self.dir.path().join("keys");
+        let child = Command::new(env!("CARGO_BIN_EXE_rsftpd"))
+            .current_dir(&dir)
+            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .args(["--keys", keys.to_str().unwrap(), "--logs", "logs"])
+            .args(["--accounts", &self.pg.url()])
+            .args(["--storage", &format!("s3://{BUCKET}/team")])
+            .args([
+                "--s3-endpoint",
+                &self.s3.endpoint(),
+                "--s3-region",
+                "us-east-1",
+            ])
+            .args(["--s3-path-style", "--s3-state-dir", "s3-state"])
+            .env("AWS_ACCESS_KEY_ID", ACCESS_KEY)
+            .env("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .kill_on_drop(true)
+            .spawn()
+            .expect("rsftpd starts");
+        let mut node = Node { child, port, dir };
+        let started = Instant::now();
+        let host_key = keys.join("ssh_host_ed25519_key.pub");
+        while tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_err()
+            || !host_key.exists()
+        {
+            if let Ok(Some(status)) = node.child.try_wait() {
+                panic!("rsftpd exited with {status}: {}", node.stderr());
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "rsftpd did not listen"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let public = std::fs::read_to_string(&host_key).unwrap();
+        std::fs::write(
+            node.dir.join("known_hosts"),
+            format!("[127.0.0.1]:{port} {public}"),
+        )
+        .unwrap();
+        node
+    }
+
+    /// The parts saved in PostgreSQL for alice's uploads, once there are at least
+    /// `at_least` (bounded).
+    async fn saved_parts(&self, at_least: usize) -> usize {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let parts: usize = self
+                .pg
+                .psql(
+                    "SELECT coalesce(sum(cardinality(parts)), 0) FROM upload_states \
+                     WHERE account = 'alice'",
+                )
+                .trim()
+                .parse()
+                .unwrap();
+            if parts >= at_least || Instant::now() > deadline {
+                return parts;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+impl Node {
+    fn stderr(&self) -> String {
+        std::fs::read_to_string(self.dir.join("stderr")).unwrap_or_default()
+    }
+
+    async fn client(&self) -> (Connection, Client) {
+        let check = HostKeyCheck {
+            known_hosts: self.dir.join("known_hosts"),
+            new_key: NewHostKey::Refuse,
+        };
+        let mut conn = Connection::connect("127.0.0.1", self.port, "alice", check)
+            .await
+            .expect("connect");
+        assert!(
+            conn.login_password(&Secret::new(PASSWORD))
+                .await
+                .expect("login"),
+            "password login of alice"
+        );
+        let client = conn.open_rsftp().await.expect("open rsftp");
+        (conn, client)
+    }
+
+    /// No state was kept on this node's own disk.
+    fn kept_nothing_locally(&self) -> bool {
+        std::fs::read_dir(self.dir.join("s3-state/uploads"))
+            .map(|mut entries| entries.next().is_none())
+            .unwrap_or(true)
+    }
+}
+
+/// Begins an upload of `bytes` as `name` on `node`, sends its first `sent` bytes and
+/// waits until `parts` parts are saved in the database.
+async fn begin_on(
+    cluster: &Cluster,
+    node: &Node,
+    local: &Path,
+    name: &str,
+    bytes: &[u8],
+    sent: usize,
+    parts: usize,
+) -> tokio::task::JoinHandle<(Client, Connection)> {
+    let first = local.join(format!("{name}.first"));
+    std::fs::write(&first, &bytes[..sent]).unwrap();
+    let (conn, mut c) = node.client().await;
+    let start = c.begin_put(name, bytes.len() as u64, None).await.unwrap();
+    assert!(
+        matches!(start, PutStart::Have { offset: 0, .. }),
+        "{start:?}"
+    );
+    let file = std::fs::File::open(&first).unwrap();
+    let sending = tokio::spawn(async move {
+        let _ = c.send_from(0, file, sent as u64, Md5::new(), |_| {}).await;
+        (c, conn)
+    });
+    assert_eq!(
+        cluster.saved_parts(parts).await,
+        parts,
+        "{parts} parts saved before the kill"
+    );
+    sending
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upload_begun_on_a_killed_node_resumes_on_another() {
+    let cluster = Cluster::start().await;
+    let mut a = cluster.node("a").await;
+    let b = cluster.node("b").await;
+    let local = tempfile::tempdir().unwrap();
+    let bytes = data(3 * PART_SIZE as usize + 1234, 21);
+    let src = local.path().join("big.bin");
+    std::fs::write(&src, &bytes).unwrap();
+
+    let sending = begin_on(
+        &cluster,
+        &a,
+        local.path(),
+        "big.bin",
+        &bytes,
+        2 * PART_SIZE as usize + MIB,
+        2,
+    )
+    .await;
+    assert!(cluster.s3.object("team/alice/big.bin").is_none());
+    a.child.kill().await.expect("SIGKILL node a");
+    let _ = tokio::time::timeout(Duration::from_secs(10), sending).await;
+    assert!(
+        cluster.s3.object("team/alice/big.bin").is_none(),
+        "nothing under the key after the kill"
+    );
+
+    let (_conn, mut c) = b.client().await;
+    let report = upload(&mut c, &src, "big.bin", &Quiet).await.unwrap();
+    assert_eq!(report.resumed_from, 2 * PART_SIZE, "{report:?}");
+    assert_eq!(report.transferred, bytes.len() as u64 - 2 * PART_SIZE);
+    assert_eq!(report.md5.to_string(), md5_hex(&bytes));
+    let stored = cluster.s3.object("team/alice/big.bin").expect("published");
+    assert_eq!(md5_hex(&stored), md5_hex(&bytes));
+    assert_eq!(cluster.saved_parts(0).await, 0, "the saved state is gone");
+    assert!(a.kept_nothing_locally() && b.kept_nothing_locally());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_damaged_state_in_the_database_is_not_spliced_onto() {
+    let cluster = Cluster::start().await;
+    let mut a = cluster.node("a").await;
+    let b = cluster.node("b").await;
+    let local = tempfile::tempdir().unwrap();
+    let bytes = data(2 * PART_SIZE as usize + 99, 22);
+    let src = local.path().join("f.bin");
+    std::fs::write(&src, &bytes).unwrap();
+
+    let sending = begin_on(
+        &cluster,
+        &a,
+        local.path(),
+        "f.bin",
+        &bytes,
+        PART_SIZE as usize + MIB,
+        1,
+    )
+    .await;
+    a.child.kill().await.expect("SIGKILL node a");
+    let _ = tokio::time::timeout(Duration::from_secs(10), sending).await;
+    cluster
+        .pg
+        .psql("UPDATE upload_states SET md5_state = 'zz' WHERE account = 'alice'");
+
+    let (_conn, mut c) = b.client().await;
+    let start = c.begin_put("f.bin", bytes.len() as u64, None).await;
+    assert!(
+        !matches!(start, Ok(PutStart::Have { offset, .. }) if offset > 0),
+        "resumed from a damaged state: {start:?}"
+    );
+    assert!(
+        cluster.s3.object("team/alice/f.bin").is_none(),
+        "nothing published"
+    );
+}
