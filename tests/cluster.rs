@@ -1,8 +1,10 @@
 //! Two `rsftpd` nodes sharing one PostgreSQL (accounts, upload states) and one
 //! S3-compatible store (homes): an rsftp upload begun on node a, which is then killed
 //! with SIGKILL, resumes on node b from the last part a saved, sending only the rest,
-//! to an MD5-identical object that was never visible before it was complete.
+//! to an MD5-identical object that was never visible before it was complete; and
+//! failed logins through node a ban the address on node b too.
 
+use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -155,14 +157,68 @@ impl Node {
         std::fs::read_to_string(self.dir.join("stderr")).unwrap_or_default()
     }
 
-    async fn client(&self) -> (Connection, Client) {
+    /// A connection as alice from `127.0.0.<last>`, not logged in yet; `None` if the
+    /// node closes it before SSH starts.
+    async fn try_connection_from(&self, last: u8) -> Option<Connection> {
         let check = HostKeyCheck {
             known_hosts: self.dir.join("known_hosts"),
             new_key: NewHostKey::Refuse,
         };
-        let mut conn = Connection::connect("127.0.0.1", self.port, "alice", check)
+        let source = IpAddr::V4(Ipv4Addr::new(127, 0, 0, last));
+        Connection::connect_from(source, "127.0.0.1", self.port, "alice", check)
             .await
-            .expect("connect");
+            .ok()
+    }
+
+    async fn connection_from(&self, last: u8) -> Connection {
+        self.try_connection_from(last).await.expect("connect")
+    }
+
+    /// Whether alice's right password logs in from `127.0.0.<last>`.
+    async fn logs_in_from(&self, last: u8) -> bool {
+        let Some(mut conn) = self.try_connection_from(last).await else {
+            return false;
+        };
+        let answer = tokio::time::timeout(
+            Duration::from_secs(60),
+            conn.login_password(&Secret::new(PASSWORD)),
+        )
+        .await
+        .expect("an answer within a minute");
+        matches!(answer, Ok(true))
+    }
+
+    /// Every log file of the node, in one string.
+    fn log(&self) -> String {
+        let mut text = String::new();
+        for entry in std::fs::read_dir(self.dir.join("logs"))
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            text.push_str(&std::fs::read_to_string(entry.path()).unwrap_or_default());
+        }
+        text
+    }
+
+    /// Waits (bounded) until one log line holds all of `what`.
+    async fn wait_for_log(&self, what: &[&str]) {
+        let started = Instant::now();
+        while started.elapsed() < Duration::from_secs(10) {
+            if self
+                .log()
+                .lines()
+                .any(|line| what.iter().all(|w| line.contains(w)))
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("{what:?} not logged within 10 s:\n{}", self.log());
+    }
+
+    async fn client(&self) -> (Connection, Client) {
+        let mut conn = self.connection_from(1).await;
         assert!(
             conn.login_password(&Secret::new(PASSWORD))
                 .await
@@ -288,4 +344,43 @@ async fn a_damaged_state_in_the_database_is_not_spliced_onto() {
         cluster.s3.object("team/alice/f.bin").is_none(),
         "nothing published"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_logins_through_one_node_ban_the_address_on_the_other() {
+    let cluster = Cluster::start().await;
+    let a = cluster.node("a").await;
+    let b = cluster.node("b").await;
+    assert!(b.logs_in_from(7).await, "not banned before");
+
+    // The default policy bans an address after 10 failures: two connections of five
+    // wrong passwords, all through node a.
+    for _ in 0..2 {
+        let mut conn = a.connection_from(7).await;
+        for _ in 0..5 {
+            let answer = tokio::time::timeout(
+                Duration::from_secs(60),
+                conn.login_password(&Secret::new("a guess")),
+            )
+            .await
+            .expect("an answer within a minute");
+            assert!(!matches!(answer, Ok(true)), "a guess logged in");
+        }
+    }
+    a.wait_for_log(&["peer banned on every node", "127.0.0.7"])
+        .await;
+    b.wait_for_log(&["peer banned by another node", "127.0.0.7"])
+        .await;
+    assert_eq!(
+        cluster
+            .pg
+            .psql("SELECT count(*) FROM login_failures WHERE peer = '127.0.0.7' AND banned_until > now()")
+            .trim(),
+        "1"
+    );
+    // Refused on node b even with the right password; another address still logs in.
+    assert!(!b.logs_in_from(7).await, "banned on node b");
+    b.wait_for_log(&["connection refused: peer banned", "127.0.0.7"])
+        .await;
+    assert!(b.logs_in_from(8).await, "only that address is banned");
 }

@@ -43,7 +43,7 @@ pub use password::{
 };
 pub use size::{SizeError, format_size, parse_size};
 pub use store::{AccountStore, SessionLease, SessionRefusal};
-pub use throttle::{LoginThrottle, MAX_TRACKED_PEERS, ThrottlePolicy};
+pub use throttle::{LoginThrottle, MAX_TRACKED_PEERS, SharedBans, ThrottlePolicy};
 pub use users::{
     Location, MAX_USER_NAME_LEN, UserAccount, UserName, UserNameError, UsersConfig, UsersError,
     UsersProblem, create_starter_file,

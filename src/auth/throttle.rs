@@ -3,10 +3,14 @@
 //! Callers pass `now` explicitly, so the logic is plain arithmetic that tests can drive
 //! without sleeping. Memory stays bounded: stale records are pruned, and past a hard cap
 //! the records closest to expiry are dropped first.
+//!
+//! The counts are this process's. Nodes of a cluster also share them through a
+//! [`SharedBans`] (PostgreSQL): every failure is reported there too, and a ban that
+//! any node started holds here as well. Without one (users.toml), nothing changes.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv6Addr};
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 /// The most peers remembered at once; with ~64 bytes a record, a few MiB at most.
@@ -33,6 +37,19 @@ impl Default for ThrottlePolicy {
     }
 }
 
+/// Failed logins and bans that the nodes of a cluster share. Each call is quick and
+/// never waits on the network: reports are sent on in the background, and bans are
+/// read from a copy kept fresh within about a second.
+pub trait SharedBans: std::fmt::Debug + Send + Sync {
+    /// How much longer `peer` (a group, as [`LoginThrottle::peer_group`] makes them) is
+    /// banned on any node, as last heard.
+    fn banned_for(&self, peer: IpAddr, now: Instant) -> Option<Duration>;
+    /// Counts a failed login of `peer`.
+    fn record_failure(&self, peer: IpAddr);
+    /// `peer` logged in: forget its failures (not a running ban).
+    fn record_success(&self, peer: IpAddr);
+}
+
 /// Counts failed logins per peer and bans peers that fail too often.
 ///
 /// IPv6 peers are counted per /64 network, the block one host usually holds, so that
@@ -42,6 +59,8 @@ impl Default for ThrottlePolicy {
 pub struct LoginThrottle {
     policy: ThrottlePolicy,
     state: Mutex<State>,
+    /// The cluster's counts and bans, if this process is one of its nodes.
+    shared: Option<Arc<dyn SharedBans>>,
 }
 
 #[derive(Debug)]
@@ -92,6 +111,15 @@ impl LoginThrottle {
                 records: HashMap::new(),
                 last_prune: None,
             }),
+            shared: None,
+        }
+    }
+
+    /// A throttle that also reports to, and heeds the bans of, `shared`.
+    pub fn with_shared(policy: ThrottlePolicy, shared: Option<Arc<dyn SharedBans>>) -> Self {
+        Self {
+            shared,
+            ..Self::new(policy)
         }
     }
 
@@ -108,10 +136,17 @@ impl LoginThrottle {
 
     /// How much longer `ip` stays banned, or `None` if it may try to log in.
     pub fn banned_for(&self, ip: IpAddr, now: Instant) -> Option<Duration> {
-        self.state()
+        let key = peer_key(ip);
+        let here = self
+            .state()
             .records
-            .get(&peer_key(ip))
-            .and_then(|record| record.ban_left(&self.policy, now))
+            .get(&key)
+            .and_then(|record| record.ban_left(&self.policy, now));
+        let there = self
+            .shared
+            .as_ref()
+            .and_then(|shared| shared.banned_for(key, now));
+        here.max(there)
     }
 
     /// Counts a failed login from `ip`. True when this failure starts a ban.
@@ -120,6 +155,9 @@ impl LoginThrottle {
     /// peer that keeps knocking is let back in on schedule and tested again.
     pub fn record_failure(&self, ip: IpAddr, now: Instant) -> bool {
         let key = peer_key(ip);
+        if let Some(shared) = &self.shared {
+            shared.record_failure(key);
+        }
         let mut state = self.state();
         let prune_due = state
             .last_prune
@@ -158,6 +196,9 @@ impl LoginThrottle {
     pub fn record_success(&self, ip: IpAddr) {
         let records = &mut self.state().records;
         let key = peer_key(ip);
+        if let Some(shared) = &self.shared {
+            shared.record_success(key);
+        }
         if records.get(&key).is_some_and(|r| r.banned_at.is_none()) {
             records.remove(&key);
         }

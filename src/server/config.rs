@@ -25,6 +25,9 @@ pub struct Settings {
     /// With `object_store`: where the states of uploads are kept, when not in
     /// `storage_dir` (PostgreSQL, for a cluster).
     pub upload_states: Option<std::sync::Arc<dyn crate::storage::object::UploadStateStore>>,
+    /// Failed logins and bans shared with the other nodes of a cluster (PostgreSQL);
+    /// `None` to count them in this process only.
+    pub shared_bans: Option<std::sync::Arc<dyn crate::auth::SharedBans>>,
     pub keys_dir: PathBuf,
     pub limits: Limits,
     /// A session with no application activity for this long is closed: no request, no
@@ -51,6 +54,7 @@ impl Default for Settings {
             storage_dir: PathBuf::from("storage"),
             object_store: None,
             upload_states: None,
+            shared_bans: None,
             keys_dir: PathBuf::from("keys"),
             limits: Limits::default(),
             idle_timeout: Duration::from_secs(600),

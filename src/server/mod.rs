@@ -150,7 +150,7 @@ impl Server {
             accounts,
             storage,
             passwords,
-            throttle: LoginThrottle::new(limits.throttle),
+            throttle: LoginThrottle::with_shared(limits.throttle, settings.shared_bans.clone()),
             account_score: AccountScore::new(limits.account_throttle),
             refusals: refusals::RefusalLog::default(),
             sessions: SessionRegistry::new(limits.max_sessions),

@@ -17,11 +17,14 @@
 //!   expire), for the storage core to use through its seam;
 //! - `uploads`: [`PgUploadStates`], the states of multipart uploads to the object
 //!   store, behind the storage core's `UploadStateStore` seam, so that any node
-//!   resumes an upload another began.
+//!   resumes an upload another began;
+//! - `bans`: [`PgBans`], failed logins per peer and the bans they start, shared by
+//!   every node (behind `auth::SharedBans`).
 //!
 //! The driver is `tokio-postgres` with a `deadpool-postgres` pool; this build speaks no
 //! TLS to the database (`sslmode=disable` or `prefer`).
 
+mod bans;
 mod editor;
 mod export;
 mod leases;
@@ -34,6 +37,7 @@ mod uploads;
 
 use std::path::PathBuf;
 
+pub use bans::PgBans;
 pub use editor::PgEditor;
 pub use export::write_users_file;
 pub use leases::{HEARTBEAT, LEASE, Lease, Node};

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
-use rsftp::auth::postgres::{PgAccounts, PgUploadStates};
+use rsftp::auth::postgres::{PgAccounts, PgBans, PgUploadStates};
 use rsftp::auth::{AccountStore, format_size, parse_size};
 use rsftp::server::logging::Rotation as LogRotation;
 use rsftp::server::{Limits, ProxyNet, Server, Settings, StartupLimits};
@@ -200,6 +200,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         storage_dir,
         object_store,
         upload_states: None,
+        shared_bans: None,
         keys_dir: args.keys_dir,
         limits: Limits {
             max_sessions: args.max_sessions,
@@ -251,6 +252,15 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
             })?;
             tracing::info!(target: "rsftpd::admin", database = %target, "upload states in PostgreSQL");
             settings.upload_states = Some(states);
+        }
+        // Accounts in PostgreSQL: the nodes share failed logins and bans.
+        if let Some(target) = &database {
+            let bans = PgBans::open(target, settings.limits.throttle)
+                .await
+                .with_context(|| {
+                    format!("cannot start: the login bans are in PostgreSQL at {target}")
+                })?;
+            settings.shared_bans = Some(bans);
         }
         let prepared = Server::prepare_with_accounts(settings.clone(), store)?;
         if prepared.host_key_created {
