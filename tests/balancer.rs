@@ -15,7 +15,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::util::{PASSWORD, TestServer, TestUser, data, md5_hex};
 
-const HAPROXY: &str = "/usr/sbin/haproxy";
+pub(crate) const HAPROXY: &str = "/usr/sbin/haproxy";
 const CLIENT: [u8; 4] = [127, 0, 0, 2];
 
 fn free_port() -> u16 {
@@ -28,7 +28,7 @@ fn free_port() -> u16 {
 
 /// Whether HAProxy is here; scripts/test installs it. Without it the tests say so and
 /// pass, as the other tests of optional tools do.
-fn have_haproxy() -> bool {
+pub(crate) fn have_haproxy() -> bool {
     let found = Path::new(HAPROXY).exists();
     if !found {
         eprintln!("skipped: {HAPROXY} is not installed (scripts/test installs it)");
@@ -131,7 +131,7 @@ async fn wait_listening(port: u16) {
 
 /// The HAProxy config of the tests: docs/haproxy.cfg with these ports, logging nowhere,
 /// and round robin (so that a test knows which node comes next).
-fn haproxy_config(front: u16, nodes: &[u16], proxy: Option<&str>) -> String {
+pub(crate) fn haproxy_config(front: u16, nodes: &[u16], proxy: Option<&str>) -> String {
     let doc = include_str!("../docs/haproxy.cfg");
     let mut cfg = String::new();
     let mut changed = 0;

@@ -75,6 +75,11 @@ impl Cluster {
 
     /// Starts node `name`, and waits until it serves.
     async fn node(&self, name: &str) -> Node {
+        self.node_with(name, &[]).await
+    }
+
+    /// [`Cluster::node`], with `extra` arguments.
+    async fn node_with(&self, name: &str, extra: &[&str]) -> Node {
         let dir = self.dir.path().join(name);
         std::fs::create_dir_all(&dir).unwrap();
         let port = free_port();
@@ -97,6 +102,7 @@ impl Cluster {
                 "us-east-1",
             ])
             .args(["--s3-path-style", "--s3-state-dir", "s3-state"])
+            .args(extra)
             .env("AWS_ACCESS_KEY_ID", ACCESS_KEY)
             .env("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
             .stdout(Stdio::null())
@@ -218,15 +224,7 @@ impl Node {
     }
 
     async fn client(&self) -> (Connection, Client) {
-        let mut conn = self.connection_from(1).await;
-        assert!(
-            conn.login_password(&Secret::new(PASSWORD))
-                .await
-                .expect("login"),
-            "password login of alice"
-        );
-        let client = conn.open_rsftp().await.expect("open rsftp");
-        (conn, client)
+        client_of(self.connection_from(1).await).await
     }
 
     /// No state was kept on this node's own disk.
@@ -235,6 +233,18 @@ impl Node {
             .map(|mut entries| entries.next().is_none())
             .unwrap_or(true)
     }
+}
+
+/// Logs alice in on `conn` and opens rsftp.
+async fn client_of(mut conn: Connection) -> (Connection, Client) {
+    assert!(
+        conn.login_password(&Secret::new(PASSWORD))
+            .await
+            .expect("login"),
+        "password login of alice"
+    );
+    let client = conn.open_rsftp().await.expect("open rsftp");
+    (conn, client)
 }
 
 /// Begins an upload of `bytes` as `name` on `node`, sends its first `sent` bytes and
@@ -248,9 +258,24 @@ async fn begin_on(
     sent: usize,
     parts: usize,
 ) -> tokio::task::JoinHandle<(Client, Connection)> {
+    let (conn, c) = node.client().await;
+    begin_with(cluster, conn, c, local, name, bytes, sent, parts).await
+}
+
+/// [`begin_on`], on a client already logged in.
+#[allow(clippy::too_many_arguments)]
+async fn begin_with(
+    cluster: &Cluster,
+    conn: Connection,
+    mut c: Client,
+    local: &Path,
+    name: &str,
+    bytes: &[u8],
+    sent: usize,
+    parts: usize,
+) -> tokio::task::JoinHandle<(Client, Connection)> {
     let first = local.join(format!("{name}.first"));
     std::fs::write(&first, &bytes[..sent]).unwrap();
-    let (conn, mut c) = node.client().await;
     let start = c.begin_put(name, bytes.len() as u64, None).await.unwrap();
     assert!(
         matches!(start, PutStart::Have { offset: 0, .. }),
@@ -383,4 +408,155 @@ async fn failed_logins_through_one_node_ban_the_address_on_the_other() {
     b.wait_for_log(&["connection refused: peer banned", "127.0.0.7"])
         .await;
     assert!(b.logs_in_from(8).await, "only that address is banned");
+}
+
+/// HAProxy (docs/haproxy.cfg, with `send-proxy-v2`) in front of two nodes.
+struct Balanced {
+    cluster: Cluster,
+    nodes: Vec<Node>,
+    haproxy: std::process::Child,
+    front: u16,
+    known_hosts: PathBuf,
+}
+
+impl Drop for Balanced {
+    fn drop(&mut self) {
+        let _ = self.haproxy.kill();
+        let _ = self.haproxy.wait();
+    }
+}
+
+impl Balanced {
+    async fn start() -> Balanced {
+        let cluster = Cluster::start().await;
+        let proxy = ["--proxy-from", "127.0.0.1/32"];
+        let nodes = vec![
+            cluster.node_with("a", &proxy).await,
+            cluster.node_with("b", &proxy).await,
+        ];
+        let ports: Vec<u16> = nodes.iter().map(|n| n.port).collect();
+        let front = free_port();
+        let cfg = cluster.dir.path().join("haproxy.cfg");
+        std::fs::write(
+            &cfg,
+            crate::balancer::haproxy_config(front, &ports, Some("send-proxy-v2")),
+        )
+        .unwrap();
+        let haproxy = std::process::Command::new(crate::balancer::HAPROXY)
+            .arg("-f")
+            .arg(&cfg)
+            .arg("-db")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(cluster.dir.path().join("haproxy.stderr")).unwrap())
+            .spawn()
+            .expect("haproxy starts");
+        let started = Instant::now();
+        while tokio::net::TcpStream::connect(("127.0.0.1", front))
+            .await
+            .is_err()
+        {
+            assert!(started.elapsed() < Duration::from_secs(30), "no HAProxy");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let public =
+            std::fs::read_to_string(cluster.dir.path().join("keys/ssh_host_ed25519_key.pub"))
+                .unwrap();
+        let known_hosts = cluster.dir.path().join("known_hosts");
+        std::fs::write(&known_hosts, format!("[127.0.0.1]:{front} {public}")).unwrap();
+        Balanced {
+            cluster,
+            nodes,
+            haproxy,
+            front,
+            known_hosts,
+        }
+    }
+
+    /// Alice, logged in through the balancer from `127.0.0.<last>`.
+    async fn client_from(&self, last: u8) -> (Connection, Client) {
+        let check = HostKeyCheck {
+            known_hosts: self.known_hosts.clone(),
+            new_key: NewHostKey::Refuse,
+        };
+        let source = IpAddr::V4(Ipv4Addr::new(127, 0, 0, last));
+        let conn = Connection::connect_from(source, "127.0.0.1", self.front, "alice", check)
+            .await
+            .expect("connect through HAProxy");
+        client_of(conn).await
+    }
+
+    /// The node that logged alice in from `127.0.0.<last>` (each node logs the
+    /// client's address, as the PROXY header names it).
+    async fn node_of(&self, last: u8) -> usize {
+        let peer = format!("127.0.0.{last}:");
+        let started = Instant::now();
+        while started.elapsed() < Duration::from_secs(10) {
+            for (i, node) in self.nodes.iter().enumerate() {
+                if node
+                    .log()
+                    .lines()
+                    .any(|l| l.contains("login accepted") && l.contains(&peer))
+                {
+                    return i;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("no node logged the login from {peer}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn through_haproxy_an_upload_resumes_on_the_node_left_after_a_kill() {
+    if !crate::balancer::have_haproxy() {
+        return;
+    }
+    let mut balanced = Balanced::start().await;
+    let local = tempfile::tempdir().unwrap();
+    let bytes = data(3 * PART_SIZE as usize + 777, 23);
+    let src = local.path().join("via.bin");
+    std::fs::write(&src, &bytes).unwrap();
+
+    let (conn, c) = balanced.client_from(3).await;
+    let carrier = balanced.node_of(3).await;
+    let sending = begin_with(
+        &balanced.cluster,
+        conn,
+        c,
+        local.path(),
+        "via.bin",
+        &bytes,
+        2 * PART_SIZE as usize + MIB,
+        2,
+    )
+    .await;
+    balanced.nodes[carrier]
+        .child
+        .kill()
+        .await
+        .expect("SIGKILL the carrying node");
+    let _ = tokio::time::timeout(Duration::from_secs(10), sending).await;
+    assert!(balanced.cluster.s3.object("team/alice/via.bin").is_none());
+
+    // The same address again: HAProxy retries the dead node's refusal on the other.
+    let (_conn, mut c) = balanced.client_from(3).await;
+    let report = upload(&mut c, &src, "via.bin", &Quiet).await.unwrap();
+    assert_eq!(report.resumed_from, 2 * PART_SIZE, "{report:?}");
+    assert_eq!(report.transferred, bytes.len() as u64 - 2 * PART_SIZE);
+    let stored = balanced
+        .cluster
+        .s3
+        .object("team/alice/via.bin")
+        .expect("published");
+    assert_eq!(md5_hex(&stored), md5_hex(&bytes));
+    let other = &balanced.nodes[1 - carrier];
+    assert!(
+        other
+            .log()
+            .lines()
+            .filter(|l| l.contains("login accepted") && l.contains("127.0.0.3:"))
+            .count()
+            >= 1,
+        "the resume was served by the other node"
+    );
 }
