@@ -560,3 +560,86 @@ async fn through_haproxy_an_upload_resumes_on_the_node_left_after_a_kill() {
         "the resume was served by the other node"
     );
 }
+
+/// Waits (bounded) until `bans` says `peer`'s ban is `wanted`.
+async fn ban_becomes(bans: &rsftp::auth::postgres::PgBans, peer: IpAddr, wanted: bool) -> bool {
+    use rsftp::auth::SharedBans as _;
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(10) {
+        if bans.banned_for(peer, Instant::now()).is_some() == wanted {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    false
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shared_bans_count_across_nodes_expire_and_forget_on_success() {
+    use rsftp::auth::postgres::{PgBans, Target, connect_and_migrate};
+    use rsftp::auth::{SharedBans as _, ThrottlePolicy};
+    let pg = PgCluster::start();
+    let target = Target::parse(&pg.url(), None).unwrap();
+    connect_and_migrate(&target).await.unwrap();
+    let policy = ThrottlePolicy {
+        max_failures: 3,
+        window: Duration::from_secs(600),
+        ban: Duration::from_secs(2),
+    };
+    let one = PgBans::open(&target, policy).await.unwrap();
+    let two = PgBans::open(&target, policy).await.unwrap();
+    let (peer, other) = (
+        IpAddr::V4(Ipv4Addr::new(127, 0, 0, 9)),
+        IpAddr::V4(Ipv4Addr::new(127, 0, 0, 10)),
+    );
+    let failures = |p: IpAddr| {
+        pg.psql(&format!(
+            "SELECT coalesce(max(failures), 0) FROM login_failures WHERE peer = '{p}'"
+        ))
+        .trim()
+        .parse::<u32>()
+        .unwrap()
+    };
+    let wait_failures = |p: IpAddr, n: u32| {
+        let failures = &failures;
+        async move {
+            let started = Instant::now();
+            while failures(p) != n && started.elapsed() < Duration::from_secs(10) {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            failures(p)
+        }
+    };
+
+    // Two failures through one node, one through the other: banned on both.
+    one.record_failure(peer);
+    one.record_failure(peer);
+    assert_eq!(wait_failures(peer, 2).await, 2);
+    assert!(two.banned_for(peer, Instant::now()).is_none());
+    two.record_failure(peer);
+    assert!(
+        ban_becomes(&two, peer, true).await,
+        "banned where it struck"
+    );
+    assert!(
+        ban_becomes(&one, peer, true).await,
+        "banned on the other node"
+    );
+    assert!(one.banned_for(other, Instant::now()).is_none());
+    // Failures while banned are not counted; a login does not lift the ban.
+    one.record_failure(peer);
+    one.record_success(peer);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(failures(peer), 3);
+    // The ban ends on time, and the next failure starts a new count.
+    assert!(ban_becomes(&one, peer, false).await, "the ban ends");
+    assert!(ban_becomes(&two, peer, false).await, "the ban ends");
+    two.record_failure(peer);
+    assert_eq!(wait_failures(peer, 1).await, 1);
+
+    // A success forgets failures that did not ban.
+    one.record_failure(other);
+    assert_eq!(wait_failures(other, 1).await, 1);
+    one.record_success(other);
+    assert_eq!(wait_failures(other, 0).await, 0);
+}
