@@ -21,7 +21,8 @@
 //! client failed. `-- --smoke` runs small sizes once, to check that all of it works.
 //!
 //! Options (after `--`): `--smoke`, `--runs N`, `--size-mib N` (the big file),
-//! `--idle N` (idle sessions to rsftpd), `--idle-sshd N` (to sshd).
+//! `--idle N` (idle sessions to rsftpd), `--idle-sshd N` (to sshd), `--small N,M`,
+//! `--sessions N,M`, and `--only CASES` (of idle, login, big, small, sessions).
 
 #[path = "transfer/cases.rs"]
 mod cases;
@@ -50,6 +51,21 @@ struct Options {
     session_size: u64,
     idle: usize,
     idle_sshd: usize,
+    /// Cases to run (`--only`, comma-separated): idle, login, big, small, sessions.
+    only: Option<Vec<String>>,
+}
+
+impl Options {
+    fn runs_case(&self, case: &str) -> bool {
+        self.only
+            .as_ref()
+            .is_none_or(|only| only.iter().any(|c| c == case))
+    }
+}
+
+/// A comma-separated list of counts, such as `16,64`.
+fn counts(list: &str) -> Option<Vec<usize>> {
+    list.split(',').map(|n| n.trim().parse().ok()).collect()
 }
 
 fn options() -> Options {
@@ -65,6 +81,7 @@ fn options() -> Options {
             session_size: 4 * MIB,
             idle: 20,
             idle_sshd: 20,
+            only: None,
         }
     } else {
         Options {
@@ -76,6 +93,7 @@ fn options() -> Options {
             session_size: 16 * MIB,
             idle: 1000,
             idle_sshd: 200,
+            only: None,
         }
     };
     for pair in args.windows(2) {
@@ -85,6 +103,14 @@ fn options() -> Options {
             ("--size-mib", Some(n)) => options.size = n.max(1) as u64 * MIB,
             ("--idle", Some(n)) => options.idle = n,
             ("--idle-sshd", Some(n)) => options.idle_sshd = n,
+            _ => {}
+        }
+        match (pair[0].as_str(), counts(&pair[1])) {
+            ("--sessions", Some(list)) => options.sessions = list,
+            ("--small", Some(list)) => options.small = list,
+            ("--only", _) => {
+                options.only = Some(pair[1].split(',').map(|c| c.trim().to_owned()).collect())
+            }
             _ => {}
         }
     }
@@ -196,8 +222,10 @@ fn run(options: &Options) -> Result<Out, String> {
     // Idle sessions first, while rsftpd's heap has not yet grown for transfers: what
     // each session adds is then not hidden in memory that earlier work freed.
     let runtime = tokio::runtime::Runtime::new().map_err(|e| format!("runtime: {e}"))?;
-    eprintln!("idle sessions");
-    if let Some(sshd) = &bench.sshd {
+    if !options.runs_case("idle") {
+        eprintln!("idle sessions: skipped (--only)");
+    } else if let Some(sshd) = &bench.sshd {
+        eprintln!("idle sessions");
         idle::idle(
             &runtime,
             &mut out,
@@ -207,26 +235,36 @@ fn run(options: &Options) -> Result<Out, String> {
             &known_hosts,
         );
     }
-    idle::idle(
-        &runtime,
-        &mut out,
-        &bench.rsftpd,
-        options.idle,
-        &key,
-        &known_hosts,
-    );
+    if options.runs_case("idle") {
+        idle::idle(
+            &runtime,
+            &mut out,
+            &bench.rsftpd,
+            options.idle,
+            &key,
+            &known_hosts,
+        );
+    }
     for run in 0..options.runs {
         let round = Instant::now();
         let step = |what: &str| eprintln!("run {} of {}: {what}", run + 1, options.runs);
-        step("login");
-        bench.login(&mut out, 3);
-        step("the big file");
-        bench.big(&mut out, &big);
-        for &count in &options.small {
+        if options.runs_case("login") {
+            step("login");
+            bench.login(&mut out, 3);
+        }
+        if options.runs_case("big") {
+            step("the big file");
+            bench.big(&mut out, &big);
+        }
+        for &count in options.small.iter().filter(|_| options.runs_case("small")) {
             step(&format!("{count} small files"));
             bench.small(&mut out, count, run);
         }
-        for &sessions in &options.sessions {
+        for &sessions in options
+            .sessions
+            .iter()
+            .filter(|_| options.runs_case("sessions"))
+        {
             step(&format!("{sessions} sessions at once"));
             bench.concurrent(&mut out, sessions, options.session_size);
         }

@@ -20,7 +20,10 @@
 //!   socket, so pausing it for replies would deadlock an honest downloader. Instead a
 //!   front end starts no new request while the in-flight and held bytes use half the
 //!   share; what is then not started stays queued, and that is what pauses the socket.
-//!   One request may always run, so a connection never stops for good.
+//!   One request may always run, so a connection never stops for good. What the
+//!   session has written and the socket has not yet taken is in flight too (the
+//!   [`ThrottledStream`]'s outbound buffer), so that a peer which reads only after its
+//!   own write is taken never leaves the session waiting to write instead of reading.
 //! - **Transit** bytes are an SFTP channel's data that the SSH library has taken off the
 //!   socket and queued for the channel, not yet taken by its front end ([`Transit`]).
 //!   They count as queued: under load that queue is where a flood waits.
@@ -511,18 +514,20 @@ mod tests {
         let budget = MemoryBudget::new(2 * MIB);
         let account = budget.account();
         // A pipe that holds 64 KiB each way. The peer writes 200 KiB before it reads,
-        // and we write 1 MiB: without reading ahead, both wait for ever.
+        // and we write more than the outbound buffer holds (the share and the slack):
+        // without reading ahead, both wait for ever.
         let (mut peer, ours) = tokio::io::duplex(64 * 1024);
         let mut ours = ThrottledStream::new(ours, Arc::clone(&account));
+        let len = 2 * MIB + throttle::OUTBOUND_SLACK + MIB;
         let peer_side = tokio::spawn(async move {
             peer.write_all(&[1u8; 200 * 1024]).await.unwrap();
-            let mut got = vec![0u8; MIB];
+            let mut got = vec![0u8; len];
             peer.read_exact(&mut got).await.unwrap();
             got
         });
         let queued = account.charge(Kind::Queued, 2 * MIB);
         let writing = tokio::spawn(async move {
-            ours.write_all(&vec![2u8; MIB]).await.unwrap();
+            ours.write_all(&vec![2u8; len]).await.unwrap();
             ours.flush().await.unwrap();
             ours
         });
@@ -531,21 +536,70 @@ mod tests {
             !writing.is_finished(),
             "paused: the peer waits to write, and we too"
         );
+        let (_, in_flight, _) = account.usage();
+        assert!(
+            in_flight > 2 * MIB,
+            "the outbound buffer is charged: {in_flight}"
+        );
         drop(queued);
         let mut ours = tokio::time::timeout(std::time::Duration::from_secs(5), writing)
             .await
             .expect("the write goes out once the pause is over")
             .unwrap();
-        let got = peer_side.await.unwrap();
-        assert!(got.iter().all(|&b| b == 2));
-        let mut back = vec![0u8; 200 * 1024];
-        ours.read_exact(&mut back).await.unwrap();
-        assert!(
-            back.iter().all(|&b| b == 1),
-            "what was read ahead, in order"
+        // What the outbound buffer still holds goes out as the stream is read; the
+        // peer hangs up once it has it all, which ends our read.
+        let mut back = Vec::new();
+        let (got, read) = tokio::time::timeout(std::time::Duration::from_secs(5), async {
+            tokio::join!(peer_side, ours.read_to_end(&mut back))
+        })
+        .await
+        .expect("the rest goes out while we read");
+        read.unwrap();
+        assert!(got.unwrap().iter().all(|&b| b == 2));
+        assert_eq!(back.len(), 200 * 1024, "what was read ahead, then the end");
+        assert!(back.iter().all(|&b| b == 1), "in order");
+        assert_eq!(
+            account.usage(),
+            (0, 0, 0),
+            "the outbound charge is given back"
         );
-        let mut one = [0u8; 1];
-        assert_eq!(ours.read(&mut one).await.unwrap(), 0, "then the end");
+    }
+
+    #[tokio::test]
+    async fn a_write_the_peer_does_not_read_yet_does_not_keep_the_session_from_reading() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let budget = MemoryBudget::new(2 * MIB);
+        let account = budget.account();
+        let (mut peer, ours) = tokio::io::duplex(64 * 1024);
+        let mut ours = ThrottledStream::new(ours, Arc::clone(&account));
+        // The peer does not read before its own write is taken; ours fits the buffer.
+        tokio::time::timeout(std::time::Duration::from_secs(5), async {
+            ours.write_all(&vec![3u8; MIB]).await.unwrap();
+            ours.flush().await.unwrap();
+        })
+        .await
+        .expect("the session goes on at once");
+        assert_eq!(account.usage().1, MIB - 64 * 1024, "charged in flight");
+        // A request with a large reply does not start while it is held.
+        assert!(account.try_charge(Kind::InFlight, 255 * 1024).is_none());
+        let peer_side = tokio::spawn(async move {
+            peer.write_all(&[4u8; 300 * 1024]).await.unwrap();
+            let mut got = vec![0u8; MIB];
+            peer.read_exact(&mut got).await.unwrap();
+            got
+        });
+        // The peer hangs up once it has our write, which ends our read.
+        let mut back = Vec::new();
+        let (got, read) = tokio::time::timeout(std::time::Duration::from_secs(5), async {
+            tokio::join!(peer_side, ours.read_to_end(&mut back))
+        })
+        .await
+        .expect("we read while our write waits, and it goes out from the reads");
+        read.unwrap();
+        assert_eq!(back.len(), 300 * 1024);
+        assert!(back.iter().all(|&b| b == 4));
+        assert!(got.unwrap().iter().all(|&b| b == 3));
+        assert_eq!(account.usage(), (0, 0, 0));
     }
 
     #[tokio::test]
