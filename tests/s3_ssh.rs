@@ -278,7 +278,7 @@ async fn the_confinement_table_holds_on_the_object_store() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn openssh_sftp_reads_lists_and_makes_folders_but_cannot_write_in_place() {
+async fn openssh_sftp_reads_lists_makes_folders_and_uploads_new_files() {
     let t = on_store(&[TestUser::new("alice", "100MiB")]).await;
     let bucket = t.s3.data.path().join(BUCKET);
     let bytes = data(3 * MIB + 17, 9);
@@ -301,18 +301,80 @@ async fn openssh_sftp_reads_lists_and_makes_folders_but_cannot_write_in_place() 
     assert_eq!(md5_hex(&std::fs::read(&dest).unwrap()), md5_hex(&bytes));
     assert_eq!(t.s3.keys(), vec!["team/alice/f.bin".to_owned()]);
 
-    // An SFTP upload writes in place, which this backend declines, with a clear message;
-    // nothing appears under the key.
+    // An SFTP upload of a new file streams into a multipart upload of several parts,
+    // published at close; it reads back MD5-identical.
+    let big = data(20 * MIB + 5, 11);
     let src = local.path().join("up.bin");
-    std::fs::write(&src, b"hello").unwrap();
+    std::fs::write(&src, &big).unwrap();
+    let back = local.path().join("back.bin");
     let output = sftp_rsftpd(
         &t.server,
         "alice",
-        &format!("put {} /up.bin\n", src.display()),
+        &format!(
+            "put {} /up.bin\nget /up.bin {}\n",
+            src.display(),
+            back.display()
+        ),
+    )
+    .await;
+    assert_ok(&output, "sftp -b put and get");
+    assert_eq!(
+        md5_hex(&t.s3.object("team/alice/up.bin").unwrap()),
+        md5_hex(&big)
+    );
+    assert_eq!(md5_hex(&std::fs::read(&back).unwrap()), md5_hex(&big));
+    // Nothing of the upload is left in the state store once it is published.
+    assert_eq!(saved_parts(&t.server, "alice", 0).await, 0);
+
+    // Writing over an existing file is writing in place, which this backend declines;
+    // the object stays as it was.
+    let small = local.path().join("small.bin");
+    std::fs::write(&small, b"hello").unwrap();
+    let output = sftp_rsftpd(
+        &t.server,
+        "alice",
+        &format!("put {} /up.bin\n", small.display()),
     )
     .await;
     assert!(!output.status.success());
-    assert!(t.s3.object("team/alice/up.bin").is_none());
+    assert_eq!(
+        md5_hex(&t.s3.object("team/alice/up.bin").unwrap()),
+        md5_hex(&big)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_sftp_upload_over_quota_is_refused_and_leaves_nothing_under_the_key() {
+    let t = on_store(&[TestUser::new("alice", "12MiB")]).await;
+    let local = tempfile::tempdir().unwrap();
+    let big = data(20 * MIB, 12);
+    let src = local.path().join("big.bin");
+    std::fs::write(&src, &big).unwrap();
+    let output = sftp_rsftpd(
+        &t.server,
+        "alice",
+        &format!("put {} /big.bin\n", src.display()),
+    )
+    .await;
+    assert!(!output.status.success(), "{}", text(&output.stdout));
+    assert!(t.s3.object("team/alice/big.bin").is_none());
+
+    // The space the refused upload booked beyond its kept part is given back: a file
+    // that fits beside that part still goes up.
+    let fits = data(2 * MIB, 13);
+    let src = local.path().join("fits.bin");
+    std::fs::write(&src, &fits).unwrap();
+    let output = sftp_rsftpd(
+        &t.server,
+        "alice",
+        &format!("put {} /fits.bin\n", src.display()),
+    )
+    .await;
+    assert_ok(&output, "sftp -b put after a refusal");
+    assert_eq!(
+        md5_hex(&t.s3.object("team/alice/fits.bin").unwrap()),
+        md5_hex(&fits)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -299,6 +299,7 @@ impl HomeDir {
             state: Arc::clone(&self.state),
             writable,
             append: options.append,
+            failed: Default::default(),
         };
         if options.truncate {
             file.set_len(0)?;

@@ -21,6 +21,7 @@ use super::multipart::UploadContext;
 use super::namespace::{ListCursor, ObjectHome, ObjectInfo};
 use super::runner::Runner;
 use super::state::{DiskStateStore, UploadStateStore};
+use super::stream::StreamFile;
 use crate::storage::backend::{
     Backend, Capabilities, FileHandle, Listing, OpenHow, Replace, StagedFile, StagedInfo,
     StagedListing,
@@ -88,6 +89,14 @@ fn entry(info: ObjectInfo) -> Entry {
         EntryKind::File
     };
     Entry::new(info.name, kind, info.size, info.mtime)
+}
+
+/// The partial of an SFTP upload of `path`; beside an rsftp `put`'s, which end in a size.
+fn stream_name(path: &VirtualPath) -> String {
+    format!(
+        "{}-sftp",
+        crate::protocol::Md5Digest::of(path.as_str().as_bytes())
+    )
 }
 
 fn unsupported(path: &VirtualPath, what: &'static str) -> StorageError {
@@ -227,7 +236,17 @@ impl Backend for ObjectBackend {
     }
 
     fn open(&self, path: &VirtualPath, how: OpenHow) -> Result<Box<dyn FileHandle>> {
-        if how.write || how.create_new {
+        if how.create_new {
+            // A new file: an upload streamed into a multipart upload, published at close.
+            // An earlier one of this path, cut off before its close, can never complete.
+            let name = stream_name(path);
+            self.run(self.cx.abort(&name))?;
+            let staged = self
+                .run(self.cx.stage(&name, path, true))?
+                .ok_or_else(|| StorageError::NotFound { path: path.clone() })?;
+            return Ok(Box::new(StreamFile::new(staged, path.clone())));
+        }
+        if how.write {
             return Err(unsupported(
                 path,
                 "writing a file in place on the object store (upload it instead)",
