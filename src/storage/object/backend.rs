@@ -8,6 +8,7 @@
 
 use std::io;
 use std::path::{Path as FsPath, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -91,10 +92,17 @@ fn entry(info: ObjectInfo) -> Entry {
     Entry::new(info.name, kind, info.size, info.mtime)
 }
 
-/// The partial of an SFTP upload of `path`; beside an rsftp `put`'s, which end in a size.
+/// A new partial for an SFTP upload of `path`, beside an rsftp `put`'s (which end in a
+/// size). Each open gets its own: one cut off before its close can never complete, and
+/// is counted, and aborted, as any stale partial is.
 fn stream_name(path: &VirtualPath) -> String {
+    static OPENED: AtomicU64 = AtomicU64::new(0);
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let n = OPENED.fetch_add(1, Ordering::Relaxed);
     format!(
-        "{}-sftp",
+        "{}-sftp-{now:x}-{n}",
         crate::protocol::Md5Digest::of(path.as_str().as_bytes())
     )
 }
@@ -238,9 +246,7 @@ impl Backend for ObjectBackend {
     fn open(&self, path: &VirtualPath, how: OpenHow) -> Result<Box<dyn FileHandle>> {
         if how.create_new {
             // A new file: an upload streamed into a multipart upload, published at close.
-            // An earlier one of this path, cut off before its close, can never complete.
             let name = stream_name(path);
-            self.run(self.cx.abort(&name))?;
             let staged = self
                 .run(self.cx.stage(&name, path, true))?
                 .ok_or_else(|| StorageError::NotFound { path: path.clone() })?;
