@@ -15,13 +15,13 @@ use crate::util::{TestServer, TestUser, data, key_path};
 
 /// rclone with a remote `rs:` for `user`, configured only through the environment and
 /// a config file of its own: the user's real rclone config is never read or written.
-struct Rclone {
+pub struct Rclone {
     home: TempDir,
     envs: Vec<(&'static str, String)>,
 }
 
 impl Rclone {
-    fn new(server: &TestServer, user: &str) -> Rclone {
+    pub fn new(server: &TestServer, user: &str) -> Rclone {
         let home = tempfile::tempdir().expect("rclone home");
         let config = home.path().join("rclone.conf");
         std::fs::write(&config, "").expect("rclone.conf");
@@ -48,7 +48,7 @@ impl Rclone {
         Rclone { home, envs }
     }
 
-    async fn run(&self, args: &[&str]) -> Output {
+    pub async fn run(&self, args: &[&str]) -> Output {
         let mut all: Vec<String> = args.iter().map(|a| a.to_string()).collect();
         // Fail at once rather than retrying for minutes.
         all.extend(

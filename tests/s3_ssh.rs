@@ -278,7 +278,7 @@ async fn the_confinement_table_holds_on_the_object_store() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn openssh_sftp_reads_lists_and_makes_folders_but_cannot_write_in_place() {
+async fn openssh_sftp_reads_lists_makes_folders_and_uploads_new_files() {
     let t = on_store(&[TestUser::new("alice", "100MiB")]).await;
     let bucket = t.s3.data.path().join(BUCKET);
     let bytes = data(3 * MIB + 17, 9);
@@ -301,18 +301,82 @@ async fn openssh_sftp_reads_lists_and_makes_folders_but_cannot_write_in_place() 
     assert_eq!(md5_hex(&std::fs::read(&dest).unwrap()), md5_hex(&bytes));
     assert_eq!(t.s3.keys(), vec!["team/alice/f.bin".to_owned()]);
 
-    // An SFTP upload writes in place, which this backend declines, with a clear message;
-    // nothing appears under the key.
+    // An SFTP upload of a new file streams into a multipart upload of several parts,
+    // published at close; it reads back MD5-identical.
+    let big = data(20 * MIB + 5, 11);
     let src = local.path().join("up.bin");
-    std::fs::write(&src, b"hello").unwrap();
+    std::fs::write(&src, &big).unwrap();
+    let back = local.path().join("back.bin");
     let output = sftp_rsftpd(
         &t.server,
         "alice",
-        &format!("put {} /up.bin\n", src.display()),
+        &format!(
+            "put {} /up.bin\nget /up.bin {}\n",
+            src.display(),
+            back.display()
+        ),
+    )
+    .await;
+    assert_ok(&output, "sftp -b put and get");
+    assert_eq!(
+        md5_hex(&t.s3.object("team/alice/up.bin").unwrap()),
+        md5_hex(&big)
+    );
+    assert_eq!(md5_hex(&std::fs::read(&back).unwrap()), md5_hex(&big));
+    // Nothing of the upload is left in the state store once it is published.
+    assert_eq!(saved_parts(&t.server, "alice", 0).await, 0);
+
+    // Writing over an existing file is writing in place, which this backend declines;
+    // the object stays as it was.
+    let small = local.path().join("small.bin");
+    std::fs::write(&small, b"hello").unwrap();
+    let output = sftp_rsftpd(
+        &t.server,
+        "alice",
+        &format!("put {} /up.bin\n", small.display()),
     )
     .await;
     assert!(!output.status.success());
-    assert!(t.s3.object("team/alice/up.bin").is_none());
+    assert_eq!(
+        md5_hex(&t.s3.object("team/alice/up.bin").unwrap()),
+        md5_hex(&big)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_sftp_upload_over_quota_is_refused_and_leaves_nothing_under_the_key() {
+    let t = on_store(&[TestUser::new("alice", "12MiB")]).await;
+    let local = tempfile::tempdir().unwrap();
+    let big = data(20 * MIB, 12);
+    let src = local.path().join("big.bin");
+    std::fs::write(&src, &big).unwrap();
+    let output = sftp_rsftpd(
+        &t.server,
+        "alice",
+        &format!("put {} /big.bin\n", src.display()),
+    )
+    .await;
+    assert!(!output.status.success(), "{}", text(&output.stdout));
+    assert!(t.s3.object("team/alice/big.bin").is_none());
+    // Its first whole part is kept, as a partial upload.
+    assert_eq!(saved_parts(&t.server, "alice", 1).await, 1);
+
+    // The space the refused upload booked beyond its kept part is given back: a file
+    // that fits beside that part still goes up.
+    let fits = data(2 * MIB, 13);
+    let src = local.path().join("fits.bin");
+    std::fs::write(&src, &fits).unwrap();
+    let output = sftp_rsftpd(
+        &t.server,
+        "alice",
+        &format!("put {} /fits.bin\n", src.display()),
+    )
+    .await;
+    assert_ok(&output, "sftp -b put after a refusal");
+    assert_eq!(
+        md5_hex(&t.s3.object("team/alice/fits.bin").unwrap()),
+        md5_hex(&fits)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -410,4 +474,89 @@ async fn a_store_that_dies_mid_upload_fails_the_put_and_the_next_put_resumes() {
         md5_hex(&t.s3.object("team/alice/big.bin").unwrap()),
         md5_hex(&bytes)
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sftp_writes_out_of_order_are_put_back_in_order_within_the_bound() {
+    let t = on_store(&[TestUser::new("alice", "100MiB")]).await;
+    let lines = crate::paramiko_sftp::paramiko(
+        &t.server,
+        r#"
+MIB = 1 << 20
+def attempt(what, f, *args):
+    try:
+        f(*args)
+        out(what, "ok")
+    except IOError as e:
+        out(what, "refused", "far ahead" in str(e) or "gap" in str(e) or "not published" in str(e))
+# The second MiB first, then the first: put back in order, published at close.
+f = s.open("order.bin", "wb", bufsize=0)
+f.seek(MIB); f.write(b"b" * MIB)
+f.seek(0); f.write(b"a" * MIB)
+f.close()
+with s.open("order.bin", "rb") as g:
+    got = g.read()
+out("order", len(got), hashlib.md5(got).hexdigest() == hashlib.md5(b"a" * MIB + b"b" * MIB).hexdigest())
+# Beyond the bound: refused, and the upload is not published at close.
+f = s.open("far.bin", "wb", bufsize=0)
+f.seek(MIB)
+attempt("far write", f.write, b"c" * (5 * MIB))
+attempt("far close", f.close)
+refused("far stat", s.stat, "far.bin")
+# A close with a gap left is refused.
+f = s.open("gap.bin", "wb", bufsize=0)
+f.seek(MIB); f.write(b"d" * 1000)
+attempt("gap close", f.close)
+refused("gap stat", s.stat, "gap.bin")
+"#,
+    )
+    .await;
+    assert_eq!(
+        lines,
+        [
+            "order 2097152 True",
+            "far write refused True",
+            // paramiko does not report a failed close; nothing was published.
+            "far close ok",
+            "far stat refused 2",
+            "gap close ok",
+            "gap stat refused 2",
+        ]
+    );
+    assert_eq!(t.s3.keys(), vec!["team/alice/order.bin".to_owned()]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rclone_copies_to_the_object_store_over_sftp() {
+    let t = on_store(&[TestUser::new("alice", "100MiB")]).await;
+    let local = tempfile::tempdir().unwrap();
+    let big = data(PART_SIZE as usize * 2 + 123, 14);
+    std::fs::write(local.path().join("big.bin"), &big).unwrap();
+    std::fs::write(local.path().join("small.txt"), b"small").unwrap();
+    let rclone = crate::rclone::Rclone::new(&t.server, "alice");
+    let src = local.path().display().to_string();
+    // rclone sets the time after the upload; the store keeps none, so it is told not to.
+    let output = rclone
+        .run(&["copy", "--sftp-set-modtime=false", &src, "rs:up"])
+        .await;
+    crate::real_clients::assert_success(&output, "rclone copy");
+    assert_eq!(
+        md5_hex(&t.s3.object("team/alice/up/big.bin").unwrap()),
+        md5_hex(&big)
+    );
+    assert_eq!(t.s3.object("team/alice/up/small.txt").unwrap(), b"small");
+    // Copying onto files that are there with other content writes over them, which this
+    // backend declines: rclone reports it, and the objects stay as they were.
+    std::fs::write(local.path().join("small.txt"), b"other").unwrap();
+    let output = rclone
+        .run(&[
+            "copy",
+            "--sftp-set-modtime=false",
+            "--ignore-times",
+            &src,
+            "rs:up",
+        ])
+        .await;
+    crate::real_clients::assert_failure(&output, "rclone copy over existing files");
+    assert_eq!(t.s3.object("team/alice/up/small.txt").unwrap(), b"small");
 }

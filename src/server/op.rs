@@ -64,7 +64,8 @@ impl Fault {
             StorageError::Checksum { .. } => Fault::Checksum,
             StorageError::Invalid { .. }
             | StorageError::BadOffset { .. }
-            | StorageError::SizeMismatch { .. } => Fault::BadRequest,
+            | StorageError::SizeMismatch { .. }
+            | StorageError::Incomplete { .. } => Fault::BadRequest,
             StorageError::Unsupported { .. } => Fault::Unsupported,
             StorageError::NoSpace { .. } => Fault::NoSpace,
             StorageError::Io { .. } => Fault::Io,

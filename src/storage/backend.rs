@@ -241,6 +241,19 @@ pub trait FileHandle: Send + Sync + fmt::Debug {
 
     /// A reader on the same file, for a streaming download.
     fn reader(&self) -> io::Result<ReadHandle>;
+
+    /// For a file that is published when it is closed (an upload to an object store):
+    /// publishes it, atomically, as [`StagedFile::publish`] with [`Replace::Never`].
+    /// `None` for a file that was there all along, or was published already.
+    fn finish(&self) -> Result<Option<Published>> {
+        Ok(None)
+    }
+
+    /// For a file published when it is closed and not published yet: the bytes kept if
+    /// it is dropped now (a store keeps whole parts), so the home gives back the rest.
+    fn kept_if_dropped(&self) -> Option<u64> {
+        None
+    }
 }
 
 /// A partial upload, invisible under any user path until it is published.

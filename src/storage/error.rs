@@ -90,6 +90,11 @@ pub enum StorageError {
         what: &'static str,
     },
 
+    /// An upload published at close lost a write that was refused or failed, so it was
+    /// not published: nothing is under its name.
+    #[error("not published, since a write to it failed: {path}")]
+    Incomplete { path: VirtualPath },
+
     /// The filesystem holding the homes is full (ENOSPC): the server's disk, not the
     /// user's quota. What was written before stays, so an upload can resume.
     #[error("no space left on the server's disk: {path}")]
@@ -104,10 +109,19 @@ pub enum StorageError {
     },
 }
 
+/// What a backend cannot do, carried in an [`io::Error`] of kind `Unsupported` so that
+/// [`StorageError::from_io`] makes it [`StorageError::Unsupported`] with this text.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Declined(pub &'static str);
+
 impl StorageError {
     /// Classifies an I/O error from an operation on `path`.
     pub fn from_io(path: &VirtualPath, err: io::Error) -> StorageError {
         let path = path.clone();
+        if let Some(Declined(what)) = err.get_ref().and_then(|e| e.downcast_ref::<Declined>()) {
+            return StorageError::Unsupported { path, what };
+        }
         match err.kind() {
             io::ErrorKind::NotFound => StorageError::NotFound { path },
             io::ErrorKind::AlreadyExists => StorageError::Exists { path },

@@ -299,6 +299,7 @@ impl HomeDir {
             state: Arc::clone(&self.state),
             writable,
             append: options.append,
+            failed: Default::default(),
         };
         if options.truncate {
             file.set_len(0)?;
@@ -338,7 +339,16 @@ impl HomeDir {
     /// leaves no new empty file behind, and is refused before any of it lands. Each
     /// write is still booked as it lands ([`OpenFile::write_at`]), so space that other
     /// sessions take meanwhile can still stop it part way.
+    ///
+    /// Refused as `Unsupported` on a backend without in-place writes: there a new file
+    /// is only an upload, published when it is closed.
     pub fn open_for_write(&self, path: &VirtualPath, offset: u64, len: u64) -> Result<OpenFile> {
+        if !self.capabilities().in_place_writes {
+            return Err(StorageError::Unsupported {
+                path: path.clone(),
+                what: "writing into a file in place (upload it instead)",
+            });
+        }
         let size = match self.backend.stat(path) {
             Ok(entry) => {
                 check_regular(path, &entry)?;

@@ -2,6 +2,7 @@
 //! reads and writes at offsets, booked in the quota under the owner's size lock, and
 //! changes made through the descriptor rather than a path.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, MutexGuard};
 use std::time::SystemTime;
 
@@ -36,6 +37,9 @@ pub struct OpenFile {
     pub(super) state: Arc<UserState>,
     pub(super) writable: bool,
     pub(super) append: bool,
+    /// A write failed: a file published at close is then not published, since it
+    /// lacks what that write carried.
+    pub(super) failed: AtomicBool,
 }
 
 impl OpenFile {
@@ -52,6 +56,14 @@ impl OpenFile {
     /// file is reserved in the quota ledger first, and refused if it does not fit. A file
     /// deleted or replaced since it was opened is refused as [`StorageError::Deleted`].
     pub fn write_at(&self, offset: u64, data: &[u8]) -> Result<()> {
+        let written = self.write_booked(offset, data);
+        if written.is_err() {
+            self.failed.store(true, Ordering::Relaxed);
+        }
+        written
+    }
+
+    fn write_booked(&self, offset: u64, data: &[u8]) -> Result<()> {
         self.check_writable()?;
         let sizes = self.state.lock_sizes();
         let len = self.named_len(&sizes)?;
@@ -126,6 +138,25 @@ impl OpenFile {
         self.file.reader().map_err(at(&self.path))
     }
 
+    /// Closes the file: one published when it is closed (an upload to an object store)
+    /// is published now, atomically; a file it replaced gives its space back.
+    /// One whose writes did not all land is not published: it stays a partial upload.
+    pub fn close(&self) -> Result<()> {
+        if self.failed.load(Ordering::Relaxed) && self.file.kept_if_dropped().is_some() {
+            return Err(StorageError::Incomplete {
+                path: self.path.clone(),
+            });
+        }
+        let _sizes = self.state.lock_sizes();
+        if let Some(published) = self.file.finish()? {
+            if let Some(replaced) = published.replaced {
+                self.state.ledger.release_entry(replaced.cost());
+            }
+            published.durable.map_err(at(&self.path))?;
+        }
+        Ok(())
+    }
+
     fn len(&self) -> Result<u64> {
         Ok(self
             .file
@@ -158,5 +189,21 @@ impl OpenFile {
             });
         }
         Ok(())
+    }
+}
+
+impl Drop for OpenFile {
+    /// A file published at close that never was keeps only what its backend kept (whole
+    /// parts, on a store), counted as a partial upload: the booking of the rest goes back.
+    fn drop(&mut self) {
+        let Some(kept) = self.file.kept_if_dropped() else {
+            return;
+        };
+        let _sizes = self.state.lock_sizes();
+        if let Ok(Some(len)) = self.file.named_len()
+            && len > kept
+        {
+            self.state.ledger.release(file_cost(len) - file_cost(kept));
+        }
     }
 }

@@ -159,6 +159,7 @@ impl Session {
                 let removed = lock(&self.handles).open.remove(&handle);
                 match removed.map(|held| held.handle) {
                     Some(Handle::File(file)) => {
+                        file.file.close()?;
                         let written = file.written.load(Ordering::Relaxed);
                         let read = file.read.load(Ordering::Relaxed);
                         let (op, bytes) = if written > 0 {

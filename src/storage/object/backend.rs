@@ -8,6 +8,7 @@
 
 use std::io;
 use std::path::{Path as FsPath, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -21,6 +22,7 @@ use super::multipart::UploadContext;
 use super::namespace::{ListCursor, ObjectHome, ObjectInfo};
 use super::runner::Runner;
 use super::state::{DiskStateStore, UploadStateStore};
+use super::stream::StreamFile;
 use crate::storage::backend::{
     Backend, Capabilities, FileHandle, Listing, OpenHow, Replace, StagedFile, StagedInfo,
     StagedListing,
@@ -97,6 +99,21 @@ fn entry(info: ObjectInfo) -> Entry {
         EntryKind::File
     };
     Entry::new(info.name, kind, info.size, info.mtime)
+}
+
+/// A new partial for an SFTP upload of `path`, beside an rsftp `put`'s (which end in a
+/// size). Each open gets its own: one cut off before its close can never complete, and
+/// is counted, and aborted, as any stale partial is.
+fn stream_name(path: &VirtualPath) -> String {
+    static OPENED: AtomicU64 = AtomicU64::new(0);
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let n = OPENED.fetch_add(1, Ordering::Relaxed);
+    format!(
+        "{}-sftp-{now:x}-{n}",
+        crate::protocol::Md5Digest::of(path.as_str().as_bytes())
+    )
 }
 
 fn unsupported(path: &VirtualPath, what: &'static str) -> StorageError {
@@ -236,7 +253,15 @@ impl Backend for ObjectBackend {
     }
 
     fn open(&self, path: &VirtualPath, how: OpenHow) -> Result<Box<dyn FileHandle>> {
-        if how.write || how.create_new {
+        if how.create_new {
+            // A new file: an upload streamed into a multipart upload, published at close.
+            let name = stream_name(path);
+            let staged = self
+                .run(self.cx.stage(&name, path, true))?
+                .ok_or_else(|| StorageError::NotFound { path: path.clone() })?;
+            return Ok(Box::new(StreamFile::new(staged, path.clone())));
+        }
+        if how.write {
             return Err(unsupported(
                 path,
                 "writing a file in place on the object store (upload it instead)",

@@ -12,7 +12,8 @@
 //! - `backend`: [`ObjectBackend`], the storage core's `Backend` on the store, and
 //!   [`ObjectHomes`], which makes one per user; `runner`: the runtime its requests run on.
 //! - `namespace`: [`ObjectHome`], what is at a path, listings, folders, deletes, moves
-//!   and ranged reads. `multipart`: partial uploads as multipart uploads.
+//!   and ranged reads. `multipart`: partial uploads as multipart uploads; `stream`:
+//!   SFTP uploads into one, with writes put back in order.
 //! - `errors`: the store's errors as the storage core's.
 
 mod backend;
@@ -23,6 +24,7 @@ mod multipart;
 mod namespace;
 mod runner;
 mod state;
+mod stream;
 
 pub use backend::{ObjectBackend, ObjectHomes, READ_AHEAD};
 pub use bucket::{Bucket, MAX_RETRIES, ObjectStoreConfig, RETRY_TIMEOUT};
@@ -32,3 +34,4 @@ pub use multipart::{MAX_PARTS, PART_SIZE};
 pub use namespace::{Found, LIST_PAGE, ListCursor, ObjectHome, ObjectInfo};
 pub use runner::Runner;
 pub use state::{DiskStateStore, UploadState, UploadStateStore, decode_md5, encode_md5};
+pub use stream::REORDER_BOUND;
