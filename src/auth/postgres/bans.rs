@@ -13,7 +13,7 @@ use std::net::IpAddr;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use deadpool_postgres::Pool;
 use tokio::sync::mpsc;
 use tracing::{info, warn};
 
@@ -87,21 +87,7 @@ impl PgBans {
     /// migrates it at start).
     pub async fn open(target: &Target, policy: ThrottlePolicy) -> Result<Arc<PgBans>, PgError> {
         let origin = target.to_string();
-        let manager = Manager::from_config(
-            target.config().clone(),
-            tokio_postgres::NoTls,
-            ManagerConfig {
-                recycling_method: RecyclingMethod::Fast,
-            },
-        );
-        let pool = Pool::builder(manager)
-            .max_size(2)
-            .runtime(Runtime::Tokio1)
-            .wait_timeout(Some(super::CONNECT_TIMEOUT))
-            .create_timeout(Some(super::CONNECT_TIMEOUT))
-            .recycle_timeout(Some(super::CONNECT_TIMEOUT))
-            .build()
-            .map_err(|err| PgError::BadUrl(err.to_string()))?;
+        let pool = target.pool(2)?;
         let worker = Worker {
             origin: origin.clone(),
             pool,

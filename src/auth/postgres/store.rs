@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::{Duration, Instant};
 
-use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use deadpool_postgres::Pool;
 use tokio::sync::mpsc;
 use tokio_postgres::AsyncMessage;
 use tracing::{error, info, warn};
@@ -104,21 +104,7 @@ impl PgAccounts {
     pub async fn open(target: &Target) -> Result<Arc<PgAccounts>, PgError> {
         let origin = target.to_string();
         super::connect_and_migrate(target).await?;
-        let manager = Manager::from_config(
-            target.config().clone(),
-            tokio_postgres::NoTls,
-            ManagerConfig {
-                recycling_method: RecyclingMethod::Fast,
-            },
-        );
-        let pool = Pool::builder(manager)
-            .max_size(POOL_SIZE)
-            .runtime(Runtime::Tokio1)
-            .wait_timeout(Some(super::CONNECT_TIMEOUT))
-            .create_timeout(Some(super::CONNECT_TIMEOUT))
-            .recycle_timeout(Some(super::CONNECT_TIMEOUT))
-            .build()
-            .map_err(|err| PgError::BadUrl(err.to_string()))?;
+        let pool = target.pool(POOL_SIZE)?;
         // Listen before reading, so that no change falls between the two.
         let listening = Listening::open(target).await?;
         let config = fetch(&pool, &origin).await?;

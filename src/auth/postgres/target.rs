@@ -24,6 +24,27 @@ pub struct Target {
 }
 
 impl Target {
+    /// A pool of up to `max_size` connections to this database, each attempt (connect,
+    /// wait for a free one, recycle) bounded by [`CONNECT_TIMEOUT`]. Connects lazily.
+    pub(super) fn pool(&self, max_size: usize) -> Result<deadpool_postgres::Pool, PgError> {
+        use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+        let manager = Manager::from_config(
+            self.config().clone(),
+            tokio_postgres::NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        Pool::builder(manager)
+            .max_size(max_size)
+            .runtime(Runtime::Tokio1)
+            .wait_timeout(Some(CONNECT_TIMEOUT))
+            .create_timeout(Some(CONNECT_TIMEOUT))
+            .recycle_timeout(Some(CONNECT_TIMEOUT))
+            .build()
+            .map_err(|err| PgError::BadUrl(err.to_string()))
+    }
+
     /// Reads `url` (`postgres://user[:password]@host[:port]/db?sslmode=...`, or the
     /// libpq `key=value` form), with the password from `password_file` if given (its
     /// first line). `sslmode` may be `disable` or `prefer`: this build speaks no TLS,

@@ -8,7 +8,7 @@
 
 use std::sync::Arc;
 
-use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use deadpool_postgres::Pool;
 use tokio_postgres::Row;
 
 use super::{PgError, Target};
@@ -39,21 +39,7 @@ impl PgUploadStates {
     pub fn open(target: &Target) -> std::result::Result<Arc<PgUploadStates>, PgError> {
         let origin = target.to_string();
         let runner = Runner::new().map_err(PgError::Runtime)?;
-        let manager = Manager::from_config(
-            target.config().clone(),
-            tokio_postgres::NoTls,
-            ManagerConfig {
-                recycling_method: RecyclingMethod::Fast,
-            },
-        );
-        let pool = Pool::builder(manager)
-            .max_size(POOL_SIZE)
-            .runtime(Runtime::Tokio1)
-            .wait_timeout(Some(super::CONNECT_TIMEOUT))
-            .create_timeout(Some(super::CONNECT_TIMEOUT))
-            .recycle_timeout(Some(super::CONNECT_TIMEOUT))
-            .build()
-            .map_err(|err| PgError::BadUrl(err.to_string()))?;
+        let pool = target.pool(POOL_SIZE)?;
         let states = PgUploadStates {
             origin,
             pool,
