@@ -337,13 +337,13 @@ async fn migrations_run_once_even_from_two_nodes_at_once() {
         "{outputs}"
     );
     assert_eq!(
-        outputs.matches("is up to date (version 3)").count(),
+        outputs.matches("is up to date (version 4)").count(),
         1,
         "{outputs}"
     );
     assert_eq!(
         cluster.psql("SELECT string_agg(version || ' ' || name, ',' ORDER BY version) FROM schema_version").trim(),
-        "1 accounts,2 nodes,3 uploads"
+        "1 accounts,2 nodes,3 uploads,4 quota_settling"
     );
     assert!(!outputs.contains(PG_PASSWORD));
 
@@ -351,7 +351,7 @@ async fn migrations_run_once_even_from_two_nodes_at_once() {
     cluster.psql("INSERT INTO schema_version (version, name) VALUES (99, 'future')");
     let stderr = refused(&rsftpd(&["db", "migrate", "--accounts", &url], b"").await);
     assert!(
-        stderr.contains("has schema version 99, newer than this rsftpd knows (version 3)"),
+        stderr.contains("has schema version 99, newer than this rsftpd knows (version 4)"),
         "{stderr}"
     );
     let root = tempfile::tempdir().unwrap();

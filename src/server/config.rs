@@ -28,6 +28,9 @@ pub struct Settings {
     /// Failed logins and bans shared with the other nodes of a cluster (PostgreSQL);
     /// `None` to count them in this process only.
     pub shared_bans: Option<std::sync::Arc<dyn crate::auth::SharedBans>>,
+    /// The quota ledger shared with the other nodes of a cluster (PostgreSQL), which
+    /// then checks every user's bytes; `None` to check them in this process only.
+    pub cluster_quota: Option<std::sync::Arc<dyn crate::storage::ClusterQuota>>,
     pub keys_dir: PathBuf,
     pub limits: Limits,
     /// A session with no application activity for this long is closed: no request, no
@@ -55,6 +58,7 @@ impl Default for Settings {
             object_store: None,
             upload_states: None,
             shared_bans: None,
+            cluster_quota: None,
             keys_dir: PathBuf::from("keys"),
             limits: Limits::default(),
             idle_timeout: Duration::from_secs(600),

@@ -52,7 +52,7 @@ use crate::auth::{
     AccountScore, AccountStore, LoginThrottle, PasswordChecker, Secret, UserName, UsersError,
     WatchedUsersFile,
 };
-use crate::storage::Storage;
+use crate::storage::{Reconciled, Storage};
 /// The parsers behind the SFTP and exec front ends, public only so that the fuzz targets
 /// in `fuzz/` and the corpus replay in `tests/fuzz_corpus.rs` can reach them.
 #[doc(hidden)]
@@ -120,13 +120,17 @@ impl Server {
                 (file, starter)
             }
         };
-        let storage = Arc::new(match &settings.object_store {
+        let storage = match &settings.object_store {
             Some(store) => Storage::open_object_with(
                 &settings.storage_dir,
                 store,
                 settings.upload_states.clone(),
             )?,
             None => Storage::open(&settings.storage_dir)?,
+        };
+        let storage = Arc::new(match &settings.cluster_quota {
+            Some(cluster) => storage.with_cluster_quota(Arc::clone(cluster)),
+            None => storage,
         });
         // One home that cannot be opened must not keep everyone else out: it is logged,
         // and that user's logins try again.
@@ -541,6 +545,20 @@ async fn remove_stale_partials(shared: Arc<Shared>, max_age: Duration) {
                 Ok(0) => {}
                 Ok(bytes) => info!(user, bytes, "removed stale partial uploads"),
                 Err(err) => warn!(user, error = %err, "cleaning partial uploads failed"),
+            }
+            // In a cluster, the shared quota ledger is checked against the home too.
+            match storage.reconcile(user) {
+                Ok(Reconciled::Set { was, now }) if was != now => {
+                    warn!(target: "rsftpd::admin", user, was, now, "quota ledger corrected from the home");
+                }
+                Ok(Reconciled::Skipped { used, measured }) if used != measured => {
+                    info!(target: "rsftpd::admin", user, used, measured, "quota ledger not reconciled: an upload is in flight");
+                }
+                Ok(Reconciled::Unavailable(reason)) => {
+                    warn!(target: "rsftpd::admin", user, reason = %reason, "quota ledger not reconciled");
+                }
+                Ok(_) => {}
+                Err(err) => warn!(user, error = %err, "measuring the home for the quota ledger failed"),
             }
         }
     });

@@ -22,7 +22,9 @@
 //!   with the POSIX details apart.
 //! - `links`: making and reading symbolic links that stay inside.
 //! - `upload` and `staging`: resumable, verified, atomic uploads, and where they wait.
-//! - `quota`: the one quota rule and the ledger; `scan`: measuring a home by handle.
+//! - `quota`: the one quota rule and the ledger; `scan`: measuring a home by handle;
+//!   `cluster_quota`: [`ClusterQuota`], the seam to a ledger shared by a cluster's
+//!   nodes, which then checks the bytes.
 //! - `listing`: directory listings read as they go out; `read`: [`ReadHandle`], what
 //!   every read goes through, and [`CHUNK`], the one chunk size; `hash`: hashing a range
 //!   by [`HashAlgorithm`]; `stream`: file data in chunks, with MD5 in the same pass.
@@ -31,6 +33,7 @@
 
 pub mod backend;
 mod beneath;
+mod cluster_quota;
 mod entry;
 mod error;
 pub mod hash;
@@ -52,6 +55,7 @@ mod test_support;
 mod upload;
 mod user_state;
 
+pub use cluster_quota::{ClusterQuota, Reconciled};
 pub use backend::{Backend, Capabilities, FileHandle, OpenHow, Replace, StagedFile};
 pub use entry::{Entry, EntryKind, PosixDetails};
 pub use error::StorageError;

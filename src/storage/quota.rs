@@ -14,6 +14,8 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use cap_std::fs::FileType;
 
+use super::cluster_quota::ClusterQuota;
+
 /// The unit of the quota rule: a file's length is rounded up to a multiple of this, and
 /// a folder or a symbolic link costs one. It is what such entries really take on common
 /// filesystems (a block, an inode), so many empty folders cannot fill a disk for free.
@@ -105,7 +107,8 @@ impl Usage {
 }
 
 /// A refusal: `need` more bytes do not fit (`used` counts reservations too), or the
-/// user has as many entries as `max_files` allows.
+/// user has as many entries as `max_files` allows, or the quota shared by a cluster's
+/// nodes cannot be asked, so nothing that needs space is allowed.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum QuotaExceeded {
@@ -113,6 +116,8 @@ pub enum QuotaExceeded {
     Bytes { need: u64, used: u64, limit: u64 },
     #[error("file limit reached: {count} of {limit} files, folders and links")]
     Entries { count: u64, limit: u64 },
+    #[error("the quota ledger is unavailable, so nothing that needs space is allowed: {reason}")]
+    Unavailable { reason: String },
 }
 
 /// Everything the ledger guards with one lock.
@@ -126,6 +131,9 @@ struct State {
 #[derive(Debug)]
 pub struct QuotaLedger {
     state: Mutex<State>,
+    /// The ledger of a cluster, which checks the bytes instead of `state` (see
+    /// `cluster_quota`), and the user's name there.
+    cluster: Option<(Arc<dyn ClusterQuota>, String)>,
 }
 
 impl QuotaLedger {
@@ -143,7 +151,19 @@ impl QuotaLedger {
 
     /// A ledger for what a scan of the disk found.
     pub fn from_scan(limit: u64, max_files: Option<u64>, found: Tally) -> Arc<Self> {
+        Self::in_cluster(limit, max_files, found, None)
+    }
+
+    /// [`QuotaLedger::from_scan`], whose bytes are checked by the ledger of a cluster
+    /// (for `user`) when `cluster` is given. Entries are still counted on this node.
+    pub fn in_cluster(
+        limit: u64,
+        max_files: Option<u64>,
+        found: Tally,
+        cluster: Option<(Arc<dyn ClusterQuota>, String)>,
+    ) -> Arc<Self> {
         Arc::new(Self {
+            cluster,
             state: Mutex::new(State {
                 bytes: Usage {
                     used: found.bytes,
@@ -158,8 +178,14 @@ impl QuotaLedger {
         })
     }
 
+    /// The user's numbers: the cluster's when the bytes are shared (if it answers),
+    /// else this ledger's.
     pub fn usage(&self) -> Usage {
-        self.lock().bytes
+        let local = self.lock().bytes;
+        match &self.cluster {
+            Some((cluster, user)) => cluster.usage(user).unwrap_or(local),
+            None => local,
+        }
     }
 
     pub fn entries(&self) -> Entries {
@@ -170,19 +196,60 @@ impl QuotaLedger {
     /// further growth.
     pub fn set_limits(&self, limit: u64, max_files: Option<u64>) {
         let mut state = self.lock();
+        let changed = state.bytes.limit != limit;
         state.bytes.limit = limit;
         state.entries.limit = max_files;
+        drop(state);
+        if let Some((cluster, user)) = &self.cluster
+            && changed
+        {
+            cluster.limit_changed(user);
+        }
     }
 
     /// Promises `n` bytes to a transfer, or refuses if `used + reserved + n` would pass
     /// the limit (`n == 0` is never refused).
     pub fn reserve(self: &Arc<Self>, n: u64) -> Result<Reservation, QuotaExceeded> {
-        self.lock().bytes.try_reserve(n)?;
+        self.book(n)?;
         Ok(Reservation {
             ledger: Arc::clone(self),
             remaining: n,
             new_entries: 0,
         })
+    }
+
+    /// Books `n` more bytes as reserved: checked here, or taken from the cluster's
+    /// ledger (without holding this one's lock, since that may wait on the network).
+    fn book(&self, n: u64) -> Result<(), QuotaExceeded> {
+        match &self.cluster {
+            None => self.lock().bytes.try_reserve(n),
+            Some(_) if n == 0 => Ok(()),
+            Some((cluster, user)) => {
+                cluster.take(user, n)?;
+                let mut state = self.lock();
+                state.bytes.reserved = state.bytes.reserved.saturating_add(n);
+                Ok(())
+            }
+        }
+    }
+
+    /// Takes `n` reserved bytes back off the books (the reverse of [`Self::book`]).
+    fn unbook(&self, state: &mut State, n: u64) {
+        state.bytes.reserved = state.bytes.reserved.saturating_sub(n);
+        if let Some((cluster, user)) = &self.cluster
+            && n > 0
+        {
+            cluster.give_back(user, n);
+        }
+    }
+
+    /// Tells the cluster's ledger, if any, that `n` bytes on disk are gone.
+    fn freed(&self, n: u64) {
+        if let Some((cluster, user)) = &self.cluster
+            && n > 0
+        {
+            cluster.freed(user, n);
+        }
     }
 
     /// Replaces what the ledger counts as on disk with what a fresh scan found.
@@ -212,16 +279,32 @@ impl QuotaLedger {
         n: u64,
         check_limit: bool,
     ) -> Result<Reservation, QuotaExceeded> {
-        let mut state = self.lock();
-        let Entries { count, limit } = state.entries;
-        if let Some(limit) = limit
-            && count >= limit
-            && check_limit
-        {
-            return Err(QuotaExceeded::Entries { count, limit });
+        let entry_fits = |state: &State| {
+            let Entries { count, limit } = state.entries;
+            match limit {
+                Some(limit) if count >= limit && check_limit => {
+                    Err(QuotaExceeded::Entries { count, limit })
+                }
+                _ => Ok(()),
+            }
+        };
+        if self.cluster.is_some() {
+            // Checked first so as not to take shared bytes for nothing, and again after,
+            // as another entry may have come meanwhile.
+            entry_fits(&self.lock())?;
+            self.book(n)?;
+            let mut state = self.lock();
+            if let Err(refused) = entry_fits(&state) {
+                self.unbook(&mut state, n);
+                return Err(refused);
+            }
+            state.entries.count += 1;
+        } else {
+            let mut state = self.lock();
+            entry_fits(&state)?;
+            state.bytes.try_reserve(n)?;
+            state.entries.count += 1;
         }
-        state.bytes.try_reserve(n)?;
-        state.entries.count += 1;
         Ok(Reservation {
             ledger: Arc::clone(self),
             remaining: n,
@@ -233,6 +316,8 @@ impl QuotaLedger {
     pub fn release(&self, n: u64) {
         let mut state = self.lock();
         state.bytes.used = state.bytes.used.saturating_sub(n);
+        drop(state);
+        self.freed(n);
     }
 
     /// An entry that cost `n` bytes is gone from disk (a delete, or a rename or upload
@@ -241,6 +326,8 @@ impl QuotaLedger {
         let mut state = self.lock();
         state.bytes.used = state.bytes.used.saturating_sub(n);
         state.entries.count = state.entries.count.saturating_sub(1);
+        drop(state);
+        self.freed(n);
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -271,15 +358,30 @@ impl Reservation {
     /// Committing more than [`remaining`](Self::remaining) asks the ledger for the excess,
     /// as [`QuotaLedger::reserve`] would, and changes nothing if it does not fit.
     pub fn commit(&mut self, n: u64) -> Result<(), QuotaExceeded> {
-        let mut state = self.ledger.lock();
         if n > self.remaining {
-            state.bytes.try_reserve(n - self.remaining)?;
+            self.ledger.book(n - self.remaining)?;
             self.remaining = n;
         }
+        let mut state = self.ledger.lock();
         state.bytes.reserved = state.bytes.reserved.saturating_sub(n);
         state.bytes.used = state.bytes.used.saturating_add(n);
         self.remaining -= n;
+        drop(state);
+        if let Some((cluster, user)) = &self.ledger.cluster
+            && n > 0
+        {
+            cluster.written(user, n);
+        }
         Ok(())
+    }
+
+    /// Whether data may still be written against this reservation: always on one
+    /// machine; in a cluster, only while this node's lease on the shared ledger holds.
+    pub fn check_writable(&self) -> Result<(), QuotaExceeded> {
+        match &self.ledger.cluster {
+            Some((cluster, user)) => cluster.check_writable(user),
+            None => Ok(()),
+        }
     }
 
     /// The entry this was reserved for now exists: it stays counted.
@@ -296,13 +398,19 @@ impl Reservation {
         state.bytes.used -= n;
         state.bytes.reserved = state.bytes.reserved.saturating_add(n);
         self.remaining += n;
+        drop(state);
+        if let Some((cluster, user)) = &self.ledger.cluster
+            && n > 0
+        {
+            cluster.retaken(user, n);
+        }
     }
 }
 
 impl Drop for Reservation {
     fn drop(&mut self) {
         let mut state = self.ledger.lock();
-        state.bytes.reserved = state.bytes.reserved.saturating_sub(self.remaining);
+        self.ledger.unbook(&mut state, self.remaining);
         state.entries.count = state.entries.count.saturating_sub(self.new_entries);
     }
 }

@@ -13,7 +13,10 @@ use super::home::{HomeDir, at};
 use super::object::{ObjectHomes, ObjectStoreConfig, UploadStateStore};
 use super::posix::PosixBackend;
 use super::user_state::{UserState, lock};
-use super::{Backend, Result, StorageError, Usage, VirtualPath, staging};
+use super::scan::ScanFailure;
+use super::{
+    Backend, ClusterQuota, Reconciled, Result, StorageError, Tally, Usage, VirtualPath, staging,
+};
 
 /// Where all homes live: `<root>/<user>/`, with partial uploads in
 /// `<root>/.partials/<user>/`, and the per-user state of those in use.
@@ -28,6 +31,8 @@ pub struct Storage {
     /// Homes on an object store instead of under `root`, which then keeps only the
     /// states of their uploads.
     object: Option<ObjectHomes>,
+    /// The ledger of a cluster, which checks every user's bytes when set.
+    cluster: Option<Arc<dyn ClusterQuota>>,
 }
 
 impl Storage {
@@ -40,7 +45,15 @@ impl Storage {
             staging_root: Arc::new(staging::open_root(root)?),
             staging_lock: Arc::default(),
             object: None,
+            cluster: None,
         })
+    }
+
+    /// Checks every user's bytes against `cluster`, the quota ledger the nodes of a
+    /// cluster share, rather than against this process's ledgers alone.
+    pub fn with_cluster_quota(mut self, cluster: Arc<dyn ClusterQuota>) -> Storage {
+        self.cluster = Some(cluster);
+        self
     }
 
     /// Opens the homes on the object store `config` (see `storage::object`), keeping
@@ -91,9 +104,14 @@ impl Storage {
                 reason: "not a valid user name",
             });
         }
+        let backend = self.backend_of(user)?;
+        Ok(self.home_on(user, quota, max_files, backend))
+    }
+
+    /// The backend of `user`'s home, made if missing; see [`Storage::home`].
+    fn backend_of(&self, user: &str) -> Result<Arc<dyn Backend>> {
         if let Some(homes) = &self.object {
-            let backend = homes.backend(user)?;
-            return Ok(self.home_on(user, quota, max_files, Arc::new(backend)));
+            return Ok(Arc::new(homes.backend(user)?));
         }
         let path = self.root.join(user);
         match std::fs::DirBuilder::new().mode(0o700).create(&path) {
@@ -110,8 +128,7 @@ impl Storage {
         if cached.is_none() {
             warn_if_apart(user, &dir, &staging);
         }
-        let backend = PosixBackend::new(dir, staging);
-        Ok(self.home_on(user, quota, max_files, Arc::new(backend)))
+        Ok(Arc::new(PosixBackend::new(dir, staging)))
     }
 
     /// The home of `user` on `backend`, with the state all of the user's sessions share:
@@ -135,16 +152,55 @@ impl Storage {
                 // Scan without holding the map, so other users' logins don't wait. Two
                 // first logins of one user may both scan; the first to insert wins, and
                 // no write can happen before a state exists.
-                let scanned = backend.measure();
-                if let Err(failure) = &scanned {
-                    tracing::warn!(user, error = %failure, "home cannot be measured; writes refused");
-                }
-                let fresh = Arc::new(UserState::new(quota, max_files, scanned));
+                let scanned = self.measure(user, backend.as_ref());
+                let cluster = self.cluster.clone().map(|c| (c, user.to_owned()));
+                let fresh = Arc::new(UserState::new(quota, max_files, scanned, cluster));
                 Arc::clone(lock(&self.users).entry(user.to_owned()).or_insert(fresh))
             }
         };
         state.ledger.set_limits(quota, max_files);
         HomeDir { backend, state }
+    }
+
+    /// Measures `user`'s home; in a cluster, also sets the shared ledger's `used` to
+    /// what was found, unless an upload of theirs is in flight.
+    fn measure(
+        &self,
+        user: &str,
+        backend: &dyn Backend,
+    ) -> std::result::Result<Tally, ScanFailure> {
+        let token = self.cluster.as_ref().and_then(|c| c.measure_token(user));
+        let scanned = backend.measure();
+        match (&scanned, &self.cluster, token) {
+            (Err(failure), _, _) => {
+                tracing::warn!(user, error = %failure, "home cannot be measured; writes refused");
+            }
+            (Ok(found), Some(cluster), Some(token)) => {
+                log_reconciled(user, &cluster.reconcile(user, found.bytes, token));
+            }
+            _ => {}
+        }
+        scanned
+    }
+
+    /// Measures `user`'s home and sets the cluster's `used` for them to what was found
+    /// (see [`ClusterQuota::reconcile`]): what `rsftpd db reconcile` and the periodic
+    /// reconcile do. Without a cluster ledger there is nothing to reconcile.
+    pub fn reconcile(&self, user: &str) -> Result<Reconciled> {
+        let Some(cluster) = &self.cluster else {
+            return Ok(Reconciled::Unknown);
+        };
+        let backend = self.backend_of(user)?;
+        let Some(token) = cluster.measure_token(user) else {
+            return Ok(Reconciled::Unavailable(
+                "the shared ledger does not answer".to_owned(),
+            ));
+        };
+        let found = backend.measure().map_err(|failure| StorageError::Io {
+            path: VirtualPath::root(),
+            source: io::Error::other(failure.to_string()),
+        })?;
+        Ok(cluster.reconcile(user, found.bytes, token))
     }
 
     /// The usage of `user`, if their home has been opened since start (or `forget`).
@@ -157,6 +213,22 @@ impl Storage {
     /// state, so call this only when the user has none.
     pub fn forget(&self, user: &str) {
         lock(&self.users).remove(user);
+    }
+}
+
+/// Logs what a reconcile did, when it found drift or could not check.
+fn log_reconciled(user: &str, outcome: &Reconciled) {
+    match outcome {
+        Reconciled::Set { was, now } if was != now => tracing::warn!(
+            target: "rsftpd::admin",
+            user, was, now, drift = *now as i128 - *was as i128,
+            "quota ledger corrected from the home"
+        ),
+        Reconciled::Unavailable(reason) => tracing::warn!(
+            target: "rsftpd::admin",
+            user, reason = %reason, "quota ledger not checked against the home"
+        ),
+        _ => {}
     }
 }
 

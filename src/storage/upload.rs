@@ -314,6 +314,8 @@ impl Upload {
                 received: end,
             });
         }
+        // A node cut off from a cluster's shared ledger writes nothing more.
+        self.reservation.check_writable()?;
         if let Err(e) = self.file.write_at(self.written, data) {
             // Cut off any part of `data` that landed, so the partial stays what the hasher
             // has seen; if even that fails, a resume re-reads the partial and still agrees.

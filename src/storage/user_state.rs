@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use super::backend::Backend;
+use super::cluster_quota::ClusterQuota;
 use super::quota::Tally;
 use super::scan::ScanFailure;
 use super::{QuotaLedger, Result, StorageError, VirtualPath};
@@ -30,13 +31,14 @@ impl UserState {
         quota: u64,
         max_files: Option<u64>,
         scanned: std::result::Result<Tally, ScanFailure>,
+        cluster: Option<(Arc<dyn ClusterQuota>, String)>,
     ) -> UserState {
         let (found, unmeasured) = match scanned {
             Ok(found) => (found, None),
             Err(failure) => (Tally::default(), Some(failure)),
         };
         UserState {
-            ledger: QuotaLedger::from_scan(quota, max_files, found),
+            ledger: QuotaLedger::in_cluster(quota, max_files, found, cluster),
             uploads: Mutex::default(),
             sizes: Mutex::default(),
             unmeasured: Mutex::new(unmeasured),

@@ -10,7 +10,7 @@
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex, Weak};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use deadpool_postgres::Pool;
 use tracing::warn;
@@ -34,6 +34,9 @@ pub struct Node {
     runtime: tokio::runtime::Handle,
     /// The leases this node holds now; only these are renewed.
     held: Mutex<HashSet<i64>>,
+    /// When the last renewal that the database committed was sent: the node's lease,
+    /// and so its reservations, hold until [`LEASE`] after that.
+    renewed: Mutex<Instant>,
 }
 
 impl Node {
@@ -52,6 +55,7 @@ impl Node {
             origin: origin.to_owned(),
             source,
         })?;
+        let sent = Instant::now();
         client
             .execute(
                 "INSERT INTO nodes (node_id, description, lease_until)
@@ -70,6 +74,7 @@ impl Node {
             pool,
             runtime: tokio::runtime::Handle::current(),
             held: Mutex::new(HashSet::new()),
+            renewed: Mutex::new(sent),
         });
         tokio::spawn(heartbeat(Arc::downgrade(&node), origin.to_owned()));
         Ok(node)
@@ -85,6 +90,15 @@ impl Node {
 
     fn held(&self) -> std::sync::MutexGuard<'_, HashSet<i64>> {
         self.held.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Whether this node's lease still holds, by its own clock, with a second to
+    /// spare: the database's lease began after the renewal was sent. Once it does not,
+    /// the node writes nothing more against its reservations, which may be given back
+    /// to others any moment.
+    pub fn lease_holds(&self) -> bool {
+        let renewed = *self.renewed.lock().unwrap_or_else(|p| p.into_inner());
+        renewed.elapsed() + Duration::from_secs(1) < LEASE
     }
 
     /// Takes a lease for a session of `user`, unless the cluster already has
@@ -175,6 +189,7 @@ async fn heartbeat(node: Weak<Node>, origin: String) {
         tick.tick().await;
         let Some(node) = node.upgrade() else { return };
         let held: Vec<i64> = node.held().iter().copied().collect();
+        let sent = Instant::now();
         let renewed = async {
             let mut client = node.pool.get().await.map_err(|e| e.to_string())?;
             let tx = client.transaction().await.map_err(|e| e.to_string())?;
@@ -225,11 +240,12 @@ async fn heartbeat(node: Weak<Node>, origin: String) {
             .map_err(|e| e.to_string())?;
             tx.commit().await.map_err(|e| e.to_string())
         };
-        if let Err(err) = tokio::time::timeout(super::CONNECT_TIMEOUT, renewed)
+        match tokio::time::timeout(super::CONNECT_TIMEOUT, renewed)
             .await
             .unwrap_or_else(|_| Err("no answer".to_owned()))
         {
-            warn!(target: "rsftpd::admin", database = %origin, node = %node.id, error = %err, "cannot renew this node's session leases");
+            Ok(()) => *node.renewed.lock().unwrap_or_else(|p| p.into_inner()) = sent,
+            Err(err) => warn!(target: "rsftpd::admin", database = %origin, node = %node.id, error = %err, "cannot renew this node's session leases"),
         }
     }
 }

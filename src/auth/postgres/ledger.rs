@@ -1,6 +1,6 @@
 //! The shared quota ledger: space reserved in PostgreSQL before data flows, exact
-//! across every node. Not yet wired to the storage core (that comes through its own
-//! seam); these are the statements it will use, each tested against a real database.
+//! across every node. These are its statements; `quota` puts them behind the storage
+//! core's `ClusterQuota` seam.
 //!
 //! - **Reserve** is one conditional statement: `reserved` grows by `n` only where
 //!   `used + reserved + n <= limit_bytes`. PostgreSQL re-checks the condition on the
@@ -11,6 +11,10 @@
 //! - **Release** gives a reservation's unused bytes back (completion, refusal,
 //!   disconnect).
 //! - **Expire** gives back what dead nodes held: their leases stopped being renewed.
+//! - **Grow**, **settle** and **reconcile** are what a running node uses
+//!   (`quota::PgQuota`): one reservation per account it serves, grown in chunks before
+//!   data flows and settled into `used` in the background; and `used` set from a scan
+//!   of the home while nothing of the account is in flight.
 
 use tokio_postgres::GenericClient;
 
@@ -73,6 +77,54 @@ const RELEASE: &str = "
     UPDATE quota q SET reserved = greatest(q.reserved - gone.bytes, 0)
       FROM gone WHERE q.account = gone.account";
 
+/// Grows reservation `$3` of account `$1` by `$2` bytes, where they fit and the
+/// reservation is live; returns its id, or no row.
+pub(super) const GROW: &str = "
+    WITH granted AS (
+        UPDATE quota SET reserved = reserved + $2
+         WHERE account = $1 AND used + reserved + $2 <= limit_bytes
+           AND EXISTS (SELECT 1 FROM reservations WHERE id = $3 AND expires_at > now())
+        RETURNING account
+    )
+    UPDATE reservations SET bytes = bytes + $2 FROM granted WHERE id = $3
+    RETURNING id";
+
+/// Whether reservation `$1` is still live.
+pub(super) const LIVE: &str =
+    "SELECT 1 FROM reservations WHERE id = $1 AND expires_at > now()";
+
+/// Settles what a node booked for account `$1` since the last time: its reservation
+/// `$2` (or none, `-1`) changes by `$3` bytes, and `used` by `$4`. Returns the
+/// reservation's bytes afterwards (NULL if it is gone: it expired, and its bytes went
+/// back already), then `used`.
+pub(super) const SETTLE: &str = "
+    WITH r AS (
+        UPDATE reservations SET bytes = greatest(bytes + $3, 0) WHERE id = $2
+        RETURNING bytes
+    )
+    UPDATE quota SET
+        used = greatest(used + $4, 0),
+        reserved = greatest(reserved + CASE WHEN EXISTS (SELECT 1 FROM r) THEN $3 ELSE 0 END, 0),
+        changes = changes + CASE WHEN $4 <> 0 THEN 1 ELSE 0 END
+     WHERE account = $1
+    RETURNING (SELECT bytes FROM r), used";
+
+/// Drops reservation `$1` once it holds nothing.
+pub(super) const DROP_EMPTY: &str = "DELETE FROM reservations WHERE id = $1 AND bytes = 0";
+
+/// An account's numbers and its settlement count.
+pub(super) const NUMBERS: &str =
+    "SELECT used, reserved, limit_bytes, changes FROM quota WHERE account = $1";
+
+/// Sets account `$1`'s `used` to `$2` (what a scan found) if it has settled nothing
+/// since `changes` was `$3` and no node holds space for it; returns what `used` was.
+pub(super) const RECONCILE: &str = "
+    WITH old AS (SELECT used FROM quota WHERE account = $1)
+    UPDATE quota SET used = $2, changes = changes + 1
+     WHERE account = $1 AND changes = $3
+       AND NOT EXISTS (SELECT 1 FROM reservations WHERE account = $1 AND bytes > 0)
+    RETURNING (SELECT used FROM old)";
+
 /// Every expired reservation, on any node, given back in one statement.
 pub(super) const EXPIRE: &str = "
     WITH gone AS (DELETE FROM reservations WHERE expires_at <= now() RETURNING account, bytes),
@@ -84,7 +136,7 @@ fn unavailable(err: &dyn std::error::Error) -> ReserveError {
     ReserveError::Unavailable(err.to_string())
 }
 
-fn signed(n: u64) -> i64 {
+pub(super) fn signed(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
 
@@ -151,7 +203,7 @@ impl Node {
 }
 
 /// Why a reservation did not fit, with the numbers.
-async fn refusal(client: &impl GenericClient, account: &str, wanted: u64) -> ReserveError {
+pub(super) async fn refusal(client: &impl GenericClient, account: &str, wanted: u64) -> ReserveError {
     let row = client
         .query_opt(
             "SELECT used, reserved, limit_bytes FROM quota WHERE account = $1",

@@ -33,6 +33,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "uploads",
         sql: include_str!("../../../migrations/003_uploads.sql"),
     },
+    Migration {
+        version: 4,
+        name: "quota_settling",
+        sql: include_str!("../../../migrations/004_quota_settling.sql"),
+    },
 ];
 
 /// The advisory lock that migrations run under ("rsftpd" in ASCII).

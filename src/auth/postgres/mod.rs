@@ -13,8 +13,10 @@
 //! - `export`: any accounts written out as a users.toml;
 //! - `leases`: [`Node`], this process in the cluster, and the session leases that
 //!   make the session limits count every node;
-//! - `ledger`: the statements of the shared quota ledger (reserve, commit, release,
-//!   expire), for the storage core to use through its seam;
+//! - `ledger`: the statements of the shared quota ledger (reserve, grow, settle,
+//!   reconcile, expire); `quota`: [`PgQuota`], the storage core's `ClusterQuota` over
+//!   them, which grows one reservation per account in chunks and settles in the
+//!   background;
 //! - `uploads`: [`PgUploadStates`], the states of multipart uploads to the object
 //!   store, behind the storage core's `UploadStateStore` seam, so that any node
 //!   resumes an upload another began;
@@ -31,6 +33,7 @@ mod leases;
 mod ledger;
 mod load;
 mod migrate;
+mod quota;
 mod store;
 mod target;
 mod uploads;
@@ -42,6 +45,7 @@ pub use editor::PgEditor;
 pub use export::write_users_file;
 pub use leases::{HEARTBEAT, LEASE, Lease, Node};
 pub use ledger::{Reservation, ReserveError};
+pub use quota::{CHUNK as QUOTA_CHUNK, PgQuota, SETTLE_EVERY};
 pub use migrate::{MIGRATIONS, Migrated, Migration, latest as latest_schema};
 pub use store::{PgAccounts, RESYNC};
 pub use target::{CONNECT_TIMEOUT, Target};

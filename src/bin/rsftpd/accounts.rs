@@ -7,8 +7,13 @@ use std::process::ExitCode;
 
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
-use rsftp::auth::UsersFile;
-use rsftp::auth::postgres::{PgEditor, Target, connect_and_migrate, latest_schema};
+use std::sync::Arc;
+
+use rsftp::auth::postgres::{
+    PgAccounts, PgEditor, PgQuota, PgUploadStates, Target, connect_and_migrate, latest_schema,
+};
+use rsftp::auth::{AccountStore as _, UsersFile, format_size};
+use rsftp::storage::{Reconciled, Storage};
 
 /// `--accounts` and `--accounts-password-file`, for the server and every command.
 #[derive(Args, Clone, Default)]
@@ -68,6 +73,19 @@ enum DbCommand {
     /// Apply the schema migrations this rsftpd has and the database lacks (a server
     /// also does this when it starts). Safe to run on several nodes at once.
     Migrate,
+    /// Count every home again and set the quota ledger's `used` to what it holds,
+    /// reporting any drift. An account with an upload in flight on any node is left
+    /// as it is, and said so. Servers do this hourly, and at a home's first open.
+    Reconcile(Box<ReconcileArgs>),
+}
+
+#[derive(Args)]
+struct ReconcileArgs {
+    /// Where users' homes live, as for the server.
+    #[arg(long = "storage", default_value = "storage", value_name = "DIR")]
+    storage_dir: PathBuf,
+    #[command(flatten)]
+    object_store: crate::object_args::ObjectStoreArgs,
 }
 
 pub(crate) fn db(args: DbArgs) -> anyhow::Result<ExitCode> {
@@ -77,6 +95,7 @@ pub(crate) fn db(args: DbArgs) -> anyhow::Result<ExitCode> {
         .build()
         .context("cannot start the async runtime")?;
     match args.command {
+        DbCommand::Reconcile(storage) => return runtime_reconcile(&target, *storage),
         DbCommand::Migrate => {
             let migrated = runtime.block_on(connect_and_migrate(&target))?;
             let mut out = std::io::stdout().lock();
@@ -100,6 +119,82 @@ pub(crate) fn db(args: DbArgs) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `rsftpd db reconcile`: every account's home measured, and the ledger set from it.
+fn runtime_reconcile(target: &Target, args: ReconcileArgs) -> anyhow::Result<ExitCode> {
+    // The storage core blocks on the database from its own threads: a runtime with
+    // workers to spare.
+    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    let (storage_dir, object_store) = args.object_store.resolve(&args.storage_dir)?;
+    runtime.block_on(async move {
+        let store = PgAccounts::open(target)
+            .await
+            .with_context(|| format!("cannot reach the accounts in PostgreSQL at {target}"))?;
+        let quota = PgQuota::open(target, Arc::clone(store.node()))?;
+        let storage = match &object_store {
+            Some(config) => {
+                let states = PgUploadStates::open(target)?;
+                Storage::open_object_with(&storage_dir, config, Some(states))?
+            }
+            None => Storage::open(&storage_dir)?,
+        }
+        .with_cluster_quota(quota);
+        let accounts = store.current();
+        let names: Vec<String> = accounts.iter().map(|a| a.name.to_string()).collect();
+        let outcomes = tokio::task::spawn_blocking(move || {
+            names
+                .into_iter()
+                .map(|name| {
+                    let outcome = storage.reconcile(&name);
+                    (name, outcome)
+                })
+                .collect::<Vec<_>>()
+        })
+        .await?;
+        let mut out = std::io::stdout().lock();
+        let (mut drifted, mut failed) = (0, 0);
+        for (user, outcome) in outcomes {
+            match outcome {
+                Ok(Reconciled::Set { was, now }) if was == now => {
+                    writeln!(out, "{user}: {} used, as the home holds", format_size(now))?;
+                }
+                Ok(Reconciled::Set { was, now }) => {
+                    drifted += 1;
+                    writeln!(
+                        out,
+                        "{user}: the ledger said {} used, the home holds {}: corrected ({}{} bytes)",
+                        format_size(was),
+                        format_size(now),
+                        if now > was { "+" } else { "-" },
+                        now.abs_diff(was)
+                    )?;
+                }
+                Ok(Reconciled::Skipped { used, measured }) => writeln!(
+                    out,
+                    "{user}: skipped, an upload is in flight (the ledger says {}, the home holds {})",
+                    format_size(used),
+                    format_size(measured)
+                )?,
+                Ok(Reconciled::Unknown) => writeln!(out, "{user}: no quota row; skipped")?,
+                Ok(Reconciled::Unavailable(reason)) => {
+                    failed += 1;
+                    writeln!(out, "{user}: not checked: {reason}")?;
+                }
+                Ok(other) => writeln!(out, "{user}: {other:?}")?,
+                Err(err) => {
+                    failed += 1;
+                    writeln!(out, "{user}: cannot measure the home: {err}")?;
+                }
+            }
+        }
+        writeln!(out, "Reconciled {target}: {drifted} corrected, {failed} not checked.")?;
+        Ok(if failed == 0 {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        })
+    })
 }
 
 /// `rsftpd user import FILE`: every account of a users.toml, copied in at once.

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
-use rsftp::auth::postgres::{PgAccounts, PgBans, PgUploadStates};
+use rsftp::auth::postgres::{PgAccounts, PgBans, PgQuota, PgUploadStates};
 use rsftp::auth::{AccountStore, format_size, parse_size};
 use rsftp::server::logging::Rotation as LogRotation;
 use rsftp::server::{Limits, ProxyNet, Server, Settings, StartupLimits};
@@ -201,6 +201,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         object_store,
         upload_states: None,
         shared_bans: None,
+        cluster_quota: None,
         keys_dir: args.keys_dir,
         limits: Limits {
             max_sessions: args.max_sessions,
@@ -233,17 +234,22 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         let listener = tokio::net::TcpListener::bind(settings.listen)
             .await
             .with_context(|| format!("cannot listen on {}", settings.listen))?;
+        let mut settings = settings;
         let store = match &database {
             Some(target) => {
                 let store = PgAccounts::open(target).await.with_context(|| {
                     format!("cannot start: the accounts are in PostgreSQL at {target}")
                 })?;
                 tracing::info!(target: "rsftpd::admin", database = %target, "accounts from PostgreSQL");
+                // The quota is the cluster's: every node reserves in the database.
+                let quota = PgQuota::open(target, Arc::clone(store.node())).with_context(|| {
+                    format!("cannot start: the quota ledger is in PostgreSQL at {target}")
+                })?;
+                settings.cluster_quota = Some(quota);
                 Some(store as Arc<dyn AccountStore>)
             }
             None => None,
         };
-        let mut settings = settings;
         // Accounts in PostgreSQL and homes on an object store: a cluster, whose nodes
         // all resume each other's uploads, so their states are in the database too.
         if let (Some(target), Some(_)) = (&database, &settings.object_store) {
