@@ -12,17 +12,17 @@ use rsftp::client::{Connection, HostKeyCheck, NewHostKey};
 use crate::admin::{rsftpd, succeeded};
 use crate::pg_util::{PG_PASSWORD, PgCluster};
 
-const DEADLINE: Duration = Duration::from_secs(10);
-const PASSWORD: &str = "node password";
+pub(crate) const DEADLINE: Duration = Duration::from_secs(10);
+pub(crate) const PASSWORD: &str = "node password";
 
 /// One `rsftpd` child with its own host key and logs, and the shared storage.
-struct Node {
-    child: Child,
-    port: u16,
-    dir: PathBuf,
+pub(crate) struct Node {
+    pub(crate) child: Child,
+    pub(crate) port: u16,
+    pub(crate) dir: PathBuf,
 }
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -34,7 +34,13 @@ fn spawn(dir: &Path, storage: &Path, url: &str, port: u16) -> Child {
     spawn_with(dir, storage, url, port, &[])
 }
 
-fn spawn_with(dir: &Path, storage: &Path, url: &str, port: u16, extra: &[&str]) -> Child {
+pub(crate) fn spawn_with(
+    dir: &Path,
+    storage: &Path,
+    url: &str,
+    port: u16,
+    extra: &[&str],
+) -> Child {
     std::fs::create_dir_all(dir).unwrap();
     let log = std::fs::OpenOptions::new()
         .create(true)
@@ -56,7 +62,7 @@ fn spawn_with(dir: &Path, storage: &Path, url: &str, port: u16, extra: &[&str]) 
 
 impl Node {
     /// Waits until a started node serves.
-    async fn wait(child: Child, port: u16, dir: &Path) -> Node {
+    pub(crate) async fn wait(child: Child, port: u16, dir: &Path) -> Node {
         let mut node = Node {
             child,
             port,
@@ -93,7 +99,7 @@ impl Node {
     }
 
     /// Every log file of the node, in one string.
-    fn log(&self) -> String {
+    pub(crate) fn log(&self) -> String {
         let mut text = String::new();
         for entry in std::fs::read_dir(self.dir.join("logs"))
             .into_iter()
@@ -106,7 +112,7 @@ impl Node {
     }
 
     /// Waits until the log holds `what`; returns how long that took.
-    async fn wait_for_log(&self, what: &str) -> Duration {
+    pub(crate) async fn wait_for_log(&self, what: &str) -> Duration {
         let started = Instant::now();
         for _ in 0..500 {
             if self.log().contains(what) {
@@ -131,7 +137,7 @@ impl Node {
     }
 
     /// Whether a password login of `user` is accepted.
-    async fn logs_in(&self, user: &str) -> Option<Connection> {
+    pub(crate) async fn logs_in(&self, user: &str) -> Option<Connection> {
         let mut conn = self.connection(user).await;
         match conn.login_password(&Secret::new(PASSWORD)).await {
             Ok(true) => Some(conn),
@@ -148,7 +154,12 @@ impl Drop for Node {
 }
 
 /// `rsftpd user ...` on the cluster's database and the shared storage.
-async fn admin(cluster: &PgCluster, storage: &Path, args: &[&str], stdin: &str) -> String {
+pub(crate) async fn admin(
+    cluster: &PgCluster,
+    storage: &Path,
+    args: &[&str],
+    stdin: &str,
+) -> String {
     let url = cluster.url();
     let mut all = vec![
         "user",
@@ -171,15 +182,15 @@ async fn add(cluster: &PgCluster, storage: &Path, name: &str) {
     .await;
 }
 
-struct Cluster {
-    _dir: tempfile::TempDir,
-    pg: PgCluster,
-    storage: PathBuf,
-    a: Node,
-    b: Node,
+pub(crate) struct Cluster {
+    pub(crate) _dir: tempfile::TempDir,
+    pub(crate) pg: PgCluster,
+    pub(crate) storage: PathBuf,
+    pub(crate) a: Node,
+    pub(crate) b: Node,
 }
 
-async fn two_nodes() -> Cluster {
+pub(crate) async fn two_nodes() -> Cluster {
     two_nodes_with(&[]).await
 }
 

@@ -40,6 +40,7 @@ mod path_escape;
 mod pg_admin;
 mod pg_ledger;
 mod pg_nodes;
+mod pg_quota;
 mod pg_util;
 mod privileges;
 mod putty;

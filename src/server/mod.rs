@@ -558,7 +558,9 @@ async fn remove_stale_partials(shared: Arc<Shared>, max_age: Duration) {
                     warn!(target: "rsftpd::admin", user, reason = %reason, "quota ledger not reconciled");
                 }
                 Ok(_) => {}
-                Err(err) => warn!(user, error = %err, "measuring the home for the quota ledger failed"),
+                Err(err) => {
+                    warn!(user, error = %err, "measuring the home for the quota ledger failed")
+                }
             }
         }
     });

@@ -55,8 +55,8 @@ mod test_support;
 mod upload;
 mod user_state;
 
-pub use cluster_quota::{ClusterQuota, Reconciled};
 pub use backend::{Backend, Capabilities, FileHandle, OpenHow, Replace, StagedFile};
+pub use cluster_quota::{ClusterQuota, Reconciled};
 pub use entry::{Entry, EntryKind, PosixDetails};
 pub use error::StorageError;
 pub use hash::{HashAlgorithm, Hasher};

@@ -12,8 +12,8 @@ use cap_std::fs::{Dir, MetadataExt as _};
 use super::home::{HomeDir, at};
 use super::object::{ObjectHomes, ObjectStoreConfig, UploadStateStore};
 use super::posix::PosixBackend;
-use super::user_state::{UserState, lock};
 use super::scan::ScanFailure;
+use super::user_state::{UserState, lock};
 use super::{
     Backend, ClusterQuota, Reconciled, Result, StorageError, Tally, Usage, VirtualPath, staging,
 };

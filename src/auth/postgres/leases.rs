@@ -245,7 +245,9 @@ async fn heartbeat(node: Weak<Node>, origin: String) {
             .unwrap_or_else(|_| Err("no answer".to_owned()))
         {
             Ok(()) => *node.renewed.lock().unwrap_or_else(|p| p.into_inner()) = sent,
-            Err(err) => warn!(target: "rsftpd::admin", database = %origin, node = %node.id, error = %err, "cannot renew this node's session leases"),
+            Err(err) => {
+                warn!(target: "rsftpd::admin", database = %origin, node = %node.id, error = %err, "cannot renew this node's session leases")
+            }
         }
     }
 }

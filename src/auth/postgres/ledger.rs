@@ -90,8 +90,7 @@ pub(super) const GROW: &str = "
     RETURNING id";
 
 /// Whether reservation `$1` is still live.
-pub(super) const LIVE: &str =
-    "SELECT 1 FROM reservations WHERE id = $1 AND expires_at > now()";
+pub(super) const LIVE: &str = "SELECT 1 FROM reservations WHERE id = $1 AND expires_at > now()";
 
 /// Settles what a node booked for account `$1` since the last time: its reservation
 /// `$2` (or none, `-1`) changes by `$3` bytes, and `used` by `$4`. Returns the
@@ -203,7 +202,11 @@ impl Node {
 }
 
 /// Why a reservation did not fit, with the numbers.
-pub(super) async fn refusal(client: &impl GenericClient, account: &str, wanted: u64) -> ReserveError {
+pub(super) async fn refusal(
+    client: &impl GenericClient,
+    account: &str,
+    wanted: u64,
+) -> ReserveError {
     let row = client
         .query_opt(
             "SELECT used, reserved, limit_bytes FROM quota WHERE account = $1",

@@ -18,6 +18,7 @@
 //! `rsftpd db reconcile`) counts the home again.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::time::Duration;
 
@@ -91,6 +92,8 @@ pub struct PgQuota {
     turns: tokio::sync::Mutex<()>,
     /// Wakes the settling early (a free).
     wake: Arc<Notify>,
+    /// Whether the last settlement failed: logged once, and again when it works.
+    failing: AtomicBool,
 }
 
 impl std::fmt::Debug for PgQuota {
@@ -120,6 +123,7 @@ impl PgQuota {
             accounts: Mutex::default(),
             turns: tokio::sync::Mutex::new(()),
             wake: Arc::default(),
+            failing: AtomicBool::new(false),
         });
         tokio::spawn(settling(Arc::downgrade(&quota), Arc::clone(&quota.wake)));
         Ok(quota)
@@ -256,6 +260,7 @@ impl PgQuota {
                 })
                 .collect()
         };
+        let mut failed = false;
         for (user, row, due) in due {
             if let Err(err) = self.settle(&user, row, due).await {
                 self.book(&user, |a| {
@@ -264,12 +269,18 @@ impl PgQuota {
                     a.freed += due.freed;
                     a.retaken += due.retaken;
                 });
-                tracing::warn!(
-                    target: "rsftpd::admin",
-                    database = %self.origin, user, error = %err,
-                    "cannot settle the quota ledger; trying again"
-                );
+                if !failed && !self.failing.swap(true, Ordering::Relaxed) {
+                    tracing::warn!(
+                        target: "rsftpd::admin",
+                        database = %self.origin, user, error = %err,
+                        "cannot settle the quota ledger; what this node booked waits, counted as reserved"
+                    );
+                }
+                failed = true;
             }
+        }
+        if !failed && self.failing.swap(false, Ordering::Relaxed) {
+            tracing::info!(target: "rsftpd::admin", database = %self.origin, "quota ledger settled again");
         }
     }
 
