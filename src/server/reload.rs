@@ -10,6 +10,7 @@ use tracing::{error, info, warn};
 
 use super::shared::Shared;
 use crate::auth::{UsersConfig, UsersError};
+use crate::error_chain;
 
 /// Reloads `users.toml` whenever its content (or that of a keys file it names) changes,
 /// until `stop`.
@@ -138,16 +139,4 @@ pub(super) async fn reload(shared: &Arc<Shared>) -> Result<(), UsersError> {
         "users file reloaded"
     );
     Ok(())
-}
-
-/// An error and its sources on one line, for a log field.
-pub(super) fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }

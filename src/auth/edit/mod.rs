@@ -552,6 +552,7 @@ pub(crate) fn check_max_files(max: Option<u64>) -> Result<Option<i64>, EditError
 mod tests {
     use super::*;
     use crate::auth::{Secret, hash_password};
+    use crate::error_chain;
     use russh::keys::{Algorithm, PrivateKey};
     use std::fs;
     use std::os::unix::fs::{MetadataExt, PermissionsExt};
@@ -565,17 +566,6 @@ mod tests {
         AuthorizedKey::parse_line(&public.to_openssh().unwrap())
             .unwrap()
             .unwrap()
-    }
-
-    /// The error and its sources, as `{:#}` shows them at the top.
-    fn chain(err: &dyn std::error::Error) -> String {
-        let mut text = err.to_string();
-        let mut source = err.source();
-        while let Some(cause) = source {
-            text.push_str(&format!(": {cause}"));
-            source = cause.source();
-        }
-        text
     }
 
     /// A users file in a fresh folder.
@@ -831,7 +821,7 @@ max_sessions = 3
             users.set_quota("alice", "-5").unwrap_err(),
             users.remove_key("alice", "SHA256:nope").unwrap_err(),
         ];
-        let messages: Vec<String> = refusals.iter().map(|e| chain(e)).collect();
+        let messages: Vec<String> = refusals.iter().map(|e| error_chain(e)).collect();
         assert_eq!(
             messages,
             [
@@ -906,9 +896,10 @@ max_sessions = 3
                 .len(),
             1
         );
-        let err = chain(&parse_keys(&format!("{good}\nnot a key\n"), "k.pub").unwrap_err());
+        let err = error_chain(&parse_keys(&format!("{good}\nnot a key\n"), "k.pub").unwrap_err());
         assert!(err.starts_with("k.pub:2: not a public key line"), "{err}");
-        let err = chain(&parse_keys("-----BEGIN OPENSSH PRIVATE KEY-----\n", "id").unwrap_err());
+        let err =
+            error_chain(&parse_keys("-----BEGIN OPENSSH PRIVATE KEY-----\n", "id").unwrap_err());
         assert_eq!(
             err,
             "id:1: this is a private key; give the public key (the .pub file) instead"
@@ -920,7 +911,7 @@ max_sessions = 3
     #[test]
     fn an_invalid_or_missing_file_is_not_edited() {
         let (_dir, path) = file("[users.a]\nquota = \"12 parsecs\"\n");
-        let err = chain(&UsersFile::open(&path).unwrap_err());
+        let err = error_chain(&UsersFile::open(&path).unwrap_err());
         assert!(
             err.starts_with("the accounts file is invalid; fix it first: ")
                 && err.contains("users.toml:2: user \"a\": quota"),
