@@ -42,7 +42,7 @@ pub use password::{
     AuthError, PasswordChecker, PasswordHash, Secret, hash_password, verify_password,
 };
 pub use size::{SizeError, format_size, parse_size};
-pub use store::{AccountStore, SessionLease, SessionRefusal};
+pub use store::{AccountStore, SessionLease, SessionRefusal, StoreKind};
 pub use throttle::{LoginThrottle, MAX_TRACKED_PEERS, SharedBans, ThrottlePolicy};
 pub use users::{
     Location, MAX_USER_NAME_LEN, UserAccount, UserName, UserNameError, UsersConfig, UsersError,

@@ -21,7 +21,7 @@ use tokio_postgres::AsyncMessage;
 use tracing::{error, info, warn};
 
 use super::{Node, PgError, Target, pooled};
-use crate::auth::store::{AccountStore, SessionLease, SessionRefusal};
+use crate::auth::store::{AccountStore, SessionLease, SessionRefusal, StoreKind};
 use crate::auth::users::{UsersConfig, UsersError};
 use crate::error_chain;
 
@@ -172,6 +172,10 @@ async fn fetch(pool: &Pool, origin: &str) -> Result<UsersConfig, PgError> {
 impl AccountStore for PgAccounts {
     fn origin(&self) -> String {
         self.origin.clone()
+    }
+
+    fn kind(&self) -> StoreKind {
+        StoreKind::Postgres
     }
 
     fn current(&self) -> Arc<UsersConfig> {
