@@ -58,6 +58,8 @@
 //! - [`admin`]: the account use cases behind `rsftpd user ...` (add, delete and purge,
 //!   password, quota, keys, list, show), on an [`admin::AccountEditor`] and the storage
 //!   root.
+//! - [`error_chain`]: an error and its sources on one line, for log fields and for
+//!   errors kept as text (`{:#}` does this in the binaries, through `anyhow`).
 //! - `bin/`: `rsftpd` and `rsftp`, argument parsing, prompts, printing and wiring only.
 //!
 //! Dependencies point one way: `protocol` <- `storage` <- `server`; `auth` <- `server`
@@ -71,6 +73,9 @@
 pub mod admin;
 pub mod auth;
 pub mod client;
+mod error_chain;
 pub mod protocol;
 pub mod server;
 pub mod storage;
+
+pub use error_chain::error_chain;

@@ -214,6 +214,13 @@ async fn export_and_import_copy_every_account() {
         fs::metadata(&exported).unwrap().permissions().mode() & 0o777,
         0o600
     );
+    // The editor's lock file does not stay beside the export.
+    let left: Vec<String> = fs::read_dir(root.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| name.ends_with(".lock"))
+        .collect();
+    assert!(left.is_empty(), "lock files left: {left:?}");
     // The export is a users.toml that the file store reads as the same accounts.
     let file_root = tempfile::tempdir().unwrap();
     fs::copy(&exported, file_root.path().join("users.toml")).unwrap();

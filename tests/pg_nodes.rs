@@ -231,8 +231,33 @@ async fn an_account_added_through_one_node_logs_in_on_the_other() {
 
     // Straight in SQL: a quota and a new password, seen by both.
     c.pg.psql("UPDATE quota SET limit_bytes = 4096 WHERE account = 'alice'");
-    c.b.wait_for_log("users file reloaded users=1 added= removed=")
+    c.b.wait_for_log("accounts reloaded from PostgreSQL users=1 added= removed=")
         .await;
+    // SIGHUP reads the database again at once, and says so.
+    let reloads = |node: &Node| {
+        node.log()
+            .matches("accounts reloaded from PostgreSQL")
+            .count()
+    };
+    let before = reloads(&c.b);
+    let hangup = Command::new("kill")
+        .args(["-HUP", &c.b.child.id().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(hangup.success(), "kill -HUP node b");
+    c.b.wait_for_log("SIGHUP: reloading the accounts from PostgreSQL")
+        .await;
+    let started = Instant::now();
+    while reloads(&c.b) == before && started.elapsed() < DEADLINE {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        reloads(&c.b) > before,
+        "no reload after SIGHUP:\n{}",
+        c.b.log()
+    );
+    // The reload lines name the database, never a users file that this node does not use.
+    assert!(!c.b.log().contains("users file"), "{}", c.b.log());
     let conn = c.b.logs_in("alice").await.expect("login");
     let mut client = conn.open_rsftp().await.expect("rsftp");
     assert_eq!(client.info().await.unwrap().limit, 4096);

@@ -7,7 +7,8 @@
 //! [`AuthorizedKey::matches`], and consults [`LoginThrottle`] before and after.
 //!
 //! - `size`: human sizes for quotas (`"1.5 GiB"`).
-//! - `users`: the `users.toml` model, strict parsing with line numbers, the starter file.
+//! - `users`: the `users.toml` model, strict parsing with line numbers; `starter`: the
+//!   commented file with one account that a first start writes.
 //! - `edit`: [`UsersFile`], locked, validated, atomic edits of `users.toml` that keep its
 //!   comments (for `rsftpd user ...`).
 //! - `password`: [`Secret`], [`PasswordHash`], Argon2id hashing and verification.
@@ -27,6 +28,7 @@ mod keys;
 mod password;
 pub mod postgres;
 mod size;
+mod starter;
 mod store;
 mod throttle;
 mod users;
@@ -42,10 +44,11 @@ pub use password::{
     AuthError, PasswordChecker, PasswordHash, Secret, hash_password, verify_password,
 };
 pub use size::{SizeError, format_size, parse_size};
-pub use store::{AccountStore, SessionLease, SessionRefusal};
+pub use starter::create_starter_file;
+pub use store::{AccountStore, SessionLease, SessionRefusal, StoreKind};
 pub use throttle::{LoginThrottle, MAX_TRACKED_PEERS, SharedBans, ThrottlePolicy};
 pub use users::{
     Location, MAX_USER_NAME_LEN, UserAccount, UserName, UserNameError, UsersConfig, UsersError,
-    UsersProblem, create_starter_file,
+    UsersProblem,
 };
 pub use watched::{SETTLE, Version, WatchedUsersFile};

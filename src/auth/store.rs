@@ -32,11 +32,26 @@ pub enum SessionRefusal {
     Unavailable(String),
 }
 
+/// What kind of place a store keeps its accounts in, so that the server's log lines
+/// about reloading them name it (an operator reading "users file reloaded" on a node
+/// whose accounts are in PostgreSQL would look for a file that is not used).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum StoreKind {
+    /// `users.toml`.
+    UsersFile,
+    /// A PostgreSQL database.
+    Postgres,
+}
+
 /// The accounts a server runs with. Implementations are shared across sessions.
 pub trait AccountStore: Send + Sync {
     /// Where the accounts come from, for logs (a path, or a database without its
     /// password).
     fn origin(&self) -> String;
+
+    /// What kind of place [`AccountStore::origin`] is.
+    fn kind(&self) -> StoreKind;
 
     /// The accounts in force now. Cheap: called at every login.
     fn current(&self) -> Arc<UsersConfig>;

@@ -24,7 +24,7 @@ use std::time::Duration;
 use sha2::{Digest, Sha256};
 use toml_edit::Document;
 
-use super::store::AccountStore;
+use super::store::{AccountStore, StoreKind};
 use super::users::{UsersConfig, UsersError};
 
 /// One version of the accounts: a hash of `users.toml` and the keys files it names, as
@@ -190,6 +190,10 @@ impl WatchedUsersFile {
 impl AccountStore for WatchedUsersFile {
     fn origin(&self) -> String {
         self.path.display().to_string()
+    }
+
+    fn kind(&self) -> StoreKind {
+        StoreKind::UsersFile
     }
 
     fn current(&self) -> Arc<UsersConfig> {

@@ -52,13 +52,14 @@ use crate::auth::{
     AccountScore, AccountStore, LoginThrottle, PasswordChecker, Secret, UserName, UsersError,
     WatchedUsersFile,
 };
+use crate::error_chain;
 use crate::storage::{Reconciled, Storage};
 /// The parsers behind the SFTP and exec front ends, public only so that the fuzz targets
 /// in `fuzz/` and the corpus replay in `tests/fuzz_corpus.rs` can reach them.
 #[doc(hidden)]
 pub use exec::{Parsed as ExecCommand, split_words};
 use handler::{LoginProgress, SshHandler};
-use reload::{error_chain, password_hashes, watch_users_file};
+use reload::{password_hashes, watch_users_file};
 use sessions::SessionRegistry;
 use shared::Shared;
 use startups::{Arrival, StartupGuard, Startups};

@@ -1,6 +1,7 @@
 //! Live reload of the accounts: `users.toml` (and the keys files it names) watched for
-//! changes and applied to the running server: quotas to the live ledgers, homes for
-//! new users, and the sessions of deleted accounts ended.
+//! changes, or a database store's news, and applied to the running server: quotas to
+//! the live ledgers, homes for new users, and the sessions of deleted accounts ended.
+//! The log lines name what was reloaded: the users file, or the accounts in PostgreSQL.
 
 use std::sync::Arc;
 
@@ -9,7 +10,8 @@ use tokio::sync::broadcast;
 use tracing::{error, info, warn};
 
 use super::shared::Shared;
-use crate::auth::{UsersConfig, UsersError};
+use crate::auth::{StoreKind, UsersConfig, UsersError};
+use crate::error_chain;
 
 /// Reloads `users.toml` whenever its content (or that of a keys file it names) changes,
 /// until `stop`.
@@ -41,7 +43,8 @@ pub(super) fn password_hashes(
         .filter_map(|account| account.password_hash.as_ref())
 }
 
-/// Reads `users.toml` again and applies it; see [`Server::reload`]. Logs the outcome,
+/// Reads the accounts again (`users.toml`, or the database) and applies them; see
+/// [`Server::reload`]. Logs the outcome,
 /// a failure at error level: the server then runs on with the last good configuration.
 pub(super) async fn reload(shared: &Arc<Shared>) -> Result<(), UsersError> {
     let origin = shared.accounts.origin();
@@ -63,12 +66,20 @@ pub(super) async fn reload(shared: &Arc<Shared>) -> Result<(), UsersError> {
     let (old, new) = match loaded {
         Ok(loaded) => loaded,
         Err(err) => {
-            error!(
-                target: "rsftpd::admin",
-                file = %origin,
-                error = %error_chain(&err),
-                "users file not reloaded; keeping the last good configuration"
-            );
+            match shared.accounts.kind() {
+                StoreKind::UsersFile => error!(
+                    target: "rsftpd::admin",
+                    file = %origin,
+                    error = %error_chain(&err),
+                    "users file not reloaded; keeping the last good configuration"
+                ),
+                StoreKind::Postgres => error!(
+                    target: "rsftpd::admin",
+                    database = %origin,
+                    error = %error_chain(&err),
+                    "accounts not reloaded from PostgreSQL; keeping the last good ones"
+                ),
+            }
             return Err(err);
         }
     };
@@ -129,25 +140,17 @@ pub(super) async fn reload(shared: &Arc<Shared>) -> Result<(), UsersError> {
             }
         }
     }
+    let reloaded = match shared.accounts.kind() {
+        StoreKind::UsersFile => "users file reloaded",
+        StoreKind::Postgres => "accounts reloaded from PostgreSQL",
+    };
     info!(
         target: "rsftpd::admin",
         users = new.len(),
         added = %added.join(","),
         removed = %removed.join(","),
         sessions_ended = ended,
-        "users file reloaded"
+        "{reloaded}"
     );
     Ok(())
-}
-
-/// An error and its sources on one line, for a log field.
-pub(super) fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }

@@ -56,7 +56,33 @@ pub(super) fn read_text(path: &Path, real: &Path) -> Result<Option<String>, Edit
 
 /// Opens (creating, mode 0600) and exclusively locks `path`, polling until `wait` ends.
 pub(super) fn take_lock(path: &Path, wait: Duration) -> Result<File, EditError> {
-    let file = fs::OpenOptions::new()
+    let deadline = Instant::now() + wait;
+    loop {
+        let file = open_lock_file(path)?;
+        loop {
+            match file.try_lock() {
+                Ok(()) => break,
+                Err(fs::TryLockError::WouldBlock) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                Err(fs::TryLockError::WouldBlock) => return Err(locked(path)),
+                Err(fs::TryLockError::Error(err)) => return Err(io_error(path)(err)),
+            }
+        }
+        // An editor that removes its lock file (an export's, once written) does so while
+        // holding it, so a lock got on that file excludes nobody: whoever comes next
+        // creates a new one. Only the file still at `path` is the lock.
+        if is_at(&file, path) {
+            return Ok(file);
+        }
+        if Instant::now() >= deadline {
+            return Err(locked(path));
+        }
+    }
+}
+
+fn open_lock_file(path: &Path) -> Result<File, EditError> {
+    fs::OpenOptions::new()
         .read(true)
         .write(true)
         .create(true)
@@ -68,21 +94,20 @@ pub(super) fn take_lock(path: &Path, wait: Duration) -> Result<File, EditError> 
             io::ErrorKind::PermissionDenied => File::open(path),
             _ => Err(err),
         })
-        .map_err(io_error(path))?;
-    let deadline = Instant::now() + wait;
-    loop {
-        match file.try_lock() {
-            Ok(()) => return Ok(file),
-            Err(fs::TryLockError::WouldBlock) if Instant::now() < deadline => {
-                std::thread::sleep(Duration::from_millis(10));
-            }
-            Err(fs::TryLockError::WouldBlock) => {
-                return Err(EditError::Locked {
-                    path: path.to_owned(),
-                });
-            }
-            Err(fs::TryLockError::Error(err)) => return Err(io_error(path)(err)),
-        }
+        .map_err(io_error(path))
+}
+
+/// Whether `file` is the file at `path` now.
+fn is_at(file: &File, path: &Path) -> bool {
+    match (file.metadata(), fs::metadata(path)) {
+        (Ok(open), Ok(named)) => open.dev() == named.dev() && open.ino() == named.ino(),
+        _ => false,
+    }
+}
+
+fn locked(path: &Path) -> EditError {
+    EditError::Locked {
+        path: path.to_owned(),
     }
 }
 

@@ -5,7 +5,10 @@
 //!
 //! - **Exclusive.** [`UsersFile::open`] takes an exclusive lock on `users.toml.lock`
 //!   next to the file and holds it until the editor is dropped, so two `rsftpd user`
-//!   commands run one after the other and neither loses the other's change.
+//!   commands run one after the other and neither loses the other's change. The lock
+//!   file stays (removing it would race with the next editor), except after an export,
+//!   which removes it while holding it; a lock got on a removed file is let go and the
+//!   one now at the path taken.
 //! - **Layout kept.** The file is edited as a TOML document (`toml_edit`): comments,
 //!   blank lines, key order and quoting outside the changed values stay as they were.
 //! - **Validated.** After every change the whole text is checked with
@@ -83,6 +86,19 @@ pub struct UsersFile {
     config: UsersConfig,
     /// Held until drop; `None` when opened read-only.
     lock: Option<File>,
+    /// Whether the lock file is removed at drop; see [`UsersFile::remove_lock_when_done`].
+    remove_lock: bool,
+}
+
+impl Drop for UsersFile {
+    fn drop(&mut self) {
+        // Removed while still held (the fields drop after this), so that an editor
+        // waiting on it then finds it stale and takes the one at the path instead.
+        if self.remove_lock && self.lock.is_some() {
+            // A lock file left behind is harmless: the next editor locks it.
+            let _ = std::fs::remove_file(users_lock_path(&self.real));
+        }
+    }
 }
 
 impl fmt::Debug for UsersFile {
@@ -159,7 +175,16 @@ impl UsersFile {
             doc,
             config,
             lock,
+            remove_lock: false,
         })
+    }
+
+    /// Removes the lock file once this editor is done with it, saved or not: for a file
+    /// written once and not edited in place (an export), beside which a lock file would
+    /// only be clutter. Editors waiting for it meanwhile are safe: each checks that the
+    /// lock it got is still the file at the lock's path, and takes that one if not.
+    pub fn remove_lock_when_done(&mut self) {
+        self.remove_lock = true;
     }
 
     /// The file's path, as given.
@@ -552,6 +577,7 @@ pub(crate) fn check_max_files(max: Option<u64>) -> Result<Option<i64>, EditError
 mod tests {
     use super::*;
     use crate::auth::{Secret, hash_password};
+    use crate::error_chain;
     use russh::keys::{Algorithm, PrivateKey};
     use std::fs;
     use std::os::unix::fs::{MetadataExt, PermissionsExt};
@@ -565,17 +591,6 @@ mod tests {
         AuthorizedKey::parse_line(&public.to_openssh().unwrap())
             .unwrap()
             .unwrap()
-    }
-
-    /// The error and its sources, as `{:#}` shows them at the top.
-    fn chain(err: &dyn std::error::Error) -> String {
-        let mut text = err.to_string();
-        let mut source = err.source();
-        while let Some(cause) = source {
-            text.push_str(&format!(": {cause}"));
-            source = cause.source();
-        }
-        text
     }
 
     /// A users file in a fresh folder.
@@ -831,7 +846,7 @@ max_sessions = 3
             users.set_quota("alice", "-5").unwrap_err(),
             users.remove_key("alice", "SHA256:nope").unwrap_err(),
         ];
-        let messages: Vec<String> = refusals.iter().map(|e| chain(e)).collect();
+        let messages: Vec<String> = refusals.iter().map(|e| error_chain(e)).collect();
         assert_eq!(
             messages,
             [
@@ -906,9 +921,10 @@ max_sessions = 3
                 .len(),
             1
         );
-        let err = chain(&parse_keys(&format!("{good}\nnot a key\n"), "k.pub").unwrap_err());
+        let err = error_chain(&parse_keys(&format!("{good}\nnot a key\n"), "k.pub").unwrap_err());
         assert!(err.starts_with("k.pub:2: not a public key line"), "{err}");
-        let err = chain(&parse_keys("-----BEGIN OPENSSH PRIVATE KEY-----\n", "id").unwrap_err());
+        let err =
+            error_chain(&parse_keys("-----BEGIN OPENSSH PRIVATE KEY-----\n", "id").unwrap_err());
         assert_eq!(
             err,
             "id:1: this is a private key; give the public key (the .pub file) instead"
@@ -920,7 +936,7 @@ max_sessions = 3
     #[test]
     fn an_invalid_or_missing_file_is_not_edited() {
         let (_dir, path) = file("[users.a]\nquota = \"12 parsecs\"\n");
-        let err = chain(&UsersFile::open(&path).unwrap_err());
+        let err = error_chain(&UsersFile::open(&path).unwrap_err());
         assert!(
             err.starts_with("the accounts file is invalid; fix it first: ")
                 && err.contains("users.toml:2: user \"a\": quota"),
@@ -1020,5 +1036,37 @@ max_sessions = 3
         assert_eq!(UsersFile::read(&path).unwrap().config().len(), 1);
         drop(first);
         UsersFile::open_with_wait(&path, Duration::from_millis(50)).unwrap();
+    }
+
+    #[test]
+    fn a_lock_removed_when_done_leaves_no_file_and_excludes_as_before() {
+        let (dir, path) = file(COMMENTED);
+        let lock = users_lock_path(&path);
+        let mut first = UsersFile::open(&path).unwrap();
+        first.remove_lock_when_done();
+        // Waiting on the lock file that is about to be removed (or, if it starts late,
+        // on the one made after): either way it ends up holding the lock at the path.
+        let waiting_path = path.clone();
+        let waiter = std::thread::spawn(move || {
+            UsersFile::open_with_wait(&waiting_path, Duration::from_secs(10))
+        });
+        std::thread::sleep(Duration::from_millis(100));
+        first.set_quota("alice", "1GiB").unwrap();
+        first.save().unwrap();
+        let second = waiter.join().unwrap().unwrap();
+        assert!(lock.exists(), "the waiter holds a lock file at the path");
+        let err = UsersFile::open_with_wait(&path, Duration::from_millis(50)).unwrap_err();
+        assert!(matches!(err, EditError::Locked { .. }), "{err:?}");
+        drop(second);
+        // Without the request, the lock file stays, as it always has.
+        assert!(lock.exists());
+        let mut third = UsersFile::open(&path).unwrap();
+        third.remove_lock_when_done();
+        drop(third);
+        let names: Vec<String> = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names, ["users.toml"]);
     }
 }

@@ -17,7 +17,7 @@ use deadpool_postgres::Pool;
 use tokio::sync::mpsc;
 use tracing::{info, warn};
 
-use super::{PgError, Target};
+use super::{PgError, Target, pooled, query_failed};
 use crate::auth::{SharedBans, ThrottlePolicy};
 
 /// How often the bans are read again.
@@ -168,22 +168,8 @@ impl Worker {
         }
     }
 
-    async fn client(&self) -> Result<deadpool_postgres::Object, PgError> {
-        self.pool.get().await.map_err(|source| PgError::Pool {
-            origin: self.origin.clone(),
-            source,
-        })
-    }
-
-    fn query(&self, source: tokio_postgres::Error) -> PgError {
-        PgError::Query {
-            origin: self.origin.clone(),
-            source,
-        }
-    }
-
     async fn report(&self, report: Report) -> Result<(), PgError> {
-        let client = self.client().await?;
+        let client = pooled(&self.pool, &self.origin).await?;
         match report {
             Report::Failure(peer) => {
                 let max = i32::try_from(self.policy.max_failures).unwrap_or(i32::MAX);
@@ -198,7 +184,7 @@ impl Worker {
                         ],
                     )
                     .await
-                    .map_err(|source| self.query(source))?;
+                    .map_err(|e| query_failed(&self.origin, e))?;
                 if row.try_get::<_, bool>(0).unwrap_or(false) {
                     self.lock().insert(peer, Instant::now() + self.policy.ban);
                     warn!(target: "rsftpd::auth", peer = %peer, "peer banned on every node after repeated login failures");
@@ -211,7 +197,7 @@ impl Worker {
                         &[&peer.to_string()],
                     )
                     .await
-                    .map_err(|source| self.query(source))?;
+                    .map_err(|e| query_failed(&self.origin, e))?;
             }
         }
         Ok(())
@@ -219,11 +205,11 @@ impl Worker {
 
     /// Reads the bans in force again.
     async fn refresh(&self) -> Result<(), PgError> {
-        let client = self.client().await?;
+        let client = pooled(&self.pool, &self.origin).await?;
         let rows = client
             .query(BANNED, &[])
             .await
-            .map_err(|source| self.query(source))?;
+            .map_err(|e| query_failed(&self.origin, e))?;
         let now = Instant::now();
         let mut fresh = HashMap::with_capacity(rows.len());
         for row in &rows {
@@ -249,7 +235,7 @@ impl Worker {
 
     /// Deletes the rows that neither ban nor count any more.
     async fn prune(&self) -> Result<(), PgError> {
-        let client = self.client().await?;
+        let client = pooled(&self.pool, &self.origin).await?;
         client
             .execute(
                 "DELETE FROM login_failures WHERE coalesce(banned_until, '-infinity') < now() \
@@ -257,7 +243,7 @@ impl Worker {
                 &[&self.policy.window.as_secs_f64()],
             )
             .await
-            .map_err(|source| self.query(source))?;
+            .map_err(|e| query_failed(&self.origin, e))?;
         Ok(())
     }
 

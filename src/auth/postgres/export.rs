@@ -1,6 +1,7 @@
 //! Accounts written out as a users.toml, by the same editor `rsftpd user` uses on the
 //! file: the result is checked as the server reads it, and written atomically with
-//! mode 0600 (it holds password hashes).
+//! mode 0600 (it holds password hashes). The editor's lock file is removed afterwards,
+//! so the export is the only file left.
 
 use std::path::Path;
 
@@ -40,6 +41,9 @@ pub fn write_users_file(accounts: &[UserAccount], path: &Path) -> Result<(), Edi
         });
     }
     let mut file = UsersFile::open_or_create(path)?;
+    // Nobody edits an export in place, and a stray `FILE.lock` beside it, which a
+    // copy or a backup would pick up, is clutter.
+    file.remove_lock_when_done();
     for account in accounts {
         file.add_user(account.name.as_str(), new_account(account))?;
     }
@@ -55,5 +59,23 @@ mod tests {
         assert_eq!(exact_size(1 << 30), "1 GiB");
         assert_eq!(exact_size(5 << 29), "2.5 GiB");
         assert_eq!(exact_size(1_000_001), "1000001");
+    }
+
+    #[test]
+    fn an_export_leaves_only_the_file_and_refuses_to_replace_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("export.toml");
+        write_users_file(&[], &path).unwrap();
+        let names = || -> Vec<String> {
+            std::fs::read_dir(dir.path())
+                .unwrap()
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect()
+        };
+        assert_eq!(names(), ["export.toml"]);
+        let err = write_users_file(&[], &path).unwrap_err();
+        let err = crate::error_chain(&err);
+        assert!(err.contains("exists already"), "{err}");
+        assert_eq!(names(), ["export.toml"]);
     }
 }

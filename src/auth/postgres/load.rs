@@ -4,7 +4,7 @@
 use tokio_postgres::GenericClient;
 use tokio_postgres::Row;
 
-use super::PgError;
+use super::{PgError, query_failed};
 use crate::auth::keys::AuthorizedKey;
 use crate::auth::password::PasswordHash;
 use crate::auth::users::{UserAccount, UserName, UsersConfig};
@@ -27,10 +27,7 @@ pub async fn load(client: &impl GenericClient, origin: &str) -> Result<UsersConf
     let rows = client
         .query(ACCOUNTS, &[])
         .await
-        .map_err(|source| PgError::Query {
-            origin: origin.to_owned(),
-            source,
-        })?;
+        .map_err(|e| query_failed(origin, e))?;
     let mut config = UsersConfig::default();
     for row in rows {
         let account = account(&row, origin)?;
@@ -40,19 +37,20 @@ pub async fn load(client: &impl GenericClient, origin: &str) -> Result<UsersConf
 }
 
 fn account(row: &Row, origin: &str) -> Result<UserAccount, PgError> {
-    let raw: String = row.try_get("name").map_err(|e| query(origin, e))?;
+    let query = |source| query_failed(origin, source);
+    let raw: String = row.try_get("name").map_err(query)?;
     let invalid = |problem: String| PgError::Invalid {
         origin: origin.to_owned(),
         user: raw.clone(),
         problem,
     };
     let name = UserName::try_from(raw.as_str()).map_err(|e| invalid(e.to_string()))?;
-    let hash: Option<String> = row.try_get("password_hash").map_err(|e| query(origin, e))?;
+    let hash: Option<String> = row.try_get("password_hash").map_err(query)?;
     let password_hash = hash
         .map(|h| PasswordHash::parse(&h))
         .transpose()
         .map_err(|e| invalid(format!("password: {e}")))?;
-    let lines: Vec<String> = row.try_get("keys").map_err(|e| query(origin, e))?;
+    let lines: Vec<String> = row.try_get("keys").map_err(query)?;
     let mut keys = Vec::with_capacity(lines.len());
     for (index, line) in lines.iter().enumerate() {
         match AuthorizedKey::parse_line(line) {
@@ -61,9 +59,9 @@ fn account(row: &Row, origin: &str) -> Result<UserAccount, PgError> {
             Err(e) => return Err(invalid(format!("keys[{index}]: {e}"))),
         }
     }
-    let limit: i64 = row.try_get("limit_bytes").map_err(|e| query(origin, e))?;
-    let max_sessions: Option<i32> = row.try_get("max_sessions").map_err(|e| query(origin, e))?;
-    let max_files: Option<i64> = row.try_get("max_files").map_err(|e| query(origin, e))?;
+    let limit: i64 = row.try_get("limit_bytes").map_err(query)?;
+    let max_sessions: Option<i32> = row.try_get("max_sessions").map_err(query)?;
+    let max_files: Option<i64> = row.try_get("max_files").map_err(query)?;
     Ok(UserAccount {
         name,
         password_hash,
@@ -76,11 +74,4 @@ fn account(row: &Row, origin: &str) -> Result<UserAccount, PgError> {
             .map(|n| u64::try_from(n).map_err(|_| invalid(format!("max_files {n}"))))
             .transpose()?,
     })
-}
-
-fn query(origin: &str, source: tokio_postgres::Error) -> PgError {
-    PgError::Query {
-        origin: origin.to_owned(),
-        source,
-    }
 }

@@ -40,6 +40,8 @@ mod uploads;
 
 use std::path::PathBuf;
 
+use deadpool_postgres::Pool;
+
 pub use bans::PgBans;
 pub use editor::PgEditor;
 pub use export::write_users_file;
@@ -142,6 +144,22 @@ async fn connect(target: &Target) -> Result<tokio_postgres::Client, PgError> {
         let _ = connection.await;
     });
     Ok(client)
+}
+
+/// A connection from `pool`, or why there is none, naming the database at `origin`.
+async fn pooled(pool: &Pool, origin: &str) -> Result<deadpool_postgres::Object, PgError> {
+    pool.get().await.map_err(|source| PgError::Pool {
+        origin: origin.to_owned(),
+        source,
+    })
+}
+
+/// A statement (or the reading of its rows) that failed on the database at `origin`.
+fn query_failed(origin: &str, source: tokio_postgres::Error) -> PgError {
+    PgError::Query {
+        origin: origin.to_owned(),
+        source,
+    }
 }
 
 /// Connects and brings the schema up to date: what a server does at start, and

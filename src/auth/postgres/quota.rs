@@ -27,6 +27,7 @@ use tokio::sync::Notify;
 
 use super::ledger::{self, ReserveError, signed};
 use super::{CONNECT_TIMEOUT, Node, PgError, Target};
+use crate::error_chain;
 use crate::storage::object::Runner;
 use crate::storage::{ClusterQuota, QuotaExceeded, Reconciled, Usage};
 
@@ -163,7 +164,7 @@ impl PgQuota {
                     let grown = client
                         .query_opt(ledger::GROW, &[&user, &signed(want), &id])
                         .await
-                        .map_err(|e| unavailable(error_text(&e)))?;
+                        .map_err(|e| unavailable(error_chain(&e)))?;
                     if grown.is_none() && !self.still_live(&client, user, id).await? {
                         // Nothing held on it here: start a new one.
                         return Box::pin(self.grant_fresh(user, missing)).await;
@@ -226,7 +227,7 @@ impl PgQuota {
         let live = client
             .query_opt(ledger::LIVE, &[&id])
             .await
-            .map_err(|e| unavailable(error_text(&e)))?
+            .map_err(|e| unavailable(error_chain(&e)))?
             .is_some();
         if live {
             return Ok(true);
@@ -287,12 +288,12 @@ impl PgQuota {
     async fn settle(&self, user: &str, row: Option<i64>, due: Due) -> Result<(), String> {
         let row_change = signed(due.retaken) - signed(due.written) - signed(due.spare);
         let used_change = signed(due.written) - signed(due.freed);
-        let client = self.pool.get().await.map_err(|e| error_text(&e))?;
+        let client = self.pool.get().await.map_err(|e| error_chain(&e))?;
         let id = row.unwrap_or(-1);
         let settled = client
             .query_opt(ledger::SETTLE, &[&user, &id, &row_change, &used_change])
             .await
-            .map_err(|e| error_text(&e))?;
+            .map_err(|e| error_chain(&e))?;
         let Some(settled) = settled else {
             // The account is gone; so are its books.
             self.books().remove(user);
@@ -320,7 +321,7 @@ impl PgQuota {
             client
                 .execute(ledger::DROP_EMPTY, &[&id])
                 .await
-                .map_err(|e| error_text(&e))?;
+                .map_err(|e| error_chain(&e))?;
             let mut books = self.books();
             if let Some(account) = books.get_mut(user)
                 && account.idle()
@@ -349,19 +350,6 @@ impl PgQuota {
             tokio::time::timeout(CONNECT_TIMEOUT, ask).await.ok()?
         })
     }
-}
-
-/// An error with its causes, on one line (the driver's own text is often just "db
-/// error").
-fn error_text(err: &dyn std::error::Error) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 fn void_error(user: &str) -> QuotaExceeded {
@@ -486,11 +474,11 @@ impl ClusterQuota for PgQuota {
     fn reconcile(&self, user: &str, measured: u64, token: i64) -> Reconciled {
         self.runner.block_on(async {
             let work = async {
-                let client = self.pool.get().await.map_err(|e| error_text(&e))?;
+                let client = self.pool.get().await.map_err(|e| error_chain(&e))?;
                 let was = client
                     .query_opt(ledger::RECONCILE, &[&user, &signed(measured), &token])
                     .await
-                    .map_err(|e| error_text(&e))?;
+                    .map_err(|e| error_chain(&e))?;
                 if let Some(was) = was {
                     let was = u64::try_from(was.get::<_, i64>(0)).unwrap_or(0);
                     return Ok(Reconciled::Set { was, now: measured });
@@ -498,7 +486,7 @@ impl ClusterQuota for PgQuota {
                 let row = client
                     .query_opt(ledger::NUMBERS, &[&user])
                     .await
-                    .map_err(|e| error_text(&e))?;
+                    .map_err(|e| error_chain(&e))?;
                 Ok::<_, String>(match row {
                     Some(row) => Reconciled::Skipped {
                         used: u64::try_from(row.get::<_, i64>(0)).unwrap_or(0),

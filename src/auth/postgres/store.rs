@@ -20,9 +20,10 @@ use tokio::sync::mpsc;
 use tokio_postgres::AsyncMessage;
 use tracing::{error, info, warn};
 
-use super::{Node, PgError, Target};
-use crate::auth::store::{AccountStore, SessionLease, SessionRefusal};
+use super::{Node, PgError, Target, pooled};
+use crate::auth::store::{AccountStore, SessionLease, SessionRefusal, StoreKind};
 use crate::auth::users::{UsersConfig, UsersError};
+use crate::error_chain;
 
 /// How often the accounts are read again even without a notification.
 pub const RESYNC: Duration = Duration::from_secs(30);
@@ -158,10 +159,7 @@ impl PgAccounts {
 /// Reads every account through the pool, bounded in time.
 async fn fetch(pool: &Pool, origin: &str) -> Result<UsersConfig, PgError> {
     let read = async {
-        let client = pool.get().await.map_err(|source| PgError::Pool {
-            origin: origin.to_owned(),
-            source,
-        })?;
+        let client = pooled(pool, origin).await?;
         super::load_accounts(&**client, origin).await
     };
     tokio::time::timeout(super::CONNECT_TIMEOUT * 2, read)
@@ -174,6 +172,10 @@ async fn fetch(pool: &Pool, origin: &str) -> Result<UsersConfig, PgError> {
 impl AccountStore for PgAccounts {
     fn origin(&self) -> String {
         self.origin.clone()
+    }
+
+    fn kind(&self) -> StoreKind {
+        StoreKind::Postgres
     }
 
     fn current(&self) -> Arc<UsersConfig> {
@@ -211,7 +213,7 @@ impl AccountStore for PgAccounts {
             }
             Err(err) => {
                 self.synced_now();
-                warn!(target: "rsftpd::admin", database = %self.origin, error = %chain(&err), "cannot read the accounts; keeping the last ones read");
+                warn!(target: "rsftpd::admin", database = %self.origin, error = %error_chain(&err), "cannot read the accounts; keeping the last ones read");
                 false
             }
         }
@@ -314,7 +316,7 @@ impl Listening {
                     }
                     Some(Ok(_)) => {}
                     Some(Err(err)) => {
-                        let _ = tx.send(Err(chain(&err)));
+                        let _ = tx.send(Err(error_chain(&err)));
                         return;
                     }
                     None => return,
@@ -346,7 +348,7 @@ impl Listening {
                     let ping = self.client.simple_query("SELECT 1");
                     match tokio::time::timeout(super::CONNECT_TIMEOUT, ping).await {
                         Ok(Ok(_)) => {}
-                        Ok(Err(err)) => return Some(chain(&err)),
+                        Ok(Err(err)) => return Some(error_chain(&err)),
                         Err(_) => return Some(format!(
                             "no answer within {} s", super::CONNECT_TIMEOUT.as_secs()
                         )),
@@ -375,7 +377,7 @@ async fn listen(target: Target, watch: Weak<Watch>, mut first: Option<Listening>
                     let Some(shared) = watch.upgrade() else {
                         return;
                     };
-                    shared.set(Health::Down(chain(&err)));
+                    shared.set(Health::Down(error_chain(&err)));
                     drop(shared);
                     tokio::time::sleep(RETRY).await;
                     continue;
@@ -392,16 +394,4 @@ async fn listen(target: Target, watch: Weak<Watch>, mut first: Option<Listening>
         drop(shared);
         tokio::time::sleep(RETRY).await;
     }
-}
-
-/// An error and its sources on one line.
-fn chain(err: &dyn std::error::Error) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }

@@ -11,7 +11,8 @@ use std::sync::Arc;
 use deadpool_postgres::Pool;
 use tokio_postgres::Row;
 
-use super::{PgError, Target};
+use super::{PgError, Target, pooled, query_failed};
+use crate::error_chain;
 use crate::storage::object::{Runner, UploadState, UploadStateStore};
 use crate::storage::{Result, StorageError, VirtualPath};
 
@@ -46,27 +47,13 @@ impl PgUploadStates {
             runner,
         };
         states.runner.block_on(async {
-            let client = states.client().await?;
+            let client = pooled(&states.pool, &states.origin).await?;
             client
                 .execute("SELECT 1 FROM upload_states LIMIT 1", &[])
                 .await
-                .map_err(|source| states.query(source))
+                .map_err(|e| query_failed(&states.origin, e))
         })?;
         Ok(Arc::new(states))
-    }
-
-    async fn client(&self) -> std::result::Result<deadpool_postgres::Object, PgError> {
-        self.pool.get().await.map_err(|source| PgError::Pool {
-            origin: self.origin.clone(),
-            source,
-        })
-    }
-
-    fn query(&self, source: tokio_postgres::Error) -> PgError {
-        PgError::Query {
-            origin: self.origin.clone(),
-            source,
-        }
     }
 
     /// Runs one statement's worth of work, its error as the storage core's.
@@ -78,7 +65,7 @@ impl PgUploadStates {
             tracing::warn!(
                 target: "rsftpd::admin",
                 database = %self.origin,
-                error = %chain(&err),
+                error = %error_chain(&err),
                 "cannot reach the upload states in PostgreSQL"
             );
             StorageError::Io {
@@ -87,18 +74,6 @@ impl PgUploadStates {
             }
         })
     }
-}
-
-/// An error with its causes, on one line.
-fn chain(err: &dyn std::error::Error) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 /// A row of `upload_states` as a state; `None` for one no server could have written.
@@ -126,7 +101,7 @@ fn damaged() -> StorageError {
 impl UploadStateStore for PgUploadStates {
     fn load(&self, user: &str, name: &str) -> Result<Option<UploadState>> {
         let row = self.run(async {
-            let client = self.client().await?;
+            let client = pooled(&self.pool, &self.origin).await?;
             client
                 .query_opt(
                     &format!(
@@ -135,7 +110,7 @@ impl UploadStateStore for PgUploadStates {
                     &[&user, &name],
                 )
                 .await
-                .map_err(|source| self.query(source))
+                .map_err(|e| query_failed(&self.origin, e))
         })?;
         match row {
             None => Ok(None),
@@ -147,7 +122,7 @@ impl UploadStateStore for PgUploadStates {
         let part_size = i64::try_from(state.part_size).map_err(|_| damaged())?;
         let updated = i64::try_from(state.updated).map_err(|_| damaged())?;
         self.run(async {
-            let client = self.client().await?;
+            let client = pooled(&self.pool, &self.origin).await?;
             client
                 .execute(
                     "INSERT INTO upload_states (account, name, path, upload_id, part_size, \
@@ -170,28 +145,28 @@ impl UploadStateStore for PgUploadStates {
                     ],
                 )
                 .await
-                .map_err(|source| self.query(source))
+                .map_err(|e| query_failed(&self.origin, e))
         })?;
         Ok(())
     }
 
     fn remove(&self, user: &str, name: &str) -> Result<bool> {
         let removed = self.run(async {
-            let client = self.client().await?;
+            let client = pooled(&self.pool, &self.origin).await?;
             client
                 .execute(
                     "DELETE FROM upload_states WHERE account = $1 AND name = $2",
                     &[&user, &name],
                 )
                 .await
-                .map_err(|source| self.query(source))
+                .map_err(|e| query_failed(&self.origin, e))
         })?;
         Ok(removed > 0)
     }
 
     fn list(&self, user: &str) -> Result<Vec<(String, UploadState)>> {
         let rows = self.run(async {
-            let client = self.client().await?;
+            let client = pooled(&self.pool, &self.origin).await?;
             client
                 .query(
                     &format!(
@@ -201,7 +176,7 @@ impl UploadStateStore for PgUploadStates {
                     &[&user],
                 )
                 .await
-                .map_err(|source| self.query(source))
+                .map_err(|e| query_failed(&self.origin, e))
         })?;
         let mut states = Vec::new();
         for row in &rows {

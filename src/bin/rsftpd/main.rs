@@ -291,6 +291,11 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         );
         let server = prepared.server;
         let reloader = server.reloader();
+        let reloading = if database.is_some() {
+            "SIGHUP: reloading the accounts from PostgreSQL"
+        } else {
+            "SIGHUP: reloading the users file"
+        };
         tokio::spawn(async move {
             let Ok(mut hangup) =
                 tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
@@ -298,7 +303,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
                 return;
             };
             while hangup.recv().await.is_some() {
-                tracing::info!(target: "rsftpd::admin", "SIGHUP: reloading the users file");
+                tracing::info!(target: "rsftpd::admin", "{reloading}");
                 // A failure is logged by the reload itself.
                 let _ = reloader.reload().await;
             }
