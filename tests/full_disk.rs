@@ -21,17 +21,30 @@ const MIB: usize = 1024 * 1024;
 /// `unshare -rm`, where an unprivileged user may mount a tmpfs.
 const IN_NAMESPACE: &str = "RSFTP_TEST_IN_MOUNT_NAMESPACE";
 
-/// A small tmpfs, unmounted (and its mount point removed) when dropped.
-struct Tmpfs {
-    dir: TempDir,
+/// A small tmpfs, unmounted (and its mount point removed, if made for it) when dropped.
+pub(crate) struct Tmpfs {
+    path: PathBuf,
+    _made: Option<TempDir>,
 }
 
 impl Tmpfs {
-    fn mount(size: &str) -> Result<Tmpfs, String> {
-        let dir = tempfile::tempdir().map_err(|e| format!("temp dir: {e}"))?;
+    /// Mounts a tmpfs of `size` on the existing folder `on`, or on a new temporary one.
+    fn mount(size: &str, on: Option<&Path>) -> Result<Tmpfs, String> {
+        let (path, made) = match on {
+            Some(on) => (on.to_owned(), None),
+            None => {
+                let dir = tempfile::tempdir().map_err(|e| format!("temp dir: {e}"))?;
+                (dir.path().to_owned(), Some(dir))
+            }
+        };
+        // A home is private to its user, as the server would have made it.
+        let options = match on {
+            Some(_) => format!("size={size},mode=0700"),
+            None => format!("size={size}"),
+        };
         let out = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-            .arg(dir.path())
+            .args(["-t", "tmpfs", "-o", &options, "tmpfs"])
+            .arg(&path)
             .output()
             .map_err(|e| format!("cannot run mount: {e}"))?;
         if !out.status.success() {
@@ -41,27 +54,24 @@ impl Tmpfs {
                 text(&out.stderr).trim()
             ));
         }
-        Ok(Tmpfs { dir })
+        Ok(Tmpfs { path, _made: made })
     }
 
-    fn path(&self) -> &Path {
-        self.dir.path()
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
     }
 }
 
 impl Drop for Tmpfs {
     fn drop(&mut self) {
         let unmounted = Command::new("umount")
-            .arg(self.dir.path())
+            .arg(&self.path)
             .status()
             .is_ok_and(|s| s.success());
         if !unmounted {
             // Still busy (a test that panicked with the server up): detach it now, the
             // kernel frees it once the last handle closes.
-            let _ = Command::new("umount")
-                .arg("-l")
-                .arg(self.dir.path())
-                .status();
+            let _ = Command::new("umount").arg("-l").arg(&self.path).status();
         }
     }
 }
@@ -70,7 +80,13 @@ impl Drop for Tmpfs {
 /// `test` has run, and passed, again in a user and mount namespace of its own. Panics
 /// when neither works: a full disk must not go untested without anyone noticing.
 async fn tmpfs_for(test: &str, size: &str) -> Option<Tmpfs> {
-    let why = match Tmpfs::mount(size) {
+    tmpfs_on(test, size, None).await
+}
+
+/// [`tmpfs_for`], mounted on the existing folder `on` if given, as a home that is its
+/// own mount point is.
+pub(crate) async fn tmpfs_on(test: &str, size: &str, on: Option<&Path>) -> Option<Tmpfs> {
+    let why = match Tmpfs::mount(size, on) {
         Ok(tmpfs) => return Some(tmpfs),
         Err(why) => why,
     };

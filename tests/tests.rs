@@ -34,6 +34,7 @@ mod log_volume;
 mod login;
 mod memory;
 mod memory_budget;
+mod mount_home;
 mod openssh;
 mod paramiko_sftp;
 mod path_escape;

@@ -7,7 +7,7 @@ use std::os::unix::fs::DirBuilderExt as _;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use cap_std::fs::{Dir, MetadataExt as _};
+use cap_std::fs::Dir;
 
 use super::home::{HomeDir, at};
 use super::object::{ObjectHomes, ObjectStoreConfig, UploadStateStore};
@@ -126,7 +126,7 @@ impl Storage {
         let cached = lock(&self.users).get(user).cloned();
         let staging = self.staging_of(user, &dir, cached.is_none())?;
         if cached.is_none() {
-            warn_if_apart(user, &dir, &staging);
+            warn_if_apart(user, &staging);
         }
         Ok(Arc::new(PosixBackend::new(dir, staging)))
     }
@@ -232,16 +232,15 @@ fn log_reconciled(user: &str, outcome: &Reconciled) {
     }
 }
 
-/// Warns once, at a home's first open, when it is on another filesystem than its
-/// staging folder: uploads there cannot be published by a rename, so they are refused.
-fn warn_if_apart(user: &str, home: &Dir, staging: &Dir) {
-    if let (Ok(home), Ok(staging)) = (home.dir_metadata(), staging.dir_metadata())
-        && home.dev() != staging.dev()
-    {
-        tracing::warn!(
+/// Says once, at a home's first open, that it is on another filesystem than the staging
+/// area, so its partial uploads wait in a folder inside it that no user path reaches.
+fn warn_if_apart(user: &str, staging: &staging::StagingFolder) {
+    if staging.in_home.is_some() {
+        tracing::info!(
             user,
+            folder = staging::HOME_STAGING_DIR,
             "the home is on another filesystem than the staging area for uploads; \
-             rsftp and SCP uploads to it are refused"
+             its partial uploads wait in a folder inside it, hidden from the user"
         );
     }
 }

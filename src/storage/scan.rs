@@ -13,6 +13,7 @@ use std::sync::Arc;
 use cap_fs_ext::DirExt as _;
 use cap_std::fs::Dir;
 
+use super::beneath::Identity;
 use super::quota::{Tally, entry_cost};
 
 /// How deep folders may nest below the home: `mkdir`, and renaming a folder to where it
@@ -45,13 +46,14 @@ struct Pending {
 }
 
 /// Walks the folders under `top` (not following symbolic links) with `visit` called for
-/// each entry, folders included, with the depth of the folder that holds it. Depth-first: the parents still referenced by
+/// each entry, folders included, with the depth of the folder that holds it; a folder is
+/// entered only if `visit` says so. Depth-first: the parents still referenced by
 /// pending folders are all ancestors of the folder being read, so at most `max_depth`
 /// handles are open at once.
 fn walk(
     top: &Dir,
     max_depth: usize,
-    mut visit: impl FnMut(&cap_std::fs::DirEntry, usize) -> io::Result<()>,
+    mut visit: impl FnMut(&cap_std::fs::DirEntry, usize) -> io::Result<bool>,
 ) -> Result<usize, ScanFailure> {
     let failed = |what: &str, name: &OsString, depth: usize, err: io::Error| {
         ScanFailure(format!(
@@ -94,8 +96,9 @@ fn walk(
                 Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
                 Err(e) => return Err(failed("inspect", &child, depth + 1, e)),
             };
-            visit(&entry, depth).map_err(|e| failed("measure", &child, depth + 1, e))?;
-            if kind.is_dir() {
+            let enter =
+                visit(&entry, depth).map_err(|e| failed("measure", &child, depth + 1, e))?;
+            if kind.is_dir() && enter {
                 if depth + 1 > max_depth {
                     return Err(ScanFailure(format!(
                         "folders nest deeper than {max_depth} levels"
@@ -114,26 +117,30 @@ fn walk(
 
 /// Counts every entry under `home`, and the partial uploads in the user's `staging`
 /// folder, at its cost by the quota rule, without following symbolic links. The staging
-/// folder itself costs nothing, since the server made it, not the user.
-pub fn usage(home: &Dir, staging: &Dir) -> Result<Tally, ScanFailure> {
-    let mut total = entries_under(home)?;
-    let partials = entries_under(staging)
+/// folder itself costs nothing, since the server made it, not the user; where the home
+/// holds it (`inside`, its identity), the walk of the home leaves it out, so that the
+/// partials are counted once.
+pub fn usage(home: &Dir, staging: &Dir, inside: Option<Identity>) -> Result<Tally, ScanFailure> {
+    let mut total = entries_under(home, inside)?;
+    let partials = entries_under(staging, None)
         .map_err(|failure| ScanFailure(format!("partial uploads: {failure}")))?;
     total.merge(partials);
     Ok(total)
 }
 
-/// What the entries under `top` cost, `top` itself not included.
-fn entries_under(top: &Dir) -> Result<Tally, ScanFailure> {
+/// What the entries under `top` cost, `top` itself not included, nor the folder `left_out`
+/// and what it holds.
+fn entries_under(top: &Dir, left_out: Option<Identity>) -> Result<Tally, ScanFailure> {
     let mut total = Tally::default();
     walk(top, MAX_SCAN_DEPTH, |entry, _| {
         match entry.metadata() {
+            Ok(meta) if left_out == Some(Identity::of(&meta)) => return Ok(false),
             Ok(meta) => total.add(entry_cost(meta.file_type(), meta.len())),
             // Deleted while we listed.
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
             Err(e) => return Err(e),
         }
-        Ok(())
+        Ok(true)
     })?;
     Ok(total)
 }
@@ -141,7 +148,7 @@ fn entries_under(top: &Dir) -> Result<Tally, ScanFailure> {
 /// How many levels of folders `dir` holds below itself (0 for none), or `None` if that
 /// is more than `limit` or cannot be told.
 pub fn levels_below(dir: &Dir, limit: usize) -> Option<usize> {
-    walk(dir, limit, |_, _| Ok(())).ok()
+    walk(dir, limit, |_, _| Ok(true)).ok()
 }
 
 /// How deep `rel` (a folder, relative to `home`) really is below the home, after
@@ -183,7 +190,7 @@ mod tests {
         let home = open(tmp.path());
         // 40 folders, the file at the bottom, `top` and the link: one block each.
         assert_eq!(
-            entries_under(&home),
+            entries_under(&home, None),
             Ok(Tally {
                 bytes: 43 * 4096,
                 entries: 43
@@ -197,7 +204,7 @@ mod tests {
     fn a_tree_past_the_scan_bound_is_a_failure_not_a_wrong_count() {
         let tmp = tempfile::tempdir().unwrap();
         deep_chain(tmp.path(), MAX_SCAN_DEPTH + 1, b"x");
-        let err = entries_under(&open(tmp.path())).unwrap_err();
+        let err = entries_under(&open(tmp.path()), None).unwrap_err();
         assert_eq!(err.to_string(), "folders nest deeper than 256 levels");
     }
 

@@ -1,4 +1,5 @@
-//! Where partial uploads wait: a staging area outside every home.
+//! Where partial uploads wait: a staging area outside every home, or, for a home that
+//! is its own mount point, a folder inside it that no user path can reach.
 //!
 //! Each user's partials live in `<storage root>/.partials/<user>/`, beside the homes
 //! (`<storage root>/<user>/`) and so, as a rule, on the same filesystem: publishing an
@@ -7,6 +8,16 @@
 //! anything else, because every user path resolves beneath the home and the staging area
 //! is not under it. `.partials` can never be a home either: account names never start
 //! with `.`, and [`Storage::home`] refuses such a name too.
+//!
+//! A home on another filesystem than `.partials` (its own mount point) could not take a
+//! rename from there, so its staging folder is `<home>/.rsftp-staging`
+//! ([`HOME_STAGING_DIR`]), made mode 0700 without following a link. There it is under
+//! the home, so it is refused by what it is, not by its name: the posix backend resolves
+//! every path of that home one step at a time and refuses any step whose device and
+//! inode are the staging folder's, however it is reached (its name, a link planted to
+//! it, a rename), leaves it out of listings, and the usage scan counts the partials in
+//! it once. It cannot be renamed or removed through the home. The ordinary case, with
+//! the staging folder outside, is unchanged by this.
 //!
 //! Partials used to live in `.rsftp-partial` at the top of each home. The first time a
 //! home is opened without a staging folder, what that old folder holds is moved into a
@@ -18,10 +29,22 @@ use std::path::{Path, PathBuf};
 use cap_fs_ext::DirExt as _;
 use cap_std::fs::{Dir, DirBuilder, DirBuilderExt as _, MetadataExt as _};
 
+use super::beneath::Identity;
 use super::{Result, Storage, StorageError, VirtualPath};
 
 /// The folder in the storage root that holds every user's staging folder.
 pub const STAGING_ROOT: &str = ".partials";
+
+/// The staging folder inside a home that is its own mount point.
+pub const HOME_STAGING_DIR: &str = ".rsftp-staging";
+
+/// A user's staging folder, and its identity if it is inside the home (where every path
+/// of the home must refuse it).
+#[derive(Debug)]
+pub(super) struct StagingFolder {
+    pub dir: Dir,
+    pub in_home: Option<Identity>,
+}
 
 /// Where partial uploads lived before, at the top of each home; migrated on first open.
 pub const LEGACY_STAGING_DIR: &str = ".rsftp-partial";
@@ -97,11 +120,67 @@ fn give_to_owner_of(parent: &Dir, made: &Dir, name: &str) {
     }
 }
 
+/// Whether `home` is on another filesystem than `staging_root`, as a home that is its own
+/// mount point is.
+fn apart(home: &Dir, staging_root: &Dir) -> Result<bool> {
+    let dev = |dir: &Dir| {
+        dir.dir_metadata()
+            .map(|meta| meta.dev())
+            .map_err(|e| StorageError::from_io(&VirtualPath::root(), e))
+    };
+    Ok(dev(home)? != dev(staging_root)? || forced_inside())
+}
+
+#[cfg(test)]
+thread_local! {
+    /// Makes the next homes opened on this thread hold their staging folder, as homes
+    /// on their own mount do, without a mount.
+    static INSIDE_HOME: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+fn forced_inside() -> bool {
+    #[cfg(test)]
+    return INSIDE_HOME.get();
+    #[cfg(not(test))]
+    false
+}
+
 impl Storage {
-    /// Opens `user`'s staging folder, making it if missing. `first_open` says that this
-    /// process has not opened the user's home before: only then is a missing folder made
-    /// by moving in what the old in-home staging area of `home` holds.
-    pub(super) fn staging_of(&self, user: &str, home: &Dir, first_open: bool) -> Result<Dir> {
+    /// Opens `user`'s staging folder, making it if missing: `.partials/<user>`, or, for a
+    /// home on another filesystem, [`HOME_STAGING_DIR`] in the home. `first_open` says
+    /// that this process has not opened the user's home before: only then is a missing
+    /// folder made by moving in what the old in-home staging area of `home` holds.
+    pub(super) fn staging_of(
+        &self,
+        user: &str,
+        home: &Dir,
+        first_open: bool,
+    ) -> Result<StagingFolder> {
+        if apart(home, &self.staging_root)? {
+            let _one_at_a_time = super::user_state::lock(&self.staging_lock);
+            let fresh = home.symlink_metadata(HOME_STAGING_DIR).is_err();
+            let dir = open_private_dir(home, Path::new(HOME_STAGING_DIR))?;
+            if fresh {
+                give_to_owner_of(home, &dir, HOME_STAGING_DIR);
+            }
+            if first_open {
+                migrate_legacy(user, home, &dir);
+            }
+            let identity = Identity::of_dir(&dir)
+                .map_err(|e| StorageError::from_io(&VirtualPath::root(), e))?;
+            return Ok(StagingFolder {
+                dir,
+                in_home: Some(identity),
+            });
+        }
+        Ok(StagingFolder {
+            dir: self.staging_outside(user, home, first_open)?,
+            in_home: None,
+        })
+    }
+
+    /// Opens `user`'s staging folder in `.partials`, as [`Storage::staging_of`] does.
+    fn staging_outside(&self, user: &str, home: &Dir, first_open: bool) -> Result<Dir> {
         let _one_at_a_time = super::user_state::lock(&self.staging_lock);
         match self.staging_root.open_dir_nofollow(user) {
             Ok(dir) => return Ok(dir),
@@ -123,7 +202,22 @@ impl Storage {
         open_private_dir(&self.staging_root, Path::new(user))
     }
 
-    /// Where `user`'s partial uploads are kept on disk, for the administrator.
+    /// Opens `user`'s home with its staging folder inside it, as a home on its own mount
+    /// has, for tests that have no mount.
+    #[cfg(test)]
+    pub(super) fn home_with_staging_inside(
+        &self,
+        user: &str,
+        quota: u64,
+    ) -> Result<super::HomeDir> {
+        INSIDE_HOME.set(true);
+        let home = self.home(user, quota, None);
+        INSIDE_HOME.set(false);
+        home
+    }
+
+    /// Where `user`'s partial uploads are kept on disk in `.partials`, for the
+    /// administrator; a home on its own mount keeps them in [`HOME_STAGING_DIR`] instead.
     pub fn staging_path(&self, user: &str) -> PathBuf {
         self.root.join(STAGING_ROOT).join(user)
     }
@@ -274,7 +368,7 @@ mod tests {
     }
 
     #[test]
-    fn an_upload_into_another_filesystem_is_refused_before_any_data() {
+    fn an_upload_into_a_home_on_another_filesystem_waits_inside_it() {
         use std::os::unix::fs::MetadataExt as _;
         // A home on its own mount: here, a link to a folder on /dev/shm, where there is one.
         let Ok(elsewhere) = tempfile::tempdir_in("/dev/shm") else {
@@ -287,23 +381,188 @@ mod tests {
         }
         std::os::unix::fs::symlink(elsewhere.path(), f.tmp.path().join("storage/carol")).unwrap();
         let carol = f.storage.home("carol", 100_000, None).unwrap();
-        let err = carol
-            .begin_upload(&vp("/f"), 10, None)
-            .map(drop)
-            .unwrap_err();
-        assert!(matches!(err, StorageError::Invalid { .. }), "{err:?}");
-        assert_eq!(carol.usage().reserved, 0);
+        let UploadStart::Ready(mut up) = carol.begin_upload(&vp("/f"), 5, None).unwrap() else {
+            panic!("up to date");
+        };
+        up.write(b"12345").unwrap();
+        let inside = elsewhere.path().join(HOME_STAGING_DIR);
+        assert_eq!(std::fs::read_dir(&inside).unwrap().count(), 1);
+        up.finish(crate::protocol::Md5Digest::of(b"12345")).unwrap();
+        assert_eq!(std::fs::read(elsewhere.path().join("f")).unwrap(), b"12345");
+        assert_eq!(std::fs::read_dir(&inside).unwrap().count(), 0);
+        assert!(matches!(
+            carol.stat(&vp(&format!("/{HOME_STAGING_DIR}"))),
+            Err(StorageError::Denied { .. })
+        ));
+        // Alice's home, on the storage root's filesystem, keeps hers outside as ever.
+        assert!(!f.real(HOME_STAGING_DIR).exists());
+        assert!(f.staging().is_dir());
+    }
+
+    /// A home that holds its staging folder, with half an upload of `/f` in it.
+    fn home_with_inside_staging() -> (tempfile::TempDir, Storage, crate::storage::HomeDir) {
+        let tmp = tempfile::tempdir().unwrap();
+        let storage = Storage::open(&tmp.path().join("storage")).unwrap();
+        let home = storage.home_with_staging_inside("carol", 1 << 20).unwrap();
+        let UploadStart::Ready(mut up) = home.begin_upload(&vp("/f"), 10, None).unwrap() else {
+            panic!("up to date");
+        };
+        up.write(b"12345").unwrap();
+        drop(up);
+        (tmp, storage, home)
+    }
+
+    #[test]
+    fn an_upload_into_a_home_that_holds_its_staging_folder_resumes_and_lands() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let (tmp, storage, home) = home_with_inside_staging();
+        let inside = tmp.path().join("storage/carol").join(HOME_STAGING_DIR);
+        let mode = std::fs::symlink_metadata(&inside)
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o700);
+        assert_eq!(std::fs::read_dir(&inside).unwrap().count(), 1);
+        // The partial counts once (its block), the folder not at all, before and after a
+        // restart.
+        let once = Usage {
+            used: 4096,
+            reserved: 0,
+            limit: 1 << 20,
+        };
+        assert_eq!(home.usage(), once);
+        let again = Storage::open(&tmp.path().join("storage"))
+            .unwrap()
+            .home_with_staging_inside("carol", 1 << 20)
+            .unwrap();
+        assert_eq!(again.usage(), once);
+        assert_eq!(again.entries().count, 1);
+        // Resumed from what the server holds, and published into the home.
+        let UploadStart::Ready(mut up) = again.begin_upload(&vp("/f"), 10, None).unwrap() else {
+            panic!("up to date");
+        };
+        assert_eq!(up.held(), 5);
+        up.start_from(5).unwrap();
+        up.write(b"67890").unwrap();
+        up.finish(crate::protocol::Md5Digest::of(b"1234567890"))
+            .unwrap();
         assert_eq!(
-            std::fs::read_dir(f.storage.staging_path("carol"))
-                .unwrap()
-                .count(),
-            0
+            std::fs::read(tmp.path().join("storage/carol/f")).unwrap(),
+            b"1234567890"
         );
-        // In-place writes do not need the staging area.
-        carol.write_at(&vp("/g"), 0, b"in place").unwrap();
+        assert_eq!(std::fs::read_dir(&inside).unwrap().count(), 0);
+        let names: Vec<_> = again
+            .list(&VirtualPath::root())
+            .unwrap()
+            .into_iter()
+            .map(|e| e.name)
+            .collect();
+        assert_eq!(names, ["f"]);
+        drop(storage);
+    }
+
+    #[test]
+    fn a_staging_folder_in_the_home_is_refused_by_what_it_is_not_its_name() {
+        let (tmp, _storage, home) = home_with_inside_staging();
+        let real = tmp.path().join("storage/carol");
+        let partial = std::fs::read_dir(real.join(HOME_STAGING_DIR))
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap()
+            .file_name()
+            .into_string()
+            .unwrap();
+        std::fs::create_dir(real.join("docs")).unwrap();
+        std::fs::write(real.join("docs/d"), b"doc").unwrap();
+        // Links an administrator planted, and one through `.`.
+        std::os::unix::fs::symlink(HOME_STAGING_DIR, real.join("s")).unwrap();
+        std::os::unix::fs::symlink(format!("{HOME_STAGING_DIR}/{partial}"), real.join("p"))
+            .unwrap();
+        std::os::unix::fs::symlink("../s", real.join("docs/up")).unwrap();
+        std::os::unix::fs::symlink(".", real.join("self")).unwrap();
+        let denied = |what: &str, result: Result<()>| match result {
+            Err(StorageError::Denied { reason, .. }) => {
+                assert_eq!(
+                    reason, "reserved for the server's partial uploads",
+                    "{what}"
+                );
+            }
+            other => panic!("{what}: {other:?}"),
+        };
+        let names = [
+            format!("/{HOME_STAGING_DIR}"),
+            "/s".to_owned(),
+            "/self/s".to_owned(),
+            format!("/self/{HOME_STAGING_DIR}"),
+            "/docs/up".to_owned(),
+        ];
+        for name in &names {
+            let path = vp(name);
+            denied("stat", home.stat(&path).map(drop));
+            denied("lstat", home.lstat(&path).map(drop));
+            denied("ls", home.list(&path).map(drop));
+            denied("rmdir", home.rmdir(&path));
+            denied("rm", home.remove_file(&path));
+            denied("rename from", home.rename(&path, &vp("/moved")));
+            denied("rename over", home.rename(&vp("/docs"), &path));
+            denied("rename new", home.rename_new(&path, &vp("/moved")));
+            denied("chmod", home.set_permissions(&path, 0o755));
+            denied("mkdir in", home.mkdir(&vp(&format!("{name}/x"))));
+            let inner = vp(&format!("{name}/{partial}"));
+            denied("get", home.open_read(&inner).map(drop));
+            denied("stat in", home.stat(&inner).map(drop));
+            denied("rm in", home.remove_file(&inner));
+            denied("write in", home.write_at(&inner, 0, b"x"));
+            denied("rename out", home.rename(&inner, &vp("/stolen")));
+            denied(
+                "put in",
+                home.begin_upload(&vp(&format!("{name}/new")), 3, None)
+                    .map(drop),
+            );
+        }
+        denied("link to a partial", home.open_read(&vp("/p")).map(drop));
+        denied("mkdir", home.mkdir(&vp(&format!("/{HOME_STAGING_DIR}"))));
+        denied(
+            "a new link to it",
+            home.symlink(&vp("/l"), HOME_STAGING_DIR).map(drop),
+        );
+        denied(
+            "a new link through `self`",
+            home.symlink(
+                &vp("/docs/l"),
+                &format!("../self/{HOME_STAGING_DIR}/{partial}"),
+            )
+            .map(drop),
+        );
+        // Renamed behind the server's back, it is still what it is.
+        std::fs::rename(real.join(HOME_STAGING_DIR), real.join("renamed")).unwrap();
+        denied("renamed", home.stat(&vp("/renamed")).map(drop));
+        denied(
+            "get renamed",
+            home.open_read(&vp(&format!("/renamed/{partial}")))
+                .map(drop),
+        );
+        let mut listed: Vec<_> = home
+            .list(&VirtualPath::root())
+            .unwrap()
+            .into_iter()
+            .map(|e| e.name.into_string().unwrap())
+            .collect();
+        listed.sort();
+        assert_eq!(listed, ["docs", "p", "s", "self"]);
+        // What is not the staging folder works as ever, links included.
+        assert_eq!(home.stat(&vp("/self/docs/d")).unwrap().size, 3);
+        home.rename(&vp("/docs/d"), &vp("/self/e")).unwrap();
+        home.remove_file(&vp("/e")).unwrap();
+        assert!(matches!(
+            home.stat(&vp("/nope")),
+            Err(StorageError::NotFound { .. })
+        ));
         assert_eq!(
-            std::fs::read(elsewhere.path().join("g")).unwrap(),
-            b"in place"
+            std::fs::read_dir(real.join("renamed")).unwrap().count(),
+            1,
+            "the partial is untouched"
         );
     }
 

@@ -8,8 +8,10 @@ use std::time::SystemTime;
 use cap_std::fs::{Dir, File, FileExt as _, MetadataExt as _, OpenOptions};
 use md5::Md5;
 
+use super::place::{Final, Place};
 use super::{PosixBackend, at, check_regular, entry_of};
 use crate::storage::backend::{OpenHow, Published, Replace, StagedFile, StagedInfo, StagedListing};
+use crate::storage::beneath::Identity;
 use crate::storage::hash::md5_range;
 use crate::storage::read::read_full;
 use crate::storage::staging::sync_dir;
@@ -18,17 +20,16 @@ use crate::storage::{Entry, FileHandle, ReadHandle, Result, StorageError, Virtua
 /// Opens the regular file `path` as `how` says. An existing file is looked at before it
 /// is opened: opening a FIFO would block.
 pub(super) fn open(backend: &PosixBackend, path: &VirtualPath, how: OpenHow) -> Result<PosixFile> {
-    let rel = path.to_relative();
     let mut cap = OpenOptions::new();
     cap.read(how.read).write(how.write);
     let file = if how.create_new {
-        backend
-            .dir
-            .open_with(rel, cap.create_new(true))
-            .map_err(at(path))?
+        // As `O_EXCL` does, a link at the final name is not followed: it exists.
+        let place = backend.place(path, Final::AsIs)?;
+        place.open_with(cap.create_new(true)).map_err(at(path))?
     } else {
-        check_regular(path, &backend.dir.metadata(rel).map_err(at(path))?)?;
-        backend.dir.open_with(rel, &cap).map_err(at(path))?
+        let place = backend.place(path, Final::Follow)?;
+        check_regular(path, &place.metadata().map_err(at(path))?)?;
+        place.open_with(&cap).map_err(at(path))?
     };
     check_regular(path, &file.metadata().map_err(at(path))?)?;
     Ok(PosixFile { file })
@@ -134,6 +135,7 @@ pub(super) fn stage(
         name: name.to_owned(),
         home: Arc::clone(&backend.dir),
         staging: Arc::clone(&backend.staging),
+        reserved: backend.reserved,
     }))
 }
 
@@ -175,6 +177,8 @@ pub(super) struct PosixStaged {
     name: String,
     home: Arc<Dir>,
     staging: Arc<Dir>,
+    /// The staging folder's identity, if it is inside the home.
+    reserved: Option<Identity>,
 }
 
 impl PosixStaged {
@@ -188,6 +192,36 @@ impl PosixStaged {
             _ => sync_dir(&self.home)?,
         }
         sync_dir(&self.staging)
+    }
+}
+
+impl PosixStaged {
+    /// [`StagedFile::publish`] in a home that holds its staging folder: the target is
+    /// resolved step by step, refusing that folder, and renamed into by its final name.
+    fn publish_inside(&self, path: &VirtualPath, replace: Replace) -> Result<Published> {
+        let place = Place::of(&self.home, self.reserved, path, Final::AsIs).map_err(at(path))?;
+        let replaced = match place.symlink_metadata() {
+            Ok(_) if replace == Replace::Never => {
+                return Err(StorageError::Exists { path: path.clone() });
+            }
+            Ok(meta) => Some(entry_of(path.as_str(), &meta)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+            Err(e) => return Err(at(path)(e)),
+        };
+        let flags = match replace {
+            Replace::Allow => rustix::fs::RenameFlags::empty(),
+            Replace::Never => rustix::fs::RenameFlags::NOREPLACE,
+        };
+        rustix::fs::renameat_with(
+            &*self.staging,
+            self.name.as_str(),
+            &*place.dir,
+            place.rel(),
+            flags,
+        )
+        .map_err(|e| StorageError::from_io(path, e.into()))?;
+        let durable = sync_dir(&place.dir).and_then(|()| sync_dir(&self.staging));
+        Ok(Published { replaced, durable })
     }
 }
 
@@ -219,6 +253,9 @@ impl StagedFile for PosixStaged {
     }
 
     fn publish(&self, path: &VirtualPath, replace: Replace) -> Result<Published> {
+        if self.reserved.is_some() {
+            return self.publish_inside(path, replace);
+        }
         let target = path.to_relative();
         let replaced = match self.home.symlink_metadata(target) {
             Ok(_) if replace == Replace::Never => {

@@ -2,23 +2,30 @@
 //! the user's folder, so the kernel resolves every path *beneath* it and symbolic links
 //! that lead out are refused; partial uploads wait in the user's staging folder outside
 //! the home, and are published by one `renameat` into it.
+//!
+//! A home that is its own mount point holds its staging folder instead (see
+//! `storage::staging`): every path is then resolved through [`place::Place`], which
+//! refuses that folder by its identity, and listings leave it out.
 
 mod files;
+mod place;
 
 use std::io;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use cap_fs_ext::{DirExt as _, SystemTimeSpec};
+use cap_fs_ext::SystemTimeSpec;
 use cap_std::fs::{Dir, DirBuilderExt as _, Metadata, MetadataExt as _, ReadDir};
 
 use super::backend::{
     Backend, Capabilities, FileHandle, Listing, OpenHow, Replace, StagedFile, StagedListing,
 };
-use super::beneath::PathHandle;
+use super::beneath::{self, Identity};
 use super::scan::{self, ScanFailure};
+use super::staging::StagingFolder;
 use super::{Entry, EntryKind, PosixDetails, ReadHandle, Result, StorageError, Tally, VirtualPath};
+use place::{Final, Place};
 
 /// Describes the entry `meta` under `name`.
 pub(super) fn entry_of(name: impl Into<std::ffi::OsString>, meta: &Metadata) -> Entry {
@@ -54,11 +61,23 @@ pub struct PosixBackend {
     pub(super) dir: Arc<Dir>,
     /// The user's staging folder for partial uploads, outside the home.
     pub(super) staging: Arc<Dir>,
+    /// The staging folder's identity when it is inside the home, where no path may
+    /// reach it; `None` in the ordinary case, where it is outside.
+    pub(super) reserved: Option<Identity>,
 }
 
 /// Turns an I/O error on `path` into a typed error; for `map_err`.
 fn at(path: &VirtualPath) -> impl FnOnce(io::Error) -> StorageError + '_ {
-    move |err| StorageError::from_io(path, err)
+    move |err| {
+        if beneath::is_reserved(&err) {
+            StorageError::Denied {
+                path: path.clone(),
+                reason: "reserved for the server's partial uploads",
+            }
+        } else {
+            StorageError::from_io(path, err)
+        }
+    }
 }
 
 fn same_file(a: &Metadata, b: &Metadata) -> bool {
@@ -81,11 +100,17 @@ fn check_regular(path: &VirtualPath, meta: &Metadata) -> Result<()> {
 }
 
 impl PosixBackend {
-    pub(super) fn new(dir: Dir, staging: Dir) -> PosixBackend {
+    pub(super) fn new(dir: Dir, staging: StagingFolder) -> PosixBackend {
         PosixBackend {
             dir: Arc::new(dir),
-            staging: Arc::new(staging),
+            staging: Arc::new(staging.dir),
+            reserved: staging.in_home,
         }
+    }
+
+    /// Where `path` leads, its final name followed if it is a link or not.
+    fn place(&self, path: &VirtualPath, last: Final) -> Result<Place> {
+        Place::of(&self.dir, self.reserved, path, last).map_err(at(path))
     }
 
     /// The folder holding `path`, opened beneath the home (`None`: the home itself), and
@@ -107,21 +132,37 @@ impl PosixBackend {
         }
     }
 
+    /// Refuses a link whose `target`, read from the folder of `link`, leads to the staging
+    /// folder in the home, as it stands now. (One made dangling and completed later is
+    /// refused when it is used.)
+    fn check_link_target(&self, target: &str, link: &VirtualPath) -> Result<()> {
+        let (Some(reserved), Some(folder)) = (self.reserved, link.parent()) else {
+            return Ok(());
+        };
+        let through = folder.to_relative().join(target);
+        match beneath::resolve(&self.dir, &through, true, reserved) {
+            Err(e) if beneath::is_reserved(&e) => Err(at(link)(e)),
+            _ => Ok(()),
+        }
+    }
+
     /// Renames as `rename(2)` does, replacing what is at `to`.
     fn rename_replacing(&self, from: &VirtualPath, to: &VirtualPath) -> Result<Option<Entry>> {
-        let (from_rel, to_rel) = (from.to_relative(), to.to_relative());
-        let source = self.dir.symlink_metadata(from_rel).map_err(at(from))?;
-        let replaced = match self.dir.symlink_metadata(to_rel) {
+        let (from_at, to_at) = (self.place(from, Final::AsIs)?, self.place(to, Final::AsIs)?);
+        let (from_rel, to_rel) = (from_at.rel(), to_at.rel());
+        let source = from_at.symlink_metadata().map_err(at(from))?;
+        let replaced = match to_at.symlink_metadata() {
             // Renaming a file onto another link to itself changes nothing.
             Ok(meta) if same_file(&meta, &source) => None,
             Ok(meta) => Some(entry_of(to.as_str(), &meta)),
             Err(e) if e.kind() == io::ErrorKind::NotFound => None,
-            Err(e) => return Err(StorageError::from_io(to, e)),
+            Err(e) => return Err(at(to)(e)),
         };
         // `from` resolved a moment ago, so a failure now is about `to`; except EINVAL,
         // which rename(2) gives for a folder moved into itself or below itself.
-        self.dir
-            .rename(from_rel, &self.dir, to_rel)
+        from_at
+            .dir
+            .rename(from_rel, &to_at.dir, to_rel)
             .map_err(|e| match e.kind() {
                 io::ErrorKind::InvalidInput => StorageError::Invalid {
                     path: from.clone(),
@@ -138,15 +179,32 @@ impl PosixBackend {
     fn rename_new(&self, from: &VirtualPath, to: &VirtualPath) -> Result<()> {
         // Each side's folder is opened beneath the home; the final names are single
         // components, which renameat never follows.
-        let (from_dir, from_name) = self.folder_of(from)?;
-        let (to_dir, to_name) = self.folder_of(to)?;
-        let renamed = rustix::fs::renameat_with(
-            from_dir.as_ref().unwrap_or(&self.dir),
-            from_name,
-            to_dir.as_ref().unwrap_or(&self.dir),
-            to_name,
-            rustix::fs::RenameFlags::NOREPLACE,
-        );
+        let renamed = if self.reserved.is_some() {
+            let (from_at, to_at) = (self.place(from, Final::AsIs)?, self.place(to, Final::AsIs)?);
+            from_at.symlink_metadata().map_err(at(from))?;
+            match to_at.symlink_metadata() {
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(at(to)(e)),
+                Ok(_) => return Err(StorageError::Exists { path: to.clone() }),
+            }
+            rustix::fs::renameat_with(
+                &*from_at.dir,
+                from_at.rel(),
+                &*to_at.dir,
+                to_at.rel(),
+                rustix::fs::RenameFlags::NOREPLACE,
+            )
+        } else {
+            let (from_dir, from_name) = self.folder_of(from)?;
+            let (to_dir, to_name) = self.folder_of(to)?;
+            rustix::fs::renameat_with(
+                from_dir.as_ref().unwrap_or(&self.dir),
+                from_name,
+                to_dir.as_ref().unwrap_or(&self.dir),
+                to_name,
+                rustix::fs::RenameFlags::NOREPLACE,
+            )
+        };
         match renamed {
             Ok(()) => Ok(()),
             Err(rustix::io::Errno::EXIST) => Err(StorageError::Exists { path: to.clone() }),
@@ -171,42 +229,53 @@ impl Backend for PosixBackend {
     }
 
     fn stat(&self, path: &VirtualPath) -> Result<Entry> {
-        let meta = self.dir.metadata(path.to_relative()).map_err(at(path))?;
+        let meta = self
+            .place(path, Final::Follow)?
+            .metadata()
+            .map_err(at(path))?;
         Ok(entry_of(path.as_str(), &meta))
     }
 
     fn lstat(&self, path: &VirtualPath) -> Result<Entry> {
         let meta = self
-            .dir
-            .symlink_metadata(path.to_relative())
+            .place(path, Final::AsIs)?
+            .symlink_metadata()
             .map_err(at(path))?;
         Ok(entry_of(path.as_str(), &meta))
     }
 
     fn list(&self, dir: &VirtualPath) -> Result<Listing> {
-        let listed = self.dir.open_dir(dir.to_relative()).map_err(at(dir))?;
+        let listed = self
+            .place(dir, Final::Follow)?
+            .open_dir()
+            .map_err(at(dir))?;
         // The stream holds its own descriptor; `listed` closes here.
         let entries = listed.entries().map_err(at(dir))?;
         Ok(Box::new(Entries {
             path: dir.clone(),
             entries,
+            hidden: self.reserved,
         }))
     }
 
     fn mkdir(&self, path: &VirtualPath, mode: u32) -> Result<()> {
         let mut builder = cap_std::fs::DirBuilder::new();
         builder.mode(mode);
-        self.dir
-            .create_dir_with(path.to_relative(), &builder)
+        let place = self.place(path, Final::AsIs)?;
+        place
+            .dir
+            .create_dir_with(place.rel(), &builder)
             .map_err(at(path))
     }
 
     fn rmdir(&self, path: &VirtualPath) -> Result<()> {
-        self.dir.remove_dir(path.to_relative()).map_err(at(path))
+        let place = self.place(path, Final::AsIs)?;
+        place.dir.remove_dir(place.rel()).map_err(at(path))
     }
 
     fn remove_file(&self, path: &VirtualPath) -> Result<()> {
-        self.dir.remove_file(path.to_relative()).map_err(at(path))
+        let place = self.place(path, Final::AsIs)?;
+        place.dir.remove_file(place.rel()).map_err(at(path))
     }
 
     fn rename(
@@ -222,25 +291,30 @@ impl Backend for PosixBackend {
     }
 
     fn depth_of(&self, dir: &VirtualPath) -> io::Result<usize> {
+        // Only a count: what is then done there refuses the staging folder, if need be.
         scan::depth_of(&self.dir, dir.to_relative())
     }
 
     fn levels_below(&self, dir: &VirtualPath, limit: usize) -> Option<usize> {
-        let moved = self.dir.open_dir_nofollow(dir.to_relative()).ok()?;
+        let place = Place::of(&self.dir, self.reserved, dir, Final::AsIs).ok()?;
+        let moved = place.open_dir_nofollow().ok()?;
         scan::levels_below(&moved, limit)
     }
 
     fn set_mtime(&self, path: &VirtualPath, mtime: SystemTime) -> Result<()> {
         let mtime = SystemTimeSpec::Absolute(cap_std::time::SystemTime::from_std(mtime));
-        self.dir
-            .set_mtime(path.to_relative(), mtime)
+        self.place(path, Final::Follow)?
+            .set_mtime(mtime)
             .map_err(at(path))
     }
 
     fn set_permissions(&self, path: &VirtualPath, mode: u32) -> Result<()> {
         // Checked and changed through one descriptor: by path twice, a folder renamed
         // in between could get a file's mode, even 000.
-        let target = PathHandle::open(&self.dir, path.to_relative()).map_err(at(path))?;
+        let target = self
+            .place(path, Final::Follow)?
+            .handle()
+            .map_err(at(path))?;
         let mut mode = mode & 0o777;
         if target.is_dir().map_err(at(path))? {
             mode |= 0o700;
@@ -249,25 +323,22 @@ impl Backend for PosixBackend {
     }
 
     fn symlink(&self, target: &str, link: &VirtualPath) -> Result<()> {
-        self.dir
-            .symlink(target, link.to_relative())
-            .map_err(at(link))
+        let place = self.place(link, Final::AsIs)?;
+        if self.reserved.is_some() {
+            self.check_link_target(target, link)?;
+        }
+        place.dir.symlink(target, place.rel()).map_err(at(link))
     }
 
     fn read_link(&self, path: &VirtualPath) -> Result<PathBuf> {
-        let rel = path.to_relative();
-        if !self
-            .dir
-            .symlink_metadata(rel)
-            .map_err(at(path))?
-            .is_symlink()
-        {
+        let place = self.place(path, Final::AsIs)?;
+        if !place.symlink_metadata().map_err(at(path))?.is_symlink() {
             return Err(StorageError::Denied {
                 path: path.clone(),
                 reason: "not a symbolic link",
             });
         }
-        self.dir.read_link_contents(rel).map_err(at(path))
+        place.dir.read_link_contents(place.rel()).map_err(at(path))
     }
 
     fn open_read(&self, path: &VirtualPath) -> Result<(ReadHandle, Entry)> {
@@ -285,7 +356,10 @@ impl Backend for PosixBackend {
     }
 
     fn check_publishable(&self, dir: &VirtualPath) -> Result<()> {
-        let folder = self.dir.metadata(dir.to_relative()).map_err(at(dir))?;
+        let folder = self
+            .place(dir, Final::Follow)?
+            .metadata()
+            .map_err(at(dir))?;
         if !folder.is_dir() {
             return Err(StorageError::NotADirectory { path: dir.clone() });
         }
@@ -324,14 +398,16 @@ impl Backend for PosixBackend {
     }
 
     fn measure(&self) -> std::result::Result<Tally, ScanFailure> {
-        scan::usage(&self.dir, &self.staging)
+        scan::usage(&self.dir, &self.staging, self.reserved)
     }
 }
 
-/// The entries of one open directory, as the filesystem hands them out.
+/// The entries of one open directory, as the filesystem hands them out, but for the
+/// staging folder `hidden` if the home holds it.
 struct Entries {
     path: VirtualPath,
     entries: ReadDir,
+    hidden: Option<Identity>,
 }
 
 impl Iterator for Entries {
@@ -345,6 +421,7 @@ impl Iterator for Entries {
             };
             let name = item.file_name();
             match item.metadata() {
+                Ok(meta) if self.hidden == Some(Identity::of(&meta)) => {}
                 Ok(meta) => return Some(Ok(entry_of(name, &meta))),
                 // Deleted while we listed.
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {}
