@@ -2,7 +2,8 @@
 //! same SSH connection, each taking the next file when it is done with one. The
 //! overall bar shows the total; each file in flight has its own bar below it. A failed
 //! file does not stop the others, and is reported at the end; a session that breaks
-//! stops only its own worker.
+//! stops only its own worker. Over rsftp, a `put` worker takes a run of small files at
+//! once and sends them as one pipelined batch (`small_files`).
 
 use std::future::Future;
 use std::path::Path;
