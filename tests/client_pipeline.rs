@@ -122,6 +122,29 @@ async fn a_refused_name_in_a_batch_is_reported_and_the_others_land() {
         let there = std::fs::read(up.join(rel)).unwrap_or_else(|e| panic!("{rel}: {e}"));
         assert_eq!(md5_hex(&there), md5_hex(bytes), "{rel}");
     }
+
+    // A mirror into a new folder meets the same name, and says so.
+    let mut cmd = client.rsftp(&server, "alice");
+    cmd.args(["mirror", "-R", "tree", "/copy"]);
+    let (out, err) = expect_status(&run(cmd).await, 1);
+    assert!(
+        err.contains("/copy/a/bad\\x01name.bin\": bad path: a NUL or control character"),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!("mirror: 1 of {total} entries failed")),
+        "{err}"
+    );
+    assert!(
+        out.contains(&format!("mirror: {} files copied", files.len())),
+        "{out}"
+    );
+    assert!(out.contains(" 1 failed"), "{out}");
+    let copy = server.home("alice").join("copy");
+    for (rel, bytes) in &files {
+        let there = std::fs::read(copy.join(rel)).unwrap_or_else(|e| panic!("{rel}: {e}"));
+        assert_eq!(md5_hex(&there), md5_hex(bytes), "{rel}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -171,3 +171,51 @@ async fn reopen(client: &mut Remote, ctx: &Ctx<'_>) -> Result<(), ClientError> {
     *client = fresh;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn jobs(sizes: &[u64]) -> Vec<Job> {
+        sizes
+            .iter()
+            .enumerate()
+            .map(|(i, &size)| Job {
+                remote: format!("/f{i}"),
+                local: format!("f{i}").into(),
+                size,
+                mtime: None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn batches_take_runs_of_small_files_and_share_them_out() {
+        let files = jobs(&[10; 200]);
+        assert_eq!(batch_end(&files, 0, 1), BATCH_FILES);
+        // 200 files among 4 workers: 50 each, then what is left.
+        assert_eq!(batch_end(&files, 0, 4), 50);
+        assert_eq!(batch_end(&files, 190, 4), 193);
+        assert_eq!(batch_end(&files, 199, 4), 200);
+        assert_eq!(
+            batch_end(&files, 200, 4),
+            201,
+            "past the end: one, taken as none"
+        );
+    }
+
+    #[test]
+    fn a_big_file_ends_a_batch_and_goes_alone() {
+        let files = jobs(&[10, 10, SMALL_FILE + 1, 10, SMALL_FILE]);
+        assert_eq!(batch_end(&files, 0, 1), 2);
+        assert_eq!(batch_end(&files, 2, 1), 3);
+        assert_eq!(batch_end(&files, 3, 1), 5);
+    }
+
+    #[test]
+    fn a_batch_stays_under_its_byte_limit() {
+        let files = jobs(&[SMALL_FILE; 40]);
+        let per_batch = (BATCH_BYTES / SMALL_FILE) as usize;
+        assert_eq!(batch_end(&files, 0, 1), per_batch);
+    }
+}
