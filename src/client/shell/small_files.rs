@@ -120,13 +120,21 @@ pub(super) async fn upload_batch(
             continue;
         };
         if let Err(err) = reopen(client, ctx).await {
-            // Nothing more can go over this worker's session: the files it had left are
-            // reported as not sent.
-            ctx.printer.warn(&format!(
-                "put: the session ended ({}) and a new one could not be opened: {}",
+            // Nothing more can go over this worker's session. The error breaks the
+            // session, so the shell opens its own afresh after the command.
+            let why = format!(
+                "not sent: the session ended ({}) and a new one could not be opened: {}",
                 super::explain(&reason),
                 super::explain(&err)
-            ));
+            );
+            let left = pending.drain(..).map(|(i, _)| i).chain(ordinary.drain(..));
+            for i in left.collect::<Vec<_>>() {
+                settle(
+                    &mut results,
+                    i,
+                    Err(ClientError::Protocol(why.clone()).into()),
+                );
+            }
             return (results, false);
         }
         if settled == 0 {
