@@ -13,6 +13,7 @@ mod client_fallback;
 mod client_host_keys;
 mod client_mirror;
 mod client_parallel;
+mod client_pipeline;
 mod client_resume;
 mod client_sftp;
 mod client_shell;

@@ -3,6 +3,7 @@
 //! are built on it.
 //!
 //! - `connection`, `rsftp`, [`transfer`]: the SSH connection, the protocol, whole files.
+//! - [`pipeline`]: many small uploads in a few round trips, not a few per file.
 //! - `sftp`, `sftp_session`, `sftp_transfer`, [`exec_hash`]: the same over plain SFTP
 //!   for servers without rsftp, checked by the server's `md5sum` where it has one.
 //! - `remote`: [`Remote`], either kind of session behind one set of methods.
@@ -16,6 +17,7 @@ mod connection;
 pub mod exec_hash;
 pub mod login;
 pub mod mirror;
+pub mod pipeline;
 pub mod progress;
 pub mod prompt;
 mod remote;

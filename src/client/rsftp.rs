@@ -74,7 +74,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> RsftpClient<S> {
     }
 
     /// Reads one status line: the words after `OK`, or the server's error.
-    async fn status(&mut self) -> Result<Vec<String>, ClientError> {
+    pub(super) async fn status(&mut self) -> Result<Vec<String>, ClientError> {
         self.read_line().await?;
         match Status::parse(&self.line) {
             Ok(Status::Ok(words)) => Ok(words),
@@ -89,6 +89,25 @@ impl<S: AsyncRead + AsyncWrite + Unpin> RsftpClient<S> {
             .await?;
         self.writer.flush().await?;
         Ok(())
+    }
+
+    /// Queues a request, and the raw bytes that go with it, without flushing: a client
+    /// that pipelines sends many and then [`flush`](Self::flush)es once.
+    pub(super) async fn queue(
+        &mut self,
+        request: &Request,
+        data: &[u8],
+    ) -> Result<(), ClientError> {
+        self.writer
+            .write_all(request.to_string().as_bytes())
+            .await?;
+        self.writer.write_all(data).await?;
+        Ok(())
+    }
+
+    /// Sends whatever is queued.
+    pub(super) async fn flush(&mut self) -> Result<(), ClientError> {
+        Ok(self.writer.flush().await?)
     }
 
     /// Sends a request and reads its status line.

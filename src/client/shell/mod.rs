@@ -23,6 +23,7 @@ mod moves;
 mod parallel;
 pub(crate) mod paths;
 mod run;
+mod small_files;
 mod transfers;
 mod words;
 

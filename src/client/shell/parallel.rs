@@ -2,7 +2,8 @@
 //! same SSH connection, each taking the next file when it is done with one. The
 //! overall bar shows the total; each file in flight has its own bar below it. A failed
 //! file does not stop the others, and is reported at the end; a session that breaks
-//! stops only its own worker.
+//! stops only its own worker. Over rsftp, a `put` worker takes a run of small files at
+//! once and sends them as one pipelined batch (`small_files`).
 
 use std::future::Future;
 use std::path::Path;
@@ -12,7 +13,7 @@ use std::task::Poll;
 
 use super::commands::Invocation;
 use super::transfers::{Direction, Job, Plan, all_checked, summary};
-use super::{Shell, ShellError, listing, paths};
+use super::{Shell, ShellError, listing, paths, small_files};
 use crate::auth::format_size;
 use crate::client::progress::{OverallBar, Printer};
 use crate::client::transfer::Check;
@@ -54,6 +55,8 @@ pub(super) struct Ctx<'a> {
     pub conn: &'a Connection,
     pub printer: &'a Printer,
     pub local_cwd: &'a Path,
+    /// The shell's remote directory, for a session opened in place of one that closed.
+    pub remote_cwd: &'a str,
 }
 
 impl Ctx<'_> {
@@ -204,24 +207,60 @@ async fn join_all<F: Future>(futures: Vec<F>) -> Vec<F::Output> {
     outputs.into_iter().flatten().collect()
 }
 
-/// One worker: takes the next file until none is left, or its session breaks.
+/// The files of a plan, shared by its workers: the next to take, and every outcome.
+struct Queue<'a> {
+    files: &'a [Job],
+    next: Mutex<usize>,
+    results: Mutex<Vec<Option<Result<Done, ShellError>>>>,
+    /// How many workers share it.
+    workers: usize,
+}
+
+/// One worker: takes the next file until none is left, or its session breaks. Over
+/// rsftp, a `put` takes a run of small files at once, as one pipelined batch.
 async fn worker(
     client: &mut Remote,
     ctx: &Ctx<'_>,
-    files: &[Job],
+    queue: &Queue<'_>,
     direction: Direction,
     overall: Option<&OverallBar>,
-    next: &Mutex<usize>,
-    results: &Mutex<Vec<Option<Result<Done, ShellError>>>>,
 ) -> bool {
-    // Bounded by the plan: each turn takes one file off it.
+    let Queue {
+        files,
+        next,
+        results,
+        workers,
+    } = queue;
+    let (files, workers) = (*files, *workers);
+    let batches = matches!(direction, Direction::Put) && !client.is_sftp();
+    // Bounded by the plan: each turn takes at least one file off it.
     loop {
-        let index = {
+        let (index, end) = {
             let mut next = next.lock().unwrap_or_else(|p| p.into_inner());
             let index = *next;
-            *next += 1;
-            index
+            let end = if batches {
+                small_files::batch_end(files, index, workers)
+            } else {
+                index + 1
+            };
+            *next = end;
+            (index, end)
         };
+        if index >= files.len() {
+            return true;
+        }
+        if end - index > 1 {
+            let (outcomes, alive) =
+                small_files::upload_batch(client, ctx, &files[index..end], overall).await;
+            let mut results = results.lock().unwrap_or_else(|p| p.into_inner());
+            for (slot, outcome) in results[index..end].iter_mut().zip(outcomes) {
+                *slot = outcome;
+            }
+            if !alive {
+                return false;
+            }
+            continue;
+        }
         let Some(job) = files.get(index) else {
             return true;
         };
@@ -263,30 +302,28 @@ impl Shell {
                 Err(_) => break,
             }
         }
-        let results = Mutex::new((0..files.len()).map(|_| None).collect::<Vec<_>>());
-        let next = Mutex::new(0usize);
+        let queue = Queue {
+            files,
+            next: Mutex::new(0usize),
+            results: Mutex::new((0..files.len()).map(|_| None).collect::<Vec<_>>()),
+            workers: extra.len() + 1,
+        };
         let ctx = Ctx {
             conn: &self.conn,
             printer: &self.printer,
             local_cwd: &self.local_cwd,
+            remote_cwd: &self.remote_cwd,
         };
-        let mut workers = vec![worker(
-            &mut self.client,
-            &ctx,
-            files,
-            direction,
-            overall,
-            &next,
-            &results,
-        )];
+        let mut workers = vec![worker(&mut self.client, &ctx, &queue, direction, overall)];
         for session in &mut extra {
-            workers.push(worker(
-                session, &ctx, files, direction, overall, &next, &results,
-            ));
+            workers.push(worker(session, &ctx, &queue, direction, overall));
         }
         let alive = join_all(workers).await;
         Outcomes {
-            files: results.into_inner().unwrap_or_else(|p| p.into_inner()),
+            files: queue
+                .results
+                .into_inner()
+                .unwrap_or_else(|p| p.into_inner()),
             main_alive: alive.first().copied().unwrap_or(true),
         }
     }
