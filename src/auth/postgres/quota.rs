@@ -176,42 +176,14 @@ impl PgQuota {
                 return Ok(want);
             }
         }
-        Err(match ledger::refusal(&**client, user, missing).await {
-            ReserveError::OverQuota {
-                wanted,
-                used,
-                reserved,
-                limit,
-            } => QuotaExceeded::Bytes {
-                need: wanted,
-                used: used.saturating_add(reserved),
-                limit,
-            },
-            other => unavailable(other),
-        })
+        Err(refused(ledger::refusal(&**client, user, missing).await))
     }
 
     /// [`Self::grant`] after the account's row was found gone while nothing here held
     /// bytes of it.
     async fn grant_fresh(&self, user: &str, missing: u64) -> Result<u64, QuotaExceeded> {
         self.book(user, |a| a.row = None);
-        let reservation = self
-            .node
-            .reserve(user, missing)
-            .await
-            .map_err(|e| match e {
-                ReserveError::OverQuota {
-                    wanted,
-                    used,
-                    reserved,
-                    limit,
-                } => QuotaExceeded::Bytes {
-                    need: wanted,
-                    used: used.saturating_add(reserved),
-                    limit,
-                },
-                other => unavailable(other),
-            })?;
+        let reservation = self.node.reserve(user, missing).await.map_err(refused)?;
         self.book(user, |a| a.row = Some(reservation.id));
         Ok(missing)
     }
@@ -349,6 +321,24 @@ impl PgQuota {
             };
             tokio::time::timeout(CONNECT_TIMEOUT, ask).await.ok()?
         })
+    }
+}
+
+/// The storage core's refusal for the ledger's: the cluster's numbers, with what other
+/// uploads hold counted as used.
+fn refused(err: ReserveError) -> QuotaExceeded {
+    match err {
+        ReserveError::OverQuota {
+            wanted,
+            used,
+            reserved,
+            limit,
+        } => QuotaExceeded::Bytes {
+            need: wanted,
+            used: used.saturating_add(reserved),
+            limit,
+        },
+        other => unavailable(other),
     }
 }
 
