@@ -18,13 +18,16 @@
 //!   uploads resumed from saved states, ranged reads).
 //!   Reads go through [`storage::ReadHandle`]; also streaming file data with MD5 in the
 //!   same pass, hashing a range by algorithm, listings read as they go out, and the
-//!   usage scan (walked by handle).
+//!   usage scan (walked by handle). In a cluster the bytes of the quota are checked by
+//!   a ledger the nodes share, through [`storage::ClusterQuota`]
+//!   (`storage/cluster_quota.rs`).
 //! - [`auth`]: the `users.toml` model and its comment-keeping editor, password hashes,
 //!   authorized keys, login throttling, and the account-store seam
 //!   ([`auth::AccountStore`]) with two implementations: `users.toml`, reloaded on
 //!   change (`auth/watched.rs`), and PostgreSQL (`auth/postgres/`: migrations, a cache
 //!   kept fresh by LISTEN/NOTIFY, the editor behind `rsftpd user`, node heartbeats,
-//!   session leases and the reservation statements). A new account store implements
+//!   session leases, and the shared quota ledger: `ledger.rs`, its statements, and
+//!   `quota.rs`, the `ClusterQuota` over them). A new account store implements
 //!   `AccountStore` and `admin::AccountEditor`.
 //! - [`server`]: russh glue, each concern in its own module:
 //!   - connections: `handler` (the russh callbacks, a few lines each, which delegate),
