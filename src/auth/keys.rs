@@ -112,19 +112,21 @@ pub fn parse_file_text(text: &str) -> Result<Vec<AuthorizedKey>, (usize, KeyErro
     Ok(keys)
 }
 
+/// A fresh Ed25519 public key with `comment`, for the tests of the account modules.
+#[cfg(test)]
+pub(crate) fn new_key(comment: &str) -> PublicKey {
+    use russh::keys::{Algorithm, PrivateKey};
+    let mut key = PrivateKey::random(&mut rand::rng(), Algorithm::Ed25519)
+        .unwrap()
+        .public_key()
+        .clone();
+    key.set_comment(comment);
+    key
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use russh::keys::{Algorithm, PrivateKey};
-
-    fn new_key(comment: &str) -> PublicKey {
-        let mut key = PrivateKey::random(&mut rand::rng(), Algorithm::Ed25519)
-            .unwrap()
-            .public_key()
-            .clone();
-        key.set_comment(comment);
-        key
-    }
 
     #[test]
     fn parses_a_plain_line_and_round_trips() {

@@ -97,18 +97,9 @@ quota = "1GiB"
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::auth::keys::new_key;
     use crate::auth::users::UsersConfig;
-    use russh::keys::{Algorithm, PrivateKey, PublicKey};
     use std::io;
-
-    fn new_key(comment: &str) -> PublicKey {
-        let mut key = PrivateKey::random(&mut rand::rng(), Algorithm::Ed25519)
-            .unwrap()
-            .public_key()
-            .clone();
-        key.set_comment(comment);
-        key
-    }
 
     #[test]
     fn the_starter_name_is_valid() {

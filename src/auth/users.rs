@@ -522,17 +522,8 @@ fn parse_account(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::auth::keys::new_key;
     use crate::auth::password::{self, Secret};
-    use russh::keys::{Algorithm, PrivateKey, PublicKey};
-
-    fn new_key(comment: &str) -> PublicKey {
-        let mut key = PrivateKey::random(&mut rand::rng(), Algorithm::Ed25519)
-            .unwrap()
-            .public_key()
-            .clone();
-        key.set_comment(comment);
-        key
-    }
 
     /// A valid Argon2id PHC string (of "pw"), made once with small parameters.
     fn some_hash() -> String {

@@ -578,16 +578,11 @@ mod tests {
     use super::*;
     use crate::auth::{Secret, hash_password};
     use crate::error_chain;
-    use russh::keys::{Algorithm, PrivateKey};
     use std::fs;
     use std::os::unix::fs::{MetadataExt, PermissionsExt};
 
     fn key(comment: &str) -> AuthorizedKey {
-        let mut public = PrivateKey::random(&mut rand::rng(), Algorithm::Ed25519)
-            .unwrap()
-            .public_key()
-            .clone();
-        public.set_comment(comment);
+        let public = crate::auth::keys::new_key(comment);
         AuthorizedKey::parse_line(&public.to_openssh().unwrap())
             .unwrap()
             .unwrap()
