@@ -145,6 +145,53 @@ async fn twenty_uploads_over_two_nodes_never_pass_the_quota_and_the_ledger_equal
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lowered_quota_holds_from_the_next_write_on_every_node() {
+    let c = two_nodes().await;
+    add_with_quota(&c, "alice", "10MiB").await;
+    let local = tempfile::tempdir().unwrap();
+    // Node a took a chunk of 8 MiB for this; what it did not need goes back as it settles,
+    // or at once when the limit changes.
+    let path = local_file(local.path(), "first", MIB, 1);
+    let (_conn_a, mut on_a) = client(&c.a, "alice").await;
+    upload(&mut on_a, &path, "first.bin", &Quiet).await.unwrap();
+    let (_conn_b, mut on_b) = client(&c.b, "alice").await;
+
+    let reloads = |node: &Node| {
+        node.log()
+            .matches("accounts reloaded from PostgreSQL")
+            .count()
+    };
+    let before = (reloads(&c.a), reloads(&c.b));
+    admin(&c.pg, &c.storage, &["quota", "alice", "1MiB"], "").await;
+    let started = Instant::now();
+    while reloads(&c.a) == before.0 || reloads(&c.b) == before.1 {
+        assert!(
+            started.elapsed() < DEADLINE,
+            "the change did not reach both nodes"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let small = local_file(local.path(), "small", 4096, 2);
+    for (node, client) in [("a", &mut on_a), ("b", &mut on_b)] {
+        let err = upload(client, &small, "small.bin", &Quiet)
+            .await
+            .expect_err(&format!("an upload over the lowered quota on node {node}"))
+            .to_string();
+        assert!(err.contains("quota exceeded"), "node {node}: {err}");
+    }
+    // Raised again, the space is there at once.
+    admin(&c.pg, &c.storage, &["quota", "alice", "2MiB"], "").await;
+    let started = Instant::now();
+    while upload(&mut on_b, &small, "small.bin", &Quiet)
+        .await
+        .is_err()
+    {
+        assert!(started.elapsed() < DEADLINE, "a raised quota did not apply");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_nodes_reservation_expires_and_the_space_comes_back() {
     let c = two_nodes().await;
     add_with_quota(&c, "alice", "8MiB").await;
